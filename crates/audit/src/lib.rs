@@ -1,0 +1,8 @@
+//! The audit log: who changed what, with which credential, from where. Refused
+//! verifications are aggregated per token, reason and minute so a flood cannot fill the
+//! disk.
+
+pub mod entity;
+mod service;
+
+pub use service::{AuditEvent, AuditFilter, AuditLog, NewEvent};

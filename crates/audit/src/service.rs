@@ -1,0 +1,214 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use sigil_core::db::Db;
+use sigil_core::{Error, Result, TenantId, TokenId, UserId};
+use uuid::Uuid;
+
+use crate::entity;
+
+#[derive(Clone, Debug, Default)]
+pub struct NewEvent {
+    pub tenant: Option<TenantId>,
+    pub actor: Option<UserId>,
+    pub actor_label: String,
+    pub credential: Option<TokenId>,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub id: Uuid,
+    pub tenant: Option<TenantId>,
+    pub actor: Option<UserId>,
+    pub actor_label: String,
+    pub credential: Option<TokenId>,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub occurrences: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<entity::Model> for AuditEvent {
+    fn from(m: entity::Model) -> Self {
+        let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+        Self {
+            id: m.id,
+            tenant: m.tenant_id,
+            actor: m.actor_id,
+            actor_label: m.actor_label,
+            credential: m.credential_id,
+            action: m.action,
+            target_type: m.target_type,
+            target_id: m.target_id,
+            before: parse(m.before),
+            after: parse(m.after),
+            client_ip: m.client_ip,
+            user_agent: m.user_agent,
+            occurrences: m.occurrences,
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub actor: Option<UserId>,
+    pub target_id: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Cursor: only events older than this id (ids are time-ordered UUIDv7).
+    pub before_id: Option<Uuid>,
+    /// Restrict to events whose target is one of these ids (a member's own tokens).
+    pub targets_in: Option<Vec<String>>,
+    pub limit: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct RefusalKey {
+    tenant: Option<TenantId>,
+    token: Option<TokenId>,
+    code: &'static str,
+    minute: i64,
+}
+
+#[derive(Clone)]
+pub struct AuditLog {
+    db: Db,
+    refusals: Arc<Mutex<HashMap<RefusalKey, (i32, Option<String>)>>>,
+}
+
+impl AuditLog {
+    pub fn new(db: Db) -> Self {
+        Self { db, refusals: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    pub async fn record(&self, event: NewEvent) -> Result<()> {
+        let to_text = |v: Option<serde_json::Value>| v.map(|v| v.to_string());
+        entity::Entity::insert(entity::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(event.tenant),
+            actor_id: Set(event.actor),
+            actor_label: Set(event.actor_label.chars().take(200).collect()),
+            credential_id: Set(event.credential),
+            action: Set(event.action),
+            target_type: Set(event.target_type),
+            target_id: Set(event.target_id),
+            before: Set(to_text(event.before)),
+            after: Set(to_text(event.after)),
+            client_ip: Set(event.client_ip),
+            user_agent: Set(event.user_agent),
+            occurrences: Set(1),
+            created_at: Set(sigil_core::now()),
+        })
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Counts a refused verification in memory; `flush_refusals` writes one row per token,
+    /// reason and minute.
+    pub fn note_refusal(&self, tenant: Option<TenantId>, token: Option<TokenId>, code: &'static str, ip: Option<String>) {
+        let minute = Utc::now().timestamp() / 60;
+        if let Ok(mut map) = self.refusals.lock() {
+            if map.len() > 100_000 {
+                return;
+            }
+            let slot = map.entry(RefusalKey { tenant, token, code, minute }).or_insert((0, None));
+            slot.0 += 1;
+            slot.1 = ip;
+        }
+    }
+
+    pub async fn flush_refusals(&self) -> Result<usize> {
+        let batch = match self.refusals.lock() {
+            Ok(mut map) => std::mem::take(&mut *map),
+            Err(_) => return Ok(0),
+        };
+        let n = batch.len();
+        for (key, (count, ip)) in batch {
+            let at = DateTime::from_timestamp(key.minute * 60, 0).unwrap_or_else(Utc::now);
+            entity::Entity::insert(entity::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                tenant_id: Set(key.tenant),
+                actor_id: Set(None),
+                actor_label: Set("anonymous".into()),
+                credential_id: Set(key.token),
+                action: Set("verification.refused".into()),
+                target_type: Set("token".into()),
+                target_id: Set(key.token.map(|t| t.to_string())),
+                before: Set(None),
+                after: Set(Some(serde_json::json!({ "code": key.code }).to_string())),
+                client_ip: Set(ip),
+                user_agent: Set(None),
+                occurrences: Set(count),
+                created_at: Set(at),
+            })
+            .exec_without_returning(&self.db)
+            .await?;
+        }
+        Ok(n)
+    }
+
+    pub async fn list(&self, tenant: Option<TenantId>, filter: AuditFilter) -> Result<Vec<AuditEvent>> {
+        let mut query = entity::Entity::find();
+        query = match tenant {
+            Some(t) => query.filter(entity::Column::TenantId.eq(t)),
+            None => query,
+        };
+        if let Some(actor) = filter.actor {
+            query = query.filter(entity::Column::ActorId.eq(actor));
+        }
+        if let Some(target) = filter.target_id {
+            query = query.filter(entity::Column::TargetId.eq(target));
+        }
+        if let Some(action) = filter.action {
+            query = query.filter(entity::Column::Action.eq(action));
+        }
+        if let Some(since) = filter.since {
+            query = query.filter(entity::Column::CreatedAt.gte(since));
+        }
+        if let Some(until) = filter.until {
+            query = query.filter(entity::Column::CreatedAt.lt(until));
+        }
+        if let Some(before) = filter.before_id {
+            query = query.filter(entity::Column::Id.lt(before));
+        }
+        if let Some(targets) = filter.targets_in {
+            query = query.filter(Condition::all().add(entity::Column::TargetId.is_in(targets)));
+        }
+        let rows = query
+            .order_by_desc(entity::Column::Id)
+            .limit(filter.limit.clamp(1, 200))
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(AuditEvent::from).collect())
+    }
+
+    /// Deletes events older than the retention period.
+    pub async fn prune(&self, retention_days: u32) -> Result<u64> {
+        let cutoff = Utc::now() - TimeDelta::days(i64::from(retention_days));
+        let cutoff = cutoff.duration_trunc(TimeDelta::seconds(1)).map_err(Error::internal)?;
+        let res = entity::Entity::delete_many()
+            .filter(entity::Column::CreatedAt.lt(cutoff))
+            .exec(&self.db)
+            .await?;
+        Ok(res.rows_affected)
+    }
+}

@@ -1,0 +1,17 @@
+//! Pieces every Sigil domain crate shares: ids, the error kinds, crypto helpers and the
+//! database connection. Nothing here knows HTTP.
+
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod ids;
+pub mod page;
+
+pub use error::{Error, Result};
+pub use ids::{ScopeSetId, TenantId, TokenId, UserId};
+
+/// Current time truncated to milliseconds, so values round-trip through every database.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    let t = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}

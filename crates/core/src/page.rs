@@ -1,0 +1,35 @@
+//! Offset pagination shared by list operations.
+
+pub const DEFAULT_LIMIT: u64 = 50;
+pub const MAX_LIMIT: u64 = 200;
+
+#[derive(Clone, Copy, Debug)]
+pub struct PageRequest {
+    pub offset: u64,
+    pub limit: u64,
+}
+
+impl PageRequest {
+    pub fn new(offset: Option<u64>, limit: Option<u64>) -> crate::Result<Self> {
+        let limit = limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(crate::Error::invalid(
+                "invalid_page_size",
+                format!("limit must be between 1 and {MAX_LIMIT}"),
+            ));
+        }
+        Ok(Self { offset: offset.unwrap_or(0), limit })
+    }
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        Self { offset: 0, limit: DEFAULT_LIMIT }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}

@@ -1,0 +1,29 @@
+//! Scope registry: plugins (named, versioned sets of API methods), scope sets over their
+//! methods, and the compiled [`Snapshot`] used to check tokens and route forward-auth
+//! requests.
+//!
+//! - [`PluginManifest`] is the registration document; [`PluginManifest::validate`] checks
+//!   it and [`PluginManifest::from_openapi`] imports one from an OpenAPI 3.x document.
+//! - [`Snapshot::build`] compiles global and tenant-private plugins into method indices,
+//!   [`MethodSet`] bitsets, predefined scope sets and per-verb route tries.
+//! - [`Registry`] holds the current snapshot and swaps it without blocking readers.
+
+pub mod access;
+pub mod bitset;
+pub mod manifest;
+pub mod openapi_import;
+pub mod pattern;
+pub mod registry;
+pub mod routes;
+pub mod snapshot;
+pub mod store;
+
+pub use access::{Access, ParseAccessError};
+pub use bitset::{MethodIdx, MethodSet};
+pub use manifest::{HttpRoute, ManifestMethod, ManifestScopeSet, PluginManifest};
+pub use pattern::EntryPattern;
+pub use registry::Registry;
+pub use routes::{RouteTable, HTTP_METHODS};
+pub use snapshot::{
+    MethodInfo, PredefinedSet, RegisteredPlugin, Snapshot, READ_CHANGE_SET, READ_ONLY_SET,
+};

@@ -1,0 +1,110 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem::Request;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::types::Any;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use sigil_audit::AuditFilter;
+use sigil_core::page::PageRequest;
+use sigil_core::UserId;
+use sigil_token::TokenFilter;
+use uuid::Uuid;
+
+use super::ApiTags;
+use crate::problem::ApiResult;
+use crate::state::AppState;
+
+pub struct AuditApi(pub Arc<AppState>);
+
+#[derive(Object)]
+pub struct AuditEventDto {
+    pub id: Uuid,
+    pub tenant_id: Option<Uuid>,
+    pub actor_id: Option<Uuid>,
+    pub actor: String,
+    /// The token the actor used.
+    pub credential_id: Option<Uuid>,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    pub before: Option<Any<serde_json::Value>>,
+    pub after: Option<Any<serde_json::Value>>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// How many identical events this row stands for (refusals are aggregated per minute).
+    pub occurrences: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Object)]
+pub struct AuditPage {
+    pub items: Vec<AuditEventDto>,
+    /// Pass as `cursor` to get older events; absent on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+#[derive(ApiResponse)]
+pub enum AuditResponse {
+    #[oai(status = 200)]
+    Ok(Json<AuditPage>),
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Audit")]
+impl AuditApi {
+    /// Audit events of your tenant, newest first (members see events about their tokens).
+    #[oai(path = "/audit-events", method = "get", operation_id = "listAuditEvents")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        req: &Request,
+        actor_id: Query<Option<Uuid>>,
+        target_id: Query<Option<String>>,
+        action: Query<Option<String>>,
+        since: Query<Option<DateTime<Utc>>>,
+        until: Query<Option<DateTime<Utc>>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<Uuid>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
+    ) -> ApiResult<AuditResponse> {
+        let p = self.0.principal(req, "audit.list").await?;
+        let limit = limit.0.unwrap_or(50);
+        let mut filter = AuditFilter {
+            actor: actor_id.0.map(UserId),
+            target_id: target_id.0,
+            action: action.0,
+            since: since.0,
+            until: until.0,
+            before_id: cursor.0,
+            targets_in: None,
+            limit,
+        };
+        if p.role != sigil_user::Role::Admin {
+            let own = self.0.tokens.list(&p, TokenFilter { owner: Some(p.user_id), ..TokenFilter::default() }, PageRequest::new(Some(0), Some(200))?).await?;
+            filter.targets_in = Some(own.items.iter().map(|t| t.id.to_string()).collect());
+        }
+        let events = self.0.audit.list(Some(p.tenant_id), filter).await?;
+        let next_cursor = (events.len() as u64 == limit).then(|| events.last().map(|e| e.id)).flatten();
+        let items = events
+            .into_iter()
+            .map(|e| AuditEventDto {
+                id: e.id,
+                tenant_id: e.tenant.map(|t| t.0),
+                actor_id: e.actor.map(|a| a.0),
+                actor: e.actor_label,
+                credential_id: e.credential.map(|c| c.0),
+                action: e.action,
+                target_type: e.target_type,
+                target_id: e.target_id,
+                before: e.before.map(Any),
+                after: e.after.map(Any),
+                client_ip: e.client_ip,
+                user_agent: e.user_agent,
+                occurrences: e.occurrences,
+                created_at: e.created_at,
+            })
+            .collect();
+        Ok(AuditResponse::Ok(Json(AuditPage { items, next_cursor })))
+    }
+}

@@ -1,0 +1,257 @@
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use poem::Request;
+use poem_openapi::param::Query;
+use poem_openapi::payload::{Form, Json};
+use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
+use sigil_core::Error;
+use sigil_user::UserPatch;
+
+use super::dto::{RoleDto, UserDto};
+use super::ApiTags;
+use crate::auth::client_ip;
+use crate::problem::ApiResult;
+use crate::state::AppState;
+
+pub struct AuthApi(pub Arc<AppState>);
+
+/// Credentials for a login; with HTTP Basic, give only `tenant` here (or in the query).
+#[derive(Debug, Object, serde::Deserialize)]
+pub struct LoginBody {
+    /// Tenant slug.
+    pub tenant: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(ApiRequest)]
+pub enum LoginRequest {
+    Json(Json<LoginBody>),
+    Form(Form<LoginBody>),
+}
+
+/// A login session token (valid one hour unless the tenant policy shortens it).
+#[derive(Object)]
+pub struct LoginResult {
+    /// The session token (a JWT); send it as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    pub expires_at: DateTime<Utc>,
+    /// Seconds until expiry.
+    pub expires_in: i64,
+    pub tenant: String,
+    pub user: UserDto,
+}
+
+#[derive(ApiResponse)]
+pub enum LoginResponse {
+    /// Signed in.
+    #[oai(status = 200)]
+    Ok(Json<LoginResult>),
+}
+
+#[derive(Object)]
+pub struct ConfirmPasswordBody {
+    pub password: String,
+}
+
+#[derive(Object)]
+pub struct Confirmation {
+    /// Token changes made with this session need no new confirmation until then.
+    pub confirmed_until: DateTime<Utc>,
+}
+
+#[derive(ApiResponse)]
+pub enum ConfirmResponse {
+    /// The session may change tokens for a few minutes.
+    #[oai(status = 200)]
+    Ok(Json<Confirmation>),
+}
+
+/// The signed-in user and the credential in use.
+#[derive(Object)]
+pub struct CurrentUser {
+    pub user: UserDto,
+    pub tenant: String,
+    pub role: RoleDto,
+    pub token_id: uuid::Uuid,
+    /// `session`, `personal` or `application`.
+    pub token_kind: String,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    /// Until when token changes need no password confirmation.
+    pub confirmed_until: Option<DateTime<Utc>>,
+    /// Whether token changes with this credential need `confirmPassword` first.
+    pub password_confirmation_required: bool,
+    /// Methods this credential may call (scope ∩ role).
+    pub methods: Vec<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum CurrentUserResponse {
+    #[oai(status = 200)]
+    Ok(Json<CurrentUser>),
+}
+
+#[derive(Object)]
+pub struct UpdateCurrentUserBody {
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub display_name: Option<String>,
+    #[oai(validator(max_length = 254))]
+    pub email: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum UserResponse {
+    #[oai(status = 200)]
+    Ok(Json<UserDto>),
+}
+
+#[derive(Object)]
+pub struct ChangePasswordBody {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(ApiResponse)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+fn basic_credentials(req: &Request) -> Option<(String, String)> {
+    let value = req.headers().get("authorization")?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (user, pass) = decoded.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Sign in with username, password and tenant (JSON, form, or HTTP Basic plus tenant).
+    #[oai(path = "/auth/login", method = "post", operation_id = "login")]
+    async fn login(&self, req: &Request, tenant: Query<Option<String>>, body: LoginRequest) -> ApiResult<LoginResponse> {
+        let body = match body {
+            LoginRequest::Json(Json(b)) | LoginRequest::Form(Form(b)) => b,
+        };
+        let (username, password) = match (body.username, body.password, basic_credentials(req)) {
+            (Some(u), Some(p), _) => (u, p),
+            (_, _, Some((u, p))) => (u, p),
+            _ => return Err(Error::invalid("credentials_required", "give username and password (or HTTP Basic)").into()),
+        };
+        let slug = body.tenant.or(tenant.0).ok_or_else(|| Error::invalid("tenant_required", "give the tenant"))?;
+        let state = &self.0;
+        let ip = client_ip(req, state.verifier.trusted_proxies());
+        let tenant = state.tenants.get_by_slug(&slug).await?;
+        let Some(tenant) = tenant else {
+            // Same work as a real attempt, so unknown tenants cannot be told apart.
+            let _ = state.users.hasher().verify(password, None).await;
+            return Err(Error::unauthorized("invalid_credentials", "the username or password is wrong").into());
+        };
+        let policy = &tenant.policy;
+        let window = std::time::Duration::from_secs(u64::from(policy.login_lockout_secs));
+        state.throttle.check(tenant.id, &username, ip, policy.login_max_failures, window)?;
+        let user = match state.users.authenticate(tenant.id, &username, password).await {
+            Ok(user) => user,
+            Err(e) => {
+                state.throttle.record_failure(tenant.id, &username, ip, window);
+                return Err(e.into());
+            }
+        };
+        if !tenant.enabled {
+            return Err(Error::unauthorized("tenant_disabled", "the tenant is disabled").into());
+        }
+        if !user.api_access {
+            return Err(Error::forbidden("api_access_denied", "the user lacks the api_access permission").into());
+        }
+        state.throttle.record_success(tenant.id, &username);
+        let minted = state.tokens.create_session(&user, policy.session_lifetime_secs).await?;
+        let expires_at = minted.token.expires_at.unwrap_or_else(Utc::now);
+        Ok(LoginResponse::Ok(Json(LoginResult {
+            token: minted.secret,
+            token_type: "Bearer".into(),
+            expires_in: (expires_at - Utc::now()).num_seconds().max(0),
+            expires_at,
+            tenant: tenant.slug,
+            user: UserDto::from(&user),
+        })))
+    }
+
+    /// Confirm your password to change tokens with this login session for a few minutes.
+    #[oai(path = "/auth/confirm-password", method = "post", operation_id = "confirmPassword")]
+    async fn confirm_password(&self, req: &Request, body: Json<ConfirmPasswordBody>) -> ApiResult<ConfirmResponse> {
+        let p = self.0.principal(req, "auth.confirm_password").await?;
+        let policy = &p.policy;
+        let ip = client_ip(req, self.0.verifier.trusted_proxies());
+        let window = std::time::Duration::from_secs(u64::from(policy.login_lockout_secs));
+        self.0.throttle.check(p.tenant_id, &p.username, ip, policy.login_max_failures, window)?;
+        if !self.0.users.check_password(p.tenant_id, p.user_id, body.0.password).await? {
+            self.0.throttle.record_failure(p.tenant_id, &p.username, ip, window);
+            return Err(Error::forbidden("invalid_password", "the password is wrong").into());
+        }
+        let until = self.0.tokens.confirm_session(&p).await?;
+        Ok(ConfirmResponse::Ok(Json(Confirmation { confirmed_until: until })))
+    }
+
+    /// The signed-in user, their tenant and the rights of the credential in use.
+    #[oai(path = "/users/me", method = "get", operation_id = "getCurrentUser")]
+    async fn current_user(&self, req: &Request) -> ApiResult<CurrentUserResponse> {
+        let p = self.0.principal(req, "me.get").await?;
+        let user = self.0.users.get(p.tenant_id, p.user_id).await?;
+        let snapshot = self.0.registry.load();
+        let methods = snapshot.method_ids(&p.rights).map(str::to_owned).collect();
+        Ok(CurrentUserResponse::Ok(Json(CurrentUser {
+            user: UserDto::from(&user),
+            tenant: p.tenant_slug.clone(),
+            role: p.role.into(),
+            token_id: p.token_id.0,
+            token_kind: p.token_kind.as_str().to_owned(),
+            token_expires_at: p.expires_at,
+            confirmed_until: p.elevated_until.filter(|t| *t > Utc::now()),
+            password_confirmation_required: p.require_confirmation().is_err(),
+            methods,
+        })))
+    }
+
+    /// Change your display name or email.
+    #[oai(path = "/users/me", method = "patch", operation_id = "updateCurrentUser")]
+    async fn update_current_user(&self, req: &Request, body: Json<UpdateCurrentUserBody>) -> ApiResult<UserResponse> {
+        let p = self.0.principal(req, "me.update").await?;
+        let before = self.0.users.get(p.tenant_id, p.user_id).await?;
+        let patch = UserPatch {
+            display_name: body.0.display_name,
+            email: body.0.email.map(|e| Some(e).filter(|e| !e.is_empty())),
+            ..UserPatch::default()
+        };
+        let user = self.0.users.update(p.tenant_id, p.user_id, patch).await?;
+        self.0
+            .audit(req, Some(&p), "user.update", "user", Some(user.id.to_string()),
+                Some(serde_json::json!({"display_name": before.display_name, "email": before.email})),
+                Some(serde_json::json!({"display_name": user.display_name, "email": user.email})))
+            .await;
+        Ok(UserResponse::Ok(Json(UserDto::from(&user))))
+    }
+
+    /// Change your password; every other login session of yours ends.
+    #[oai(path = "/users/me/password", method = "post", operation_id = "changePassword")]
+    async fn change_password(&self, req: &Request, body: Json<ChangePasswordBody>) -> ApiResult<NoContent> {
+        let p = self.0.principal(req, "me.change_password").await?;
+        let body = body.0;
+        if !self.0.users.check_password(p.tenant_id, p.user_id, body.current_password).await? {
+            return Err(Error::forbidden("invalid_password", "the current password is wrong").into());
+        }
+        self.0.users.set_password(p.tenant_id, p.user_id, body.new_password).await?;
+        let keep = p.is_session().then_some(p.token_id);
+        self.0.tokens.revoke_sessions(p.tenant_id, p.user_id, keep).await?;
+        self.0.audit(req, Some(&p), "user.change_password", "user", Some(p.user_id.to_string()), None, None).await;
+        Ok(NoContent::Done)
+    }
+}

@@ -1,0 +1,644 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem::Request;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::Any;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use sigil_core::{Error, TenantId};
+use sigil_scope_registry::store::{CustomSet, CustomSetInput};
+use sigil_scope_registry::{
+    Access, HttpRoute, ManifestMethod, ManifestScopeSet, PluginManifest, RegisteredPlugin, Snapshot,
+};
+use sigil_token::{Caller, Change};
+
+
+use super::ApiTags;
+use crate::problem::ApiResult;
+use crate::state::AppState;
+
+pub struct RegistryApi(pub Arc<AppState>);
+
+pub const BUILTIN_PLUGIN: &str = "sigil";
+const MAX_SET_ENTRIES: usize = 500;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum AccessDto {
+    Read,
+    Change,
+}
+
+impl From<Access> for AccessDto {
+    fn from(a: Access) -> Self {
+        match a {
+            Access::Read => AccessDto::Read,
+            Access::Change => AccessDto::Change,
+        }
+    }
+}
+
+impl From<AccessDto> for Access {
+    fn from(a: AccessDto) -> Self {
+        match a {
+            AccessDto::Read => Access::Read,
+            AccessDto::Change => Access::Change,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Object)]
+pub struct HttpRouteDto {
+    /// HTTP verb (GET, POST, ...).
+    pub method: String,
+    /// Path template, e.g. `/1.0/environment/control/rest/stopenv` or `/items/{id}`.
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Object)]
+pub struct ManifestMethodDto {
+    /// Dotted method id, e.g. `environment.control.stopenv`.
+    pub id: String,
+    pub http: HttpRouteDto,
+    pub access: AccessDto,
+    pub description: Option<String>,
+    pub docs_url: Option<String>,
+}
+
+#[derive(Clone, Debug, Object)]
+pub struct ManifestScopeSetDto {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// Method ids or globs of this plugin.
+    pub methods: Vec<String>,
+    /// `read` keeps only the read methods.
+    pub access: Option<AccessDto>,
+}
+
+/// A plugin manifest: the plugin's API methods and predefined scope sets.
+#[derive(Clone, Debug, Object)]
+pub struct ManifestDto {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub description: Option<String>,
+    pub docs_url: Option<String>,
+    #[oai(validator(max_items = 5000))]
+    pub methods: Vec<ManifestMethodDto>,
+    #[oai(validator(max_items = 500))]
+    pub scope_sets: Option<Vec<ManifestScopeSetDto>>,
+}
+
+impl From<ManifestDto> for PluginManifest {
+    fn from(m: ManifestDto) -> Self {
+        PluginManifest {
+            id: m.id,
+            name: m.name,
+            version: m.version,
+            description: m.description,
+            docs_url: m.docs_url,
+            methods: m
+                .methods
+                .into_iter()
+                .map(|x| ManifestMethod {
+                    id: x.id,
+                    http: HttpRoute::new(&x.http.method, &x.http.path),
+                    access: x.access.into(),
+                    description: x.description.unwrap_or_default(),
+                    docs_url: x.docs_url,
+                })
+                .collect(),
+            scope_sets: m
+                .scope_sets
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| ManifestScopeSet {
+                    id: s.id,
+                    name: s.name,
+                    description: s.description.unwrap_or_default(),
+                    methods: s.methods,
+                    access: s.access.map(Into::into),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Register a plugin from a manifest, or from an OpenAPI 3.x document.
+#[derive(Object)]
+pub struct RegisterPluginBody {
+    pub manifest: Option<ManifestDto>,
+    /// An OpenAPI 3.x document (JSON): operationId → method, GET/HEAD → read, other verbs
+    /// → change, `x-sigil-access` overrides, tags become predefined sets.
+    pub openapi: Option<Any<serde_json::Value>>,
+    /// Plugin id when registering from OpenAPI.
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    /// Operator only: register for every tenant (default true for the operator, false
+    /// for a tenant admin, whose plugins are private to the tenant).
+    pub global: Option<bool>,
+}
+
+#[derive(Clone, Debug, Object)]
+pub struct MethodDto {
+    pub id: String,
+    pub plugin: String,
+    pub http_method: String,
+    pub path: String,
+    pub access: AccessDto,
+    pub description: String,
+    /// Link to the method's API documentation.
+    pub docs_url: Option<String>,
+}
+
+#[derive(Clone, Debug, Object)]
+pub struct PluginDto {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub description: Option<String>,
+    /// `global` or `tenant`.
+    pub visibility: String,
+    pub built_in: bool,
+    pub methods: Vec<MethodDto>,
+    pub scope_sets: Vec<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Object)]
+pub struct RegisteredPluginDto {
+    pub plugin: PluginDto,
+    /// Method ids the new version no longer has; tokens simply lose them.
+    pub removed_methods: Vec<String>,
+}
+
+#[derive(Object)]
+pub struct DeletedPluginDto {
+    pub id: String,
+    pub removed_methods: Vec<String>,
+    pub note: String,
+}
+
+#[derive(Object)]
+pub struct MethodList {
+    pub items: Vec<MethodDto>,
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum SetKind {
+    Predefined,
+    Custom,
+}
+
+#[derive(Object)]
+pub struct ScopeSetDto {
+    /// Id to use as a token's `scope_set`.
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub kind: SetKind,
+    /// Defining plugin of a predefined set.
+    pub plugin: Option<String>,
+    pub entries: Vec<String>,
+    pub access: Option<AccessDto>,
+    pub method_count: u64,
+    /// The resolved method ids (getScopeSet only).
+    pub methods: Option<Vec<String>>,
+}
+
+#[derive(Object)]
+pub struct CreateScopeSetBody {
+    /// 2-63 of a-z, 0-9, '-', '_'.
+    #[oai(validator(min_length = 2, max_length = 63))]
+    pub id: String,
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: String,
+    #[oai(validator(max_length = 2000))]
+    pub description: Option<String>,
+    /// Method ids or globs (`environment.*`).
+    #[oai(validator(min_items = 1, max_items = 500))]
+    pub methods: Vec<String>,
+    pub access: Option<AccessDto>,
+}
+
+#[derive(Object)]
+pub struct UpdateScopeSetBody {
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: Option<String>,
+    #[oai(validator(max_length = 2000))]
+    pub description: Option<String>,
+    #[oai(validator(min_items = 1, max_items = 500))]
+    pub methods: Option<Vec<String>>,
+    pub access: Option<AccessDto>,
+}
+
+#[derive(ApiResponse)]
+pub enum PluginListResponse {
+    #[oai(status = 200)]
+    Ok(Json<Vec<PluginDto>>),
+}
+
+#[derive(ApiResponse)]
+pub enum RegisterResponse {
+    /// Registered.
+    #[oai(status = 201)]
+    Created(Json<RegisteredPluginDto>),
+    /// Updated to the new version.
+    #[oai(status = 200)]
+    Updated(Json<RegisteredPluginDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum PluginResponse {
+    #[oai(status = 200)]
+    Ok(Json<PluginDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum DeletePluginResponse {
+    #[oai(status = 200)]
+    Ok(Json<DeletedPluginDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum MethodListResponse {
+    #[oai(status = 200)]
+    Ok(Json<MethodList>),
+}
+
+#[derive(ApiResponse)]
+pub enum ScopeSetListResponse {
+    #[oai(status = 200)]
+    Ok(Json<Vec<ScopeSetDto>>),
+}
+
+#[derive(ApiResponse)]
+pub enum ScopeSetResponse {
+    #[oai(status = 200)]
+    Ok(Json<ScopeSetDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum ScopeSetCreatedResponse {
+    #[oai(status = 201)]
+    Created(Json<ScopeSetDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum ScopeSetDeletedResponse {
+    #[oai(status = 204)]
+    Deleted,
+}
+
+fn method_dto(m: &sigil_scope_registry::MethodInfo) -> MethodDto {
+    MethodDto {
+        id: m.id.clone(),
+        plugin: m.plugin.clone(),
+        http_method: m.http_method.clone(),
+        path: m.path.clone(),
+        access: m.access.into(),
+        description: m.description.clone(),
+        docs_url: m.docs_url.clone(),
+    }
+}
+
+fn plugin_dto(snapshot: &Snapshot, p: &RegisteredPlugin, stamps: Option<(DateTime<Utc>, DateTime<Utc>)>) -> PluginDto {
+    let methods = p
+        .manifest
+        .methods
+        .iter()
+        .filter_map(|m| snapshot.lookup(p.tenant, &m.id).map(|idx| method_dto(snapshot.method(idx))))
+        .collect();
+    PluginDto {
+        id: p.manifest.id.clone(),
+        name: p.manifest.name.clone(),
+        version: p.manifest.version.clone(),
+        description: p.manifest.description.clone(),
+        visibility: if p.tenant.is_some() { "tenant" } else { "global" }.into(),
+        built_in: p.manifest.id == BUILTIN_PLUGIN && p.tenant.is_none(),
+        methods,
+        scope_sets: p.manifest.scope_sets.iter().map(|s| format!("{}.{}", p.manifest.id, s.id)).collect(),
+        created_at: stamps.map(|s| s.0),
+        updated_at: stamps.map(|s| s.1),
+    }
+}
+
+fn custom_dto(snapshot: &Snapshot, set: &CustomSet, with_methods: bool) -> ScopeSetDto {
+    let resolved = snapshot.resolve_lenient(Some(set.tenant.0), &set.entries, set.access);
+    ScopeSetDto {
+        id: set.slug.clone(),
+        name: set.name.clone(),
+        description: set.description.clone(),
+        kind: SetKind::Custom,
+        plugin: None,
+        entries: set.entries.clone(),
+        access: set.access.map(Into::into),
+        method_count: resolved.len() as u64,
+        methods: with_methods.then(|| snapshot.method_ids(&resolved).map(str::to_owned).collect()),
+    }
+}
+
+/// Compares dotted numeric versions; non-numeric parts compare as text.
+fn is_newer(new: &str, old: &str) -> bool {
+    let parts = |v: &str| v.split(['.', '-']).map(|p| p.parse::<u64>().map_err(|_| p.to_owned())).collect::<Vec<_>>();
+    let (a, b) = (parts(new), parts(old));
+    for (x, y) in a.iter().zip(b.iter()) {
+        match (x, y) {
+            (Ok(x), Ok(y)) if x != y => return x > y,
+            (Err(x), Err(y)) if x != y => return x > y,
+            (Ok(_), Err(_)) => return true,
+            (Err(_), Ok(_)) => return false,
+            _ => {}
+        }
+    }
+    a.len() > b.len()
+}
+
+impl RegistryApi {
+    /// Who is asking: the operator (global plugins) or a tenant principal.
+    async fn scope_of(&self, req: &Request, method: &str) -> ApiResult<(Option<TenantId>, Option<Arc<sigil_token::Principal>>)> {
+        Ok(match self.0.caller(req, method).await? {
+            Caller::Operator => (None, None),
+            Caller::Tenant(p) => (Some(p.tenant_id), Some(p)),
+        })
+    }
+
+    async fn registry_changed(&self, tenant: Option<TenantId>) -> ApiResult<()> {
+        self.0.reload_registry().await?;
+        self.0.changed(Change::Registry { tenant }).await;
+        Ok(())
+    }
+
+    fn find_visible<'a>(snapshot: &'a Snapshot, tenant: Option<TenantId>, id: &str) -> Option<&'a RegisteredPlugin> {
+        let own = tenant.and_then(|t| snapshot.plugin(Some(t.0), id).filter(|p| p.tenant == Some(t.0)));
+        own.or_else(|| snapshot.plugin(None, id).filter(|p| p.tenant.is_none()))
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Registry")]
+impl RegistryApi {
+    /// Plugins you can see: global ones and your tenant's own.
+    #[oai(path = "/plugins", method = "get", operation_id = "listPlugins")]
+    async fn list_plugins(&self, req: &Request) -> ApiResult<PluginListResponse> {
+        let (tenant, _) = self.scope_of(req, "plugins.list").await?;
+        let snapshot = self.0.registry.current();
+        let items = snapshot
+            .plugins()
+            .iter()
+            .filter(|p| p.tenant.is_none() || p.tenant == tenant.map(|t| t.0))
+            .map(|p| plugin_dto(&snapshot, p, None))
+            .collect();
+        Ok(PluginListResponse::Ok(Json(items)))
+    }
+
+    /// Register or upgrade a plugin (operator: global; tenant admin: private to the tenant).
+    #[oai(path = "/plugins", method = "post", operation_id = "registerPlugin")]
+    async fn register_plugin(&self, req: &Request, body: Json<RegisterPluginBody>) -> ApiResult<RegisterResponse> {
+        let (caller_tenant, principal) = self.scope_of(req, "plugins.register").await?;
+        let b = body.0;
+        let target = match (caller_tenant, b.global) {
+            (None, Some(false)) => return Err(Error::invalid("tenant_required", "the operator registers global plugins").into()),
+            (None, _) => None,
+            (Some(_), Some(true)) => return Err(Error::forbidden("operator_only", "only the operator registers global plugins").into()),
+            (Some(t), _) => Some(t),
+        };
+        let mut manifest: PluginManifest = match (b.manifest, b.openapi) {
+            (Some(m), None) => m.into(),
+            (None, Some(doc)) => {
+                let id = b.id.ok_or_else(|| Error::invalid("id_required", "give the plugin id for an OpenAPI document"))?;
+                PluginManifest::from_openapi(&doc.0, &id, b.name.as_deref(), b.version.as_deref())
+                    .map_err(|errors| Error::invalid_with("invalid_openapi", "the OpenAPI document cannot be imported", errors))?
+            }
+            _ => return Err(Error::invalid("manifest_required", "give exactly one of manifest or openapi").into()),
+        };
+        manifest.normalize();
+        manifest.validate().map_err(|errors| Error::invalid_with("invalid_manifest", "the manifest is invalid", errors))?;
+        if manifest.id == BUILTIN_PLUGIN {
+            return Err(Error::conflict("reserved_plugin", "the plugin id 'sigil' is reserved").into());
+        }
+        let existing = self.0.plugins.get(target, &manifest.id).await?;
+        if let Some(old) = &existing {
+            if old.manifest == manifest {
+                let snapshot = self.0.registry.current();
+                let reg = RegisteredPlugin { tenant: target.map(|t| t.0), manifest };
+                let dto = plugin_dto(&snapshot, &reg, Some((old.created_at, old.updated_at)));
+                return Ok(RegisterResponse::Updated(Json(RegisteredPluginDto { plugin: dto, removed_methods: vec![] })));
+            }
+            if !is_newer(&manifest.version, &old.manifest.version) {
+                return Err(Error::conflict("version_not_newer", format!("version {} is not newer than the registered {}", manifest.version, old.manifest.version)).into());
+            }
+        }
+        // The whole registry must still compile with the new plugin (no id conflicts).
+        let current = self.0.registry.current();
+        let mut plugins: Vec<RegisteredPlugin> = current
+            .plugins()
+            .iter()
+            .filter(|p| !(p.manifest.id == manifest.id && p.tenant == target.map(|t| t.0)))
+            .cloned()
+            .collect();
+        plugins.push(RegisteredPlugin { tenant: target.map(|t| t.0), manifest: manifest.clone() });
+        Snapshot::build(plugins).map_err(|errors| Error::invalid_with("registry_conflict", "the plugin conflicts with registered methods", errors))?;
+        let removed_methods: Vec<String> = existing
+            .as_ref()
+            .map(|old| old.manifest.methods.iter().filter(|m| !manifest.methods.iter().any(|n| n.id == m.id)).map(|m| m.id.clone()).collect())
+            .unwrap_or_default();
+        let created = self.0.plugins.upsert(target, &manifest).await?;
+        self.registry_changed(target).await?;
+        let snapshot = self.0.registry.current();
+        let stored = self.0.plugins.get(target, &manifest.id).await?;
+        let reg = RegisteredPlugin { tenant: target.map(|t| t.0), manifest };
+        let dto = plugin_dto(&snapshot, &reg, stored.map(|s| (s.created_at, s.updated_at)));
+        self.0.audit(req, principal.as_deref(), if created { "plugin.register" } else { "plugin.update" }, "plugin", Some(dto.id.clone()),
+            existing.map(|o| serde_json::json!({"version": o.manifest.version})), Some(serde_json::json!({"version": dto.version, "methods": dto.methods.len()}))).await;
+        let body = Json(RegisteredPluginDto { plugin: dto, removed_methods });
+        Ok(if created { RegisterResponse::Created(body) } else { RegisterResponse::Updated(body) })
+    }
+
+    /// A plugin with its methods and predefined sets.
+    #[oai(path = "/plugins/:plugin_id", method = "get", operation_id = "getPlugin")]
+    async fn get_plugin(&self, req: &Request, plugin_id: Path<String>) -> ApiResult<PluginResponse> {
+        let (tenant, _) = self.scope_of(req, "plugins.get").await?;
+        let snapshot = self.0.registry.current();
+        let plugin = Self::find_visible(&snapshot, tenant, &plugin_id.0).ok_or(Error::not_found("plugin"))?;
+        let stamps = match self.0.plugins.get(plugin.tenant.map(TenantId), &plugin.manifest.id).await? {
+            Some(r) => Some((r.created_at, r.updated_at)),
+            None => None,
+        };
+        Ok(PluginResponse::Ok(Json(plugin_dto(&snapshot, plugin, stamps))))
+    }
+
+    /// Remove a plugin; tokens whose scope named its methods simply lose them.
+    #[oai(path = "/plugins/:plugin_id", method = "delete", operation_id = "deletePlugin")]
+    async fn delete_plugin(&self, req: &Request, plugin_id: Path<String>) -> ApiResult<DeletePluginResponse> {
+        let (tenant, principal) = self.scope_of(req, "plugins.delete").await?;
+        if plugin_id.0 == BUILTIN_PLUGIN && tenant.is_none() {
+            return Err(Error::conflict("reserved_plugin", "the built-in plugin cannot be removed").into());
+        }
+        let stored = self.0.plugins.get(tenant, &plugin_id.0).await?.ok_or(Error::not_found("plugin"))?;
+        self.0.plugins.delete(tenant, &plugin_id.0).await?;
+        self.registry_changed(tenant).await?;
+        let removed: Vec<String> = stored.manifest.methods.iter().map(|m| m.id.clone()).collect();
+        self.0.audit(req, principal.as_deref(), "plugin.delete", "plugin", Some(plugin_id.0.clone()),
+            Some(serde_json::json!({"version": stored.manifest.version})), None).await;
+        Ok(DeletePluginResponse::Ok(Json(DeletedPluginDto {
+            id: plugin_id.0.clone(),
+            note: format!("{} methods removed; tokens whose scope named them no longer grant them", removed.len()),
+            removed_methods: removed,
+        })))
+    }
+
+    /// Search API methods by id and description, filter by plugin and access.
+    #[oai(path = "/methods", method = "get", operation_id = "listMethods")]
+    async fn list_methods(
+        &self,
+        req: &Request,
+        q: Query<Option<String>>,
+        plugin: Query<Option<String>>,
+        access: Query<Option<AccessDto>>,
+        #[oai(validator(maximum(value = "1000000")))] offset: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<u64>>,
+    ) -> ApiResult<MethodListResponse> {
+        let (tenant, _) = self.scope_of(req, "methods.list").await?;
+        let snapshot = self.0.registry.current();
+        let needle = q.0.unwrap_or_default().to_lowercase();
+        let matching: Vec<MethodDto> = snapshot
+            .methods_visible(tenant.map(|t| t.0))
+            .map(|(_, m)| m)
+            .filter(|m| plugin.0.as_deref().is_none_or(|p| m.plugin == p))
+            .filter(|m| access.0.is_none_or(|a| Access::from(a) == m.access))
+            .filter(|m| needle.is_empty() || m.id.to_lowercase().contains(&needle) || m.description.to_lowercase().contains(&needle))
+            .map(method_dto)
+            .collect();
+        let offset = offset.0.unwrap_or(0);
+        let limit = limit.0.unwrap_or(200);
+        let total = matching.len() as u64;
+        let items = matching.into_iter().skip(offset as usize).take(limit as usize).collect();
+        Ok(MethodListResponse::Ok(Json(MethodList { items, total, offset, limit })))
+    }
+
+    /// Predefined and custom scope sets.
+    #[oai(path = "/scope-sets", method = "get", operation_id = "listScopeSets")]
+    async fn list_scope_sets(&self, req: &Request, q: Query<Option<String>>, kind: Query<Option<SetKind>>) -> ApiResult<ScopeSetListResponse> {
+        let p = self.0.principal(req, "scope_sets.list").await?;
+        let snapshot = self.0.registry.current();
+        let needle = q.0.clone().unwrap_or_default().to_lowercase();
+        let mut items = Vec::new();
+        if kind.0 != Some(SetKind::Custom) {
+            items.extend(
+                snapshot
+                    .predefined_sets(Some(p.tenant_id.0))
+                    .filter(|s| needle.is_empty() || s.id.contains(&needle) || s.name.to_lowercase().contains(&needle))
+                    .map(|s| ScopeSetDto {
+                        id: s.id.clone(),
+                        name: s.name.clone(),
+                        description: s.description.clone(),
+                        kind: SetKind::Predefined,
+                        plugin: s.plugin.clone(),
+                        entries: s.entries.clone(),
+                        access: s.access.map(Into::into),
+                        method_count: s.methods.len() as u64,
+                        methods: None,
+                    }),
+            );
+        }
+        if kind.0 != Some(SetKind::Predefined) {
+            let custom = self.0.sets.list(p.tenant_id, q.0.as_deref()).await?;
+            items.extend(custom.iter().map(|c| custom_dto(&snapshot, c, false)));
+        }
+        Ok(ScopeSetListResponse::Ok(Json(items)))
+    }
+
+    /// Define a custom scope set (admin).
+    #[oai(path = "/scope-sets", method = "post", operation_id = "createScopeSet")]
+    async fn create_scope_set(&self, req: &Request, body: Json<CreateScopeSetBody>) -> ApiResult<ScopeSetCreatedResponse> {
+        let p = self.0.principal(req, "scope_sets.create").await?;
+        let b = body.0;
+        let snapshot = self.0.registry.current();
+        if snapshot.predefined_set(Some(p.tenant_id.0), &b.id).is_some() {
+            return Err(Error::conflict("scope_set_exists", "a predefined set has this id").into());
+        }
+        check_entries(&snapshot, p.tenant_id, &b.methods, b.access)?;
+        let set = self
+            .0
+            .sets
+            .create(p.tenant_id, CustomSetInput { slug: b.id, name: b.name, description: b.description.unwrap_or_default(), entries: b.methods, access: b.access.map(Into::into) })
+            .await?;
+        self.registry_changed(Some(p.tenant_id)).await?;
+        let dto = custom_dto(&snapshot, &set, true);
+        self.0.audit(req, Some(&p), "scope_set.create", "scope_set", Some(set.slug.clone()), None, Some(serde_json::json!({"name": set.name, "entries": set.entries}))).await;
+        Ok(ScopeSetCreatedResponse::Created(Json(dto)))
+    }
+
+    /// A scope set with its resolved methods.
+    #[oai(path = "/scope-sets/:set_id", method = "get", operation_id = "getScopeSet")]
+    async fn get_scope_set(&self, req: &Request, set_id: Path<String>) -> ApiResult<ScopeSetResponse> {
+        let p = self.0.principal(req, "scope_sets.get").await?;
+        let snapshot = self.0.registry.current();
+        if let Some(s) = snapshot.predefined_set(Some(p.tenant_id.0), &set_id.0) {
+            return Ok(ScopeSetResponse::Ok(Json(ScopeSetDto {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                description: s.description.clone(),
+                kind: SetKind::Predefined,
+                plugin: s.plugin.clone(),
+                entries: s.entries.clone(),
+                access: s.access.map(Into::into),
+                method_count: s.methods.len() as u64,
+                methods: Some(snapshot.method_ids(&s.methods).map(str::to_owned).collect()),
+            })));
+        }
+        let set = self.0.sets.find(p.tenant_id, &set_id.0).await?.ok_or(Error::not_found("scope set"))?;
+        Ok(ScopeSetResponse::Ok(Json(custom_dto(&snapshot, &set, true))))
+    }
+
+    /// Change a custom scope set (admin); tokens using it change with it.
+    #[oai(path = "/scope-sets/:set_id", method = "patch", operation_id = "updateScopeSet")]
+    async fn update_scope_set(&self, req: &Request, set_id: Path<String>, body: Json<UpdateScopeSetBody>) -> ApiResult<ScopeSetResponse> {
+        let p = self.0.principal(req, "scope_sets.update").await?;
+        let b = body.0;
+        let snapshot = self.0.registry.current();
+        let before = self.0.sets.find(p.tenant_id, &set_id.0).await?.ok_or(Error::not_found("scope set"))?;
+        let entries = b.methods.clone().unwrap_or_else(|| before.entries.clone());
+        let access = b.access.map(Access::from).or(before.access);
+        check_entries(&snapshot, p.tenant_id, &entries, access.map(Into::into))?;
+        let set = self.0.sets.update(p.tenant_id, &set_id.0, b.name, b.description, b.methods, b.access.map(|a| Some(a.into()))).await?;
+        self.registry_changed(Some(p.tenant_id)).await?;
+        self.0.audit(req, Some(&p), "scope_set.update", "scope_set", Some(set.slug.clone()),
+            Some(serde_json::json!({"name": before.name, "entries": before.entries})), Some(serde_json::json!({"name": set.name, "entries": set.entries}))).await;
+        Ok(ScopeSetResponse::Ok(Json(custom_dto(&snapshot, &set, true))))
+    }
+
+    /// Delete a custom scope set (admin); refused while tokens use it unless `force`.
+    #[oai(path = "/scope-sets/:set_id", method = "delete", operation_id = "deleteScopeSet")]
+    async fn delete_scope_set(&self, req: &Request, set_id: Path<String>, force: Query<Option<bool>>) -> ApiResult<ScopeSetDeletedResponse> {
+        let p = self.0.principal(req, "scope_sets.delete").await?;
+        self.0.sets.find(p.tenant_id, &set_id.0).await?.ok_or(Error::not_found("scope set"))?;
+        let in_use = self.0.tokens.count_using_set(p.tenant_id, &set_id.0).await?;
+        if in_use > 0 && !force.0.unwrap_or(false) {
+            return Err(Error::conflict("scope_set_in_use", format!("{in_use} tokens use this set; delete with ?force=true to leave them with no rights from it")).into());
+        }
+        let set = self.0.sets.delete(p.tenant_id, &set_id.0).await?;
+        self.registry_changed(Some(p.tenant_id)).await?;
+        self.0.audit(req, Some(&p), "scope_set.delete", "scope_set", Some(set.slug.clone()), Some(serde_json::json!({"name": set.name, "entries": set.entries})), None).await;
+        Ok(ScopeSetDeletedResponse::Deleted)
+    }
+}
+
+fn check_entries(snapshot: &Snapshot, tenant: TenantId, entries: &[String], access: Option<AccessDto>) -> Result<(), Error> {
+    if entries.len() > MAX_SET_ENTRIES {
+        return Err(Error::invalid("too_many_methods", format!("a custom set has at most {MAX_SET_ENTRIES} entries")));
+    }
+    snapshot
+        .resolve(Some(tenant.0), entries, access.map(Into::into))
+        .map(|_| ())
+        .map_err(|unknown| Error::invalid_with("unknown_methods", "some entries match no method", unknown))
+}
+

@@ -1,0 +1,391 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem::Request;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use sigil_core::page::PageRequest;
+use sigil_core::{Error, TenantId};
+use sigil_tenant::{NewTenant, Tenant, TenantPatch, TenantPolicy};
+use sigil_token::Change;
+use uuid::Uuid;
+
+use super::ApiTags;
+use crate::problem::ApiResult;
+use crate::state::AppState;
+
+pub struct TenantsApi(pub Arc<AppState>);
+
+/// A tenant's rules for tokens and logins.
+#[derive(Clone, Debug, Object)]
+pub struct PolicyDto {
+    /// Longest lifetime of a personal or application token, in days (null: no cap).
+    #[oai(validator(minimum(value = "1"), maximum(value = "3650")))]
+    pub max_token_lifetime_days: Option<u32>,
+    /// Whether tokens without expiry may be minted.
+    pub allow_non_expiring_tokens: bool,
+    /// Login session lifetime in seconds (60-3600).
+    #[oai(validator(minimum(value = "60"), maximum(value = "3600")))]
+    pub session_lifetime_secs: u32,
+    /// Whether credentials may travel in the query string or form body.
+    pub allow_query_credentials: bool,
+    /// IPs/CIDRs every token must come from (empty: anywhere).
+    #[oai(validator(max_items = 100))]
+    pub ip_allowlist: Vec<String>,
+    /// Whether token changes from a login session need a recent password confirmation.
+    pub require_password_confirmation: bool,
+    #[oai(validator(minimum(value = "30"), maximum(value = "3600")))]
+    pub password_confirmation_secs: u32,
+    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+    pub login_max_failures: u32,
+    #[oai(validator(minimum(value = "1"), maximum(value = "86400")))]
+    pub login_lockout_secs: u32,
+    #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
+    pub max_tokens_per_user: u32,
+    /// How long a rotated-out signing key keeps verifying, in seconds.
+    #[oai(validator(maximum(value = "7776000")))]
+    pub key_overlap_secs: u32,
+}
+
+impl From<&TenantPolicy> for PolicyDto {
+    fn from(p: &TenantPolicy) -> Self {
+        Self {
+            max_token_lifetime_days: p.max_token_lifetime_days,
+            allow_non_expiring_tokens: p.allow_non_expiring_tokens,
+            session_lifetime_secs: p.session_lifetime_secs,
+            allow_query_credentials: p.allow_query_credentials,
+            ip_allowlist: p.ip_allowlist.clone(),
+            require_password_confirmation: p.require_password_confirmation,
+            password_confirmation_secs: p.password_confirmation_secs,
+            login_max_failures: p.login_max_failures,
+            login_lockout_secs: p.login_lockout_secs,
+            max_tokens_per_user: p.max_tokens_per_user,
+            key_overlap_secs: p.key_overlap_secs,
+        }
+    }
+}
+
+impl From<PolicyDto> for TenantPolicy {
+    fn from(p: PolicyDto) -> Self {
+        Self {
+            max_token_lifetime_days: p.max_token_lifetime_days,
+            allow_non_expiring_tokens: p.allow_non_expiring_tokens,
+            session_lifetime_secs: p.session_lifetime_secs,
+            allow_query_credentials: p.allow_query_credentials,
+            ip_allowlist: p.ip_allowlist,
+            require_password_confirmation: p.require_password_confirmation,
+            password_confirmation_secs: p.password_confirmation_secs,
+            login_max_failures: p.login_max_failures,
+            login_lockout_secs: p.login_lockout_secs,
+            max_tokens_per_user: p.max_tokens_per_user,
+            key_overlap_secs: p.key_overlap_secs,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Object)]
+pub struct TenantDto {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub enabled: bool,
+    pub policy: PolicyDto,
+    /// Where this tenant's public signing keys are published.
+    pub jwks_path: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Tenant> for TenantDto {
+    fn from(t: &Tenant) -> Self {
+        Self {
+            id: t.id.0,
+            slug: t.slug.clone(),
+            name: t.name.clone(),
+            enabled: t.enabled,
+            policy: PolicyDto::from(&t.policy),
+            jwks_path: format!("/api/v1/tenants/{}/jwks.json", t.slug),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+#[derive(Object)]
+pub struct CreateTenantBody {
+    /// Lowercase identifier used at login (2-63 of a-z, 0-9, '-').
+    #[oai(validator(min_length = 2, max_length = 63))]
+    pub slug: String,
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: Option<String>,
+    /// Username of the first admin (default `admin`).
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub admin_username: Option<String>,
+    /// The first admin's password; generated (and shown once) when omitted.
+    #[oai(validator(min_length = 1, max_length = 256))]
+    pub admin_password: Option<String>,
+}
+
+/// A new tenant with its first admin's one-time credentials.
+#[derive(Object)]
+pub struct CreatedTenant {
+    pub tenant: TenantDto,
+    pub admin_username: String,
+    /// Shown once; store it safely.
+    pub admin_password: String,
+}
+
+#[derive(ApiResponse)]
+pub enum CreateTenantResponse {
+    #[oai(status = 201)]
+    Created(Json<CreatedTenant>),
+}
+
+#[derive(Object)]
+pub struct TenantList {
+    pub items: Vec<TenantDto>,
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[derive(ApiResponse)]
+pub enum TenantListResponse {
+    #[oai(status = 200)]
+    Ok(Json<TenantList>),
+}
+
+#[derive(ApiResponse)]
+pub enum TenantResponse {
+    #[oai(status = 200)]
+    Ok(Json<TenantDto>),
+}
+
+#[derive(Object)]
+pub struct UpdateTenantBody {
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Object)]
+pub struct SigningKeyDto {
+    pub kid: String,
+    /// `active` (signs), `retiring` (verifies only) or `retired`.
+    pub state: String,
+    pub algorithm: String,
+    /// Base64url Ed25519 public key (JWK `x`).
+    pub public_key: String,
+    pub created_at: DateTime<Utc>,
+    /// When a retiring key stops verifying.
+    pub retire_after: Option<DateTime<Utc>>,
+}
+
+impl From<sigil_tenant::SigningKeyInfo> for SigningKeyDto {
+    fn from(k: sigil_tenant::SigningKeyInfo) -> Self {
+        Self {
+            kid: k.kid,
+            state: k.state.as_str().to_owned(),
+            algorithm: k.algorithm.to_owned(),
+            public_key: k.public_key,
+            created_at: k.created_at,
+            retire_after: k.retire_after,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum SigningKeysResponse {
+    #[oai(status = 200)]
+    Ok(Json<Vec<SigningKeyDto>>),
+}
+
+#[derive(Object)]
+pub struct RotateKeyBody {
+    /// How long the previous key keeps verifying (default: the tenant policy's overlap).
+    #[oai(validator(maximum(value = "7776000")))]
+    pub overlap_secs: Option<u32>,
+}
+
+#[derive(ApiResponse)]
+pub enum RotateKeyResponse {
+    /// The new active key.
+    #[oai(status = 201)]
+    Created(Json<SigningKeyDto>),
+}
+
+/// RFC 7517 JSON Web Key (OKP / Ed25519).
+#[derive(Object)]
+pub struct JwkDto {
+    pub kty: String,
+    pub crv: String,
+    pub x: String,
+    pub kid: String,
+    #[oai(rename = "use")]
+    pub use_: String,
+    pub alg: String,
+}
+
+#[derive(Object)]
+pub struct JwksDto {
+    pub keys: Vec<JwkDto>,
+}
+
+#[derive(ApiResponse)]
+pub enum JwksResponse {
+    #[oai(status = 200)]
+    Ok(Json<JwksDto>, #[oai(header = "Cache-Control")] String),
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Tenants")]
+impl TenantsApi {
+    /// Onboard a tenant with its first admin (operator).
+    #[oai(path = "/tenants", method = "post", operation_id = "createTenant")]
+    async fn create_tenant(&self, req: &Request, body: Json<CreateTenantBody>) -> ApiResult<CreateTenantResponse> {
+        self.0.operator(req, "tenants.create").await?;
+        let body = body.0;
+        let s = &self.0;
+        let onboarded = sigil_user::onboard_tenant(
+            &s.db,
+            &s.tenants,
+            &s.keys,
+            &s.users,
+            NewTenant { slug: body.slug, name: body.name, policy: None },
+            body.admin_username,
+            body.admin_password,
+        )
+        .await?;
+        let dto = TenantDto::from(&onboarded.tenant);
+        s.audit(req, None, "tenant.create", "tenant", Some(dto.id.to_string()), None, Some(serde_json::json!({"slug": dto.slug, "name": dto.name}))).await;
+        Ok(CreateTenantResponse::Created(Json(CreatedTenant {
+            tenant: dto,
+            admin_username: onboarded.admin.username,
+            admin_password: onboarded.admin_password,
+        })))
+    }
+
+    /// List tenants (operator).
+    #[oai(path = "/tenants", method = "get", operation_id = "listTenants")]
+    async fn list_tenants(
+        &self,
+        req: &Request,
+        /// Text search over slug and name.
+        q: Query<Option<String>>,
+        #[oai(validator(maximum(value = "1000000")))] offset: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
+    ) -> ApiResult<TenantListResponse> {
+        self.0.operator(req, "tenants.list").await?;
+        let page = PageRequest::new(offset.0, limit.0)?;
+        let result = self.0.tenants.list(q.0.as_deref(), page).await?;
+        Ok(TenantListResponse::Ok(Json(TenantList {
+            items: result.items.iter().map(TenantDto::from).collect(),
+            total: result.total,
+            offset: page.offset,
+            limit: page.limit,
+        })))
+    }
+
+    /// Get a tenant (operator).
+    #[oai(path = "/tenants/:tenant_id", method = "get", operation_id = "getTenant")]
+    async fn get_tenant(&self, req: &Request, tenant_id: Path<Uuid>) -> ApiResult<TenantResponse> {
+        self.0.operator(req, "tenants.get").await?;
+        let tenant = self.0.tenants.get(TenantId(tenant_id.0)).await?;
+        Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
+    }
+
+    /// Rename, enable or disable a tenant (operator).
+    #[oai(path = "/tenants/:tenant_id", method = "patch", operation_id = "updateTenant")]
+    async fn update_tenant(&self, req: &Request, tenant_id: Path<Uuid>, body: Json<UpdateTenantBody>) -> ApiResult<TenantResponse> {
+        self.0.operator(req, "tenants.update").await?;
+        let id = TenantId(tenant_id.0);
+        let before = self.0.tenants.get(id).await?;
+        let tenant = self.0.tenants.update(id, TenantPatch { name: body.0.name, enabled: body.0.enabled }).await?;
+        self.0.changed(Change::Tenant { tenant: id }).await;
+        self.0.audit(req, None, "tenant.update", "tenant", Some(id.to_string()),
+            Some(serde_json::json!({"name": before.name, "enabled": before.enabled})),
+            Some(serde_json::json!({"name": tenant.name, "enabled": tenant.enabled}))).await;
+        Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
+    }
+
+    /// Disable a tenant: its logins and tokens stop working at once (operator).
+    #[oai(path = "/tenants/:tenant_id/disable", method = "post", operation_id = "disableTenant")]
+    async fn disable_tenant(&self, req: &Request, tenant_id: Path<Uuid>) -> ApiResult<TenantResponse> {
+        self.0.operator(req, "tenants.disable").await?;
+        let id = TenantId(tenant_id.0);
+        let tenant = self.0.tenants.update(id, TenantPatch { name: None, enabled: Some(false) }).await?;
+        self.0.changed(Change::Tenant { tenant: id }).await;
+        self.0.audit(req, None, "tenant.disable", "tenant", Some(id.to_string()), None, Some(serde_json::json!({"enabled": false}))).await;
+        Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
+    }
+
+    /// Your tenant and its policy.
+    #[oai(path = "/tenant", method = "get", operation_id = "getMyTenant", tag = "ApiTags::Tenant")]
+    async fn my_tenant(&self, req: &Request) -> ApiResult<TenantResponse> {
+        let p = self.0.principal(req, "tenant.get").await?;
+        let tenant = self.0.tenants.get(p.tenant_id).await?;
+        Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
+    }
+
+    /// Replace your tenant's policy (admin).
+    #[oai(path = "/tenant/policy", method = "put", operation_id = "updateTenantPolicy", tag = "ApiTags::Tenant")]
+    async fn update_policy(&self, req: &Request, body: Json<PolicyDto>) -> ApiResult<TenantResponse> {
+        let p = self.0.principal(req, "tenant.update_policy").await?;
+        let before = PolicyDto::from(p.policy.as_ref());
+        let tenant = self.0.tenants.update_policy(p.tenant_id, body.0.into()).await?;
+        self.0.changed(Change::Tenant { tenant: p.tenant_id }).await;
+        let after = PolicyDto::from(&tenant.policy);
+        self.0.audit(req, Some(&p), "tenant.update_policy", "tenant", Some(p.tenant_id.to_string()),
+            serde_json::to_value(policy_json(&before)).ok(), serde_json::to_value(policy_json(&after)).ok()).await;
+        Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
+    }
+
+    /// Your tenant's signing keys (admin, token manager).
+    #[oai(path = "/tenant/signing-keys", method = "get", operation_id = "listSigningKeys", tag = "ApiTags::Tenant")]
+    async fn list_keys(&self, req: &Request) -> ApiResult<SigningKeysResponse> {
+        let p = self.0.principal(req, "signing_keys.list").await?;
+        let keys = self.0.keys.list(p.tenant_id).await?;
+        Ok(SigningKeysResponse::Ok(Json(keys.into_iter().map(SigningKeyDto::from).collect())))
+    }
+
+    /// Rotate the signing key: a new key signs; the old one verifies until the overlap ends.
+    #[oai(path = "/tenant/signing-keys/rotate", method = "post", operation_id = "rotateSigningKey", tag = "ApiTags::Tenant")]
+    async fn rotate_key(&self, req: &Request, body: Json<RotateKeyBody>) -> ApiResult<RotateKeyResponse> {
+        let p = self.0.principal(req, "signing_keys.rotate").await?;
+        let overlap = body.0.overlap_secs.unwrap_or(p.policy.key_overlap_secs);
+        let key = self.0.keys.rotate(p.tenant_id, std::time::Duration::from_secs(u64::from(overlap))).await?;
+        self.0.changed(Change::Keys { tenant: p.tenant_id }).await;
+        self.0.audit(req, Some(&p), "signing_key.rotate", "signing_key", Some(key.kid.clone()), None,
+            Some(serde_json::json!({"kid": key.kid, "overlap_secs": overlap}))).await;
+        Ok(RotateKeyResponse::Created(Json(SigningKeyDto::from(key))))
+    }
+
+    /// A tenant's public signing keys as a JWKS (public; for offline verification).
+    #[oai(path = "/tenants/:tenant/jwks.json", method = "get", operation_id = "getJwks", tag = "ApiTags::Tenant")]
+    async fn jwks(&self, /** Tenant slug. */ tenant: Path<String>) -> ApiResult<JwksResponse> {
+        let tenant = self.0.tenants.get_by_slug(&tenant.0).await?.ok_or(Error::not_found("tenant"))?;
+        let jwks = self.0.keys.jwks(tenant.id).await?;
+        let keys = jwks
+            .keys
+            .into_iter()
+            .map(|k| JwkDto { kty: k.kty.into(), crv: k.crv.into(), x: k.x, kid: k.kid, use_: k.use_.into(), alg: k.alg.into() })
+            .collect();
+        Ok(JwksResponse::Ok(Json(JwksDto { keys }), "public, max-age=300".into()))
+    }
+}
+
+fn policy_json(p: &PolicyDto) -> serde_json::Value {
+    serde_json::json!({
+        "max_token_lifetime_days": p.max_token_lifetime_days,
+        "allow_non_expiring_tokens": p.allow_non_expiring_tokens,
+        "session_lifetime_secs": p.session_lifetime_secs,
+        "allow_query_credentials": p.allow_query_credentials,
+        "ip_allowlist": p.ip_allowlist,
+        "require_password_confirmation": p.require_password_confirmation,
+        "password_confirmation_secs": p.password_confirmation_secs,
+        "login_max_failures": p.login_max_failures,
+        "login_lockout_secs": p.login_lockout_secs,
+        "max_tokens_per_user": p.max_tokens_per_user,
+        "key_overlap_secs": p.key_overlap_secs,
+    })
+}

@@ -1,0 +1,491 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use poem::Request;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use sigil_core::page::PageRequest;
+use sigil_core::{Error, TokenId, UserId};
+use sigil_token::service::TokenSort;
+use sigil_token::{NewToken, Principal, Scope, Token, TokenFilter, TokenKind, TokenPatch};
+use uuid::Uuid;
+
+use super::dto::Removed;
+use super::ApiTags;
+use crate::problem::ApiResult;
+use crate::state::AppState;
+
+pub struct TokensApi(pub Arc<AppState>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum TokenKindDto {
+    Personal,
+    Application,
+}
+
+impl From<TokenKindDto> for TokenKind {
+    fn from(k: TokenKindDto) -> Self {
+        match k {
+            TokenKindDto::Personal => TokenKind::Personal,
+            TokenKindDto::Application => TokenKind::Application,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum TokenSortDto {
+    CreatedDesc,
+    CreatedAsc,
+    Name,
+    ExpiresAt,
+    LastUsedDesc,
+}
+
+/// What a token may call.
+#[derive(Clone, Debug, Object)]
+pub struct ScopeDto {
+    /// A predefined (`read-only`, `read-change`, `platform.extended-access`, ...) or custom
+    /// scope set id; null for a custom method list.
+    pub set: Option<String>,
+    /// A custom pick of method ids or globs; null when a set is used.
+    pub methods: Option<Vec<String>>,
+    /// Human name of the scope.
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Object)]
+pub struct TokenDto {
+    pub id: Uuid,
+    pub kind: String,
+    pub name: String,
+    pub description: String,
+    pub owner_id: Uuid,
+    pub scope: ScopeDto,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub expired: bool,
+    /// IPs/CIDRs the token may be used from (empty: anywhere).
+    pub ip_filter: Vec<String>,
+    pub enabled: bool,
+    /// Bumped by each regeneration.
+    pub generation: i32,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<Uuid>,
+    pub updated_at: DateTime<Utc>,
+    /// Successful authentications (flushed every few seconds).
+    pub use_count: i64,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub last_used_ip: Option<String>,
+}
+
+/// A token and its secret. The secret is shown this once and never again.
+#[derive(Object)]
+pub struct MintedTokenDto {
+    pub token: TokenDto,
+    /// The credential (a JWT). Store it now: it cannot be shown again.
+    pub secret: String,
+    pub warning: String,
+}
+
+#[derive(Object)]
+pub struct CreateTokenBody {
+    /// `personal` (default) or `application` (owned by an api user).
+    pub kind: Option<TokenKindDto>,
+    /// Owner (default: you). Admins and token managers may name another user.
+    pub owner_id: Option<Uuid>,
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: String,
+    #[oai(validator(max_length = 2000))]
+    pub description: Option<String>,
+    /// A scope set id; or give `methods`; or `read`/`change`.
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub scope_set: Option<String>,
+    /// A custom pick of method ids or globs (`environment.*`).
+    #[oai(validator(max_items = 1000))]
+    pub methods: Option<Vec<String>>,
+    /// Shorthand: `read: true` alone means the `read-only` set.
+    pub read: Option<bool>,
+    /// Shorthand: `change: true` means the `read-change` set.
+    pub change: Option<bool>,
+    pub expires_at: Option<DateTime<Utc>>,
+    #[oai(validator(max_items = 100))]
+    pub ip_filter: Option<Vec<String>>,
+    /// Default true.
+    pub enabled: Option<bool>,
+}
+
+#[derive(Object)]
+pub struct UpdateTokenBody {
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: Option<String>,
+    #[oai(validator(max_length = 2000))]
+    pub description: Option<String>,
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub scope_set: Option<String>,
+    #[oai(validator(max_items = 1000))]
+    pub methods: Option<Vec<String>>,
+    pub read: Option<bool>,
+    pub change: Option<bool>,
+    /// A new expiry; a past or current time expires the token now; null removes the expiry
+    /// (when the policy allows).
+    pub expires_at: MaybeUndefined<DateTime<Utc>>,
+    #[oai(validator(max_items = 100))]
+    pub ip_filter: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Object)]
+pub struct TokenList {
+    pub items: Vec<TokenDto>,
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[derive(Object)]
+pub struct DeleteTokensBody {
+    #[oai(validator(min_items = 1, max_items = 500))]
+    pub ids: Vec<Uuid>,
+}
+
+#[derive(Object)]
+pub struct DeletedTokens {
+    pub removed: Vec<Removed>,
+    pub count: u64,
+}
+
+#[derive(Object)]
+pub struct TokenHygiene {
+    /// Tokens that expire within `expiring_within_days`.
+    pub expiring: Vec<TokenDto>,
+    /// Tokens not used for `unused_for_days` (or never used and older than that).
+    pub unused: Vec<TokenDto>,
+}
+
+#[derive(ApiResponse)]
+pub enum MintedResponse {
+    #[oai(status = 201)]
+    Created(Json<MintedTokenDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum RegeneratedResponse {
+    #[oai(status = 200)]
+    Ok(Json<MintedTokenDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum TokenResponse {
+    #[oai(status = 200)]
+    Ok(Json<TokenDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum TokenListResponse {
+    #[oai(status = 200)]
+    Ok(Json<TokenList>),
+}
+
+#[derive(ApiResponse)]
+pub enum DeletedResponse {
+    #[oai(status = 204)]
+    Deleted,
+}
+
+#[derive(ApiResponse)]
+pub enum BulkDeletedResponse {
+    #[oai(status = 200)]
+    Ok(Json<DeletedTokens>),
+}
+
+#[derive(ApiResponse)]
+pub enum HygieneResponse {
+    #[oai(status = 200)]
+    Ok(Json<TokenHygiene>),
+}
+
+const WARNING: &str = "Copy this token now. It will not be shown again.";
+
+fn scope_from(set: Option<String>, methods: Option<Vec<String>>, read: Option<bool>, change: Option<bool>) -> Result<Option<Scope>, Error> {
+    match (set, methods) {
+        (Some(_), Some(_)) => Err(Error::invalid("ambiguous_scope", "give either scope_set or methods, not both")),
+        (Some(s), None) => Ok(Some(Scope::Set(s))),
+        (None, Some(m)) => Ok(Some(Scope::Methods(m))),
+        (None, None) => Ok(match (read, change) {
+            (_, Some(true)) => Some(Scope::Set(sigil_scope_registry::READ_CHANGE_SET.to_owned())),
+            (Some(true), _) => Some(Scope::Set(sigil_scope_registry::READ_ONLY_SET.to_owned())),
+            _ => None,
+        }),
+    }
+}
+
+impl TokensApi {
+    /// Names of custom sets of the tenant, to label scopes in answers.
+    async fn set_names(&self, p: &Principal) -> HashMap<String, String> {
+        let snapshot = self.0.registry.load();
+        let mut names: HashMap<String, String> = snapshot
+            .predefined_sets(Some(p.tenant_id.0))
+            .map(|s| (s.id.clone(), s.name.clone()))
+            .collect();
+        if let Ok(custom) = self.0.sets.list(p.tenant_id, None).await {
+            names.extend(custom.into_iter().map(|c| (c.slug, c.name)));
+        }
+        names
+    }
+
+    fn dto(t: &Token, names: &HashMap<String, String>) -> TokenDto {
+        let scope = match &t.scope {
+            Scope::Set(s) => ScopeDto { set: Some(s.clone()), methods: None, name: names.get(s).cloned().unwrap_or_else(|| s.clone()) },
+            Scope::Methods(m) => ScopeDto { set: None, methods: Some(m.clone()), name: format!("Custom ({} methods)", m.len()) },
+            Scope::All => ScopeDto { set: None, methods: None, name: "Everything the user may do".into() },
+        };
+        TokenDto {
+            id: t.id.0,
+            kind: t.kind.as_str().to_owned(),
+            name: t.name.clone(),
+            description: t.description.clone(),
+            owner_id: t.owner_id.0,
+            scope,
+            expires_at: t.expires_at,
+            expired: t.is_expired(Utc::now()),
+            ip_filter: t.ip_filter.clone(),
+            enabled: t.enabled,
+            generation: t.generation,
+            created_at: t.created_at,
+            created_by: t.created_by.map(|u| u.0),
+            updated_at: t.updated_at,
+            use_count: t.use_count,
+            last_used_at: t.last_used_at,
+            last_used_ip: t.last_used_ip.clone(),
+        }
+    }
+
+    async fn minted(&self, p: &Principal, m: &sigil_token::Minted) -> MintedTokenDto {
+        let names = self.set_names(p).await;
+        MintedTokenDto { token: Self::dto(&m.token, &names), secret: m.secret.clone(), warning: WARNING.into() }
+    }
+}
+
+fn audit_view(t: &TokenDto) -> serde_json::Value {
+    serde_json::json!({
+        "name": t.name, "description": t.description, "kind": t.kind, "owner_id": t.owner_id,
+        "scope_set": t.scope.set, "methods": t.scope.methods, "expires_at": t.expires_at,
+        "ip_filter": t.ip_filter, "enabled": t.enabled, "generation": t.generation,
+    })
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Tokens")]
+impl TokensApi {
+    /// Mint a personal or application token; the secret is in this answer only.
+    #[oai(path = "/tokens", method = "post", operation_id = "createToken")]
+    async fn create_token(&self, req: &Request, body: Json<CreateTokenBody>) -> ApiResult<MintedResponse> {
+        let p = self.0.principal(req, "tokens.create").await?;
+        p.require_confirmation()?;
+        let b = body.0;
+        let scope = scope_from(b.scope_set, b.methods, b.read, b.change)?
+            .ok_or_else(|| Error::invalid("scope_required", "give scope_set, methods, or read/change"))?;
+        let minted = self
+            .0
+            .tokens
+            .create(
+                &p,
+                NewToken {
+                    kind: b.kind.unwrap_or(TokenKindDto::Personal).into(),
+                    owner: b.owner_id.map(UserId),
+                    name: b.name,
+                    description: b.description.unwrap_or_default(),
+                    scope,
+                    expires_at: b.expires_at,
+                    ip_filter: b.ip_filter.unwrap_or_default(),
+                    enabled: b.enabled.unwrap_or(true),
+                },
+            )
+            .await?;
+        let dto = self.minted(&p, &minted).await;
+        self.0.audit(req, Some(&p), "token.create", "token", Some(dto.token.id.to_string()), None, Some(audit_view(&dto.token))).await;
+        Ok(MintedResponse::Created(Json(dto)))
+    }
+
+    /// List tokens: your own, or all of the tenant for admins and token managers.
+    #[oai(path = "/tokens", method = "get", operation_id = "listTokens")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_tokens(
+        &self,
+        req: &Request,
+        owner_id: Query<Option<Uuid>>,
+        kind: Query<Option<TokenKindDto>>,
+        enabled: Query<Option<bool>>,
+        expired: Query<Option<bool>>,
+        scope_set: Query<Option<String>>,
+        /// Text search over name and description.
+        q: Query<Option<String>>,
+        sort: Query<Option<TokenSortDto>>,
+        #[oai(validator(maximum(value = "1000000")))] offset: Query<Option<u64>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
+    ) -> ApiResult<TokenListResponse> {
+        let p = self.0.principal(req, "tokens.list").await?;
+        let page = PageRequest::new(offset.0, limit.0)?;
+        let sort = match sort.0 {
+            None | Some(TokenSortDto::CreatedDesc) => TokenSort::CreatedDesc,
+            Some(TokenSortDto::CreatedAsc) => TokenSort::CreatedAsc,
+            Some(TokenSortDto::Name) => TokenSort::Name,
+            Some(TokenSortDto::ExpiresAt) => TokenSort::ExpiresAt,
+            Some(TokenSortDto::LastUsedDesc) => TokenSort::LastUsedDesc,
+        };
+        let filter = TokenFilter {
+            owner: owner_id.0.map(UserId),
+            kind: kind.0.map(Into::into),
+            enabled: enabled.0,
+            expired: expired.0,
+            scope_set: scope_set.0,
+            q: q.0,
+            sort,
+            ..TokenFilter::default()
+        };
+        let result = self.0.tokens.list(&p, filter, page).await?;
+        let names = self.set_names(&p).await;
+        Ok(TokenListResponse::Ok(Json(TokenList {
+            items: result.items.iter().map(|t| Self::dto(t, &names)).collect(),
+            total: result.total,
+            offset: page.offset,
+            limit: page.limit,
+        })))
+    }
+
+    /// Tokens needing attention: expiring soon, or unused for long.
+    #[oai(path = "/tokens/hygiene", method = "get", operation_id = "getTokenHygiene")]
+    async fn hygiene(
+        &self,
+        req: &Request,
+        #[oai(validator(minimum(value = "1"), maximum(value = "365")))] expiring_within_days: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "3650")))] unused_for_days: Query<Option<u32>>,
+    ) -> ApiResult<HygieneResponse> {
+        let p = self.0.principal(req, "tokens.hygiene").await?;
+        let now = Utc::now();
+        let page = PageRequest::new(Some(0), Some(200))?;
+        let expiring = TokenFilter {
+            expiring_before: Some(now + Duration::days(i64::from(expiring_within_days.0.unwrap_or(7)))),
+            sort: TokenSort::ExpiresAt,
+            ..TokenFilter::default()
+        };
+        let unused = TokenFilter {
+            unused_since: Some(now - Duration::days(i64::from(unused_for_days.0.unwrap_or(90)))),
+            expired: Some(false),
+            ..TokenFilter::default()
+        };
+        let expiring = self.0.tokens.list(&p, expiring, page).await?;
+        let unused = self.0.tokens.list(&p, unused, page).await?;
+        let names = self.set_names(&p).await;
+        Ok(HygieneResponse::Ok(Json(TokenHygiene {
+            expiring: expiring.items.iter().map(|t| Self::dto(t, &names)).collect(),
+            unused: unused.items.iter().map(|t| Self::dto(t, &names)).collect(),
+        })))
+    }
+
+    /// Get a token's details (never its secret).
+    #[oai(path = "/tokens/:token_id", method = "get", operation_id = "getToken")]
+    async fn get_token(&self, req: &Request, token_id: Path<Uuid>) -> ApiResult<TokenResponse> {
+        let p = self.0.principal(req, "tokens.get").await?;
+        let token = self.0.tokens.get(&p, TokenId(token_id.0)).await?;
+        let names = self.set_names(&p).await;
+        Ok(TokenResponse::Ok(Json(Self::dto(&token, &names))))
+    }
+
+    /// Change a token's name, description, scope, expiry, IP filter or enabled flag.
+    #[oai(path = "/tokens/:token_id", method = "patch", operation_id = "updateToken")]
+    async fn update_token(&self, req: &Request, token_id: Path<Uuid>, body: Json<UpdateTokenBody>) -> ApiResult<TokenResponse> {
+        let p = self.0.principal(req, "tokens.update").await?;
+        p.require_confirmation()?;
+        let b = body.0;
+        let id = TokenId(token_id.0);
+        let names = self.set_names(&p).await;
+        let before = Self::dto(&self.0.tokens.get(&p, id).await?, &names);
+        let patch = TokenPatch {
+            name: b.name,
+            description: b.description,
+            scope: scope_from(b.scope_set, b.methods, b.read, b.change)?,
+            expires_at: match b.expires_at {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(t) => Some(Some(t)),
+            },
+            ip_filter: b.ip_filter,
+            enabled: b.enabled,
+        };
+        let token = self.0.tokens.update(&p, id, patch).await?;
+        let dto = Self::dto(&token, &names);
+        self.0.audit(req, Some(&p), "token.update", "token", Some(id.to_string()), Some(audit_view(&before)), Some(audit_view(&dto))).await;
+        Ok(TokenResponse::Ok(Json(dto)))
+    }
+
+    /// New secret for the token; the old one stops working at once (or after the grace
+    /// period).
+    #[oai(path = "/tokens/:token_id/regenerate", method = "post", operation_id = "regenerateToken")]
+    async fn regenerate_token(
+        &self,
+        req: &Request,
+        token_id: Path<Uuid>,
+        /// Seconds the old secret keeps working (default 0, at most 86400).
+        #[oai(validator(maximum(value = "86400")))] grace_period_secs: Query<Option<u32>>,
+    ) -> ApiResult<RegeneratedResponse> {
+        let p = self.0.principal(req, "tokens.regenerate").await?;
+        p.require_confirmation()?;
+        let id = TokenId(token_id.0);
+        let minted = self.0.tokens.regenerate(&p, id, grace_period_secs.0.unwrap_or(0)).await?;
+        let dto = self.minted(&p, &minted).await;
+        self.0.audit(req, Some(&p), "token.regenerate", "token", Some(id.to_string()), None,
+            Some(serde_json::json!({"generation": dto.token.generation, "grace_period_secs": grace_period_secs.0.unwrap_or(0)}))).await;
+        Ok(RegeneratedResponse::Ok(Json(dto)))
+    }
+
+    /// A new token with the same parameters and a new secret.
+    #[oai(path = "/tokens/:token_id/copy", method = "post", operation_id = "copyToken")]
+    async fn copy_token(
+        &self,
+        req: &Request,
+        token_id: Path<Uuid>,
+        /// Name of the copy (default: "<name> (copy)").
+        #[oai(validator(min_length = 1, max_length = 200))] name: Query<Option<String>>,
+    ) -> ApiResult<MintedResponse> {
+        let p = self.0.principal(req, "tokens.copy").await?;
+        p.require_confirmation()?;
+        let minted = self.0.tokens.copy(&p, TokenId(token_id.0), name.0).await?;
+        let dto = self.minted(&p, &minted).await;
+        self.0.audit(req, Some(&p), "token.copy", "token", Some(dto.token.id.to_string()),
+            Some(serde_json::json!({"source": token_id.0})), Some(audit_view(&dto.token))).await;
+        Ok(MintedResponse::Created(Json(dto)))
+    }
+
+    /// Delete a token; it stops working at once.
+    #[oai(path = "/tokens/:token_id", method = "delete", operation_id = "deleteToken")]
+    async fn delete_token(&self, req: &Request, token_id: Path<Uuid>) -> ApiResult<DeletedResponse> {
+        let p = self.0.principal(req, "tokens.delete").await?;
+        p.require_confirmation()?;
+        let id = TokenId(token_id.0);
+        let token = self.0.tokens.delete(&p, id).await?;
+        let names = self.set_names(&p).await;
+        self.0.audit(req, Some(&p), "token.delete", "token", Some(id.to_string()), Some(audit_view(&Self::dto(&token, &names))), None).await;
+        Ok(DeletedResponse::Deleted)
+    }
+
+    /// Delete several tokens at once: all of them or, if one is unknown, none.
+    #[oai(path = "/tokens/bulk-delete", method = "post", operation_id = "deleteTokens")]
+    async fn delete_tokens(&self, req: &Request, body: Json<DeleteTokensBody>) -> ApiResult<BulkDeletedResponse> {
+        let p = self.0.principal(req, "tokens.delete_bulk").await?;
+        p.require_confirmation()?;
+        let ids: Vec<TokenId> = body.0.ids.into_iter().map(TokenId).collect();
+        let removed = self.0.tokens.delete_many(&p, &ids).await?;
+        for t in &removed {
+            self.0.audit(req, Some(&p), "token.delete", "token", Some(t.id.to_string()),
+                Some(serde_json::json!({"name": t.name, "bulk": true})), None).await;
+        }
+        Ok(BulkDeletedResponse::Ok(Json(DeletedTokens {
+            count: removed.len() as u64,
+            removed: removed.iter().map(|t| Removed { id: t.id.0, name: t.name.clone() }).collect(),
+        })))
+    }
+}

@@ -1,0 +1,182 @@
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use poem::Request;
+use poem_openapi::payload::{Form, Json};
+use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
+use sigil_core::Error;
+use uuid::Uuid;
+
+use super::ApiTags;
+use crate::auth::{self, client_ip};
+use crate::problem::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub struct VerifyApi(pub Arc<AppState>);
+
+/// RFC 7662-style introspection request.
+#[derive(Object, serde::Deserialize)]
+pub struct IntrospectBody {
+    /// The token to check.
+    #[oai(validator(max_length = 8192))]
+    pub token: String,
+    /// Also check this registry method (e.g. `environment.control.stopenv`).
+    #[oai(validator(max_length = 200))]
+    pub method: Option<String>,
+    /// Also check the token's IP filter for this client address.
+    #[oai(validator(max_length = 64))]
+    pub client_ip: Option<String>,
+}
+
+#[derive(ApiRequest)]
+pub enum IntrospectRequest {
+    Json(Json<IntrospectBody>),
+    Form(Form<IntrospectBody>),
+}
+
+/// RFC 7662-style answer; when `active` is false, `code` says why.
+#[derive(Object, Default)]
+pub struct Introspection {
+    pub active: bool,
+    /// Refusal code when inactive (e.g. `token_expired`, `method_not_in_scope`).
+    pub code: Option<String>,
+    pub detail: Option<String>,
+    /// Owner user id.
+    pub sub: Option<String>,
+    pub username: Option<String>,
+    /// Tenant slug.
+    pub tenant: Option<String>,
+    pub tenant_id: Option<Uuid>,
+    pub token_id: Option<Uuid>,
+    pub token_type: Option<String>,
+    /// Space-separated method ids the token may call (scope ∩ the owner's role).
+    pub scope: Option<String>,
+    /// Expiry as seconds since the epoch.
+    pub exp: Option<i64>,
+    /// Whether the given client IP passes the token's filter (when one was given).
+    pub client_ip_allowed: Option<bool>,
+    /// Whether the given method is allowed (when one was given).
+    pub method_allowed: Option<bool>,
+}
+
+#[derive(ApiResponse)]
+pub enum IntrospectResponse {
+    #[oai(status = 200)]
+    Ok(Json<Introspection>),
+}
+
+#[derive(Object)]
+pub struct AuthorizeResult {
+    pub tenant: String,
+    pub user: String,
+    pub token_id: Uuid,
+    /// The registry method the original request maps to.
+    pub method: String,
+}
+
+#[derive(ApiResponse)]
+pub enum AuthorizeResponse {
+    /// Allowed; identity in the headers for the proxy to pass upstream.
+    #[oai(status = 200)]
+    Allowed(
+        Json<AuthorizeResult>,
+        #[oai(header = "X-Sigil-Tenant")] String,
+        #[oai(header = "X-Sigil-User")] String,
+        #[oai(header = "X-Sigil-Token-Id")] String,
+        #[oai(header = "X-Sigil-Method")] String,
+    ),
+}
+
+fn header<'a>(req: &'a Request, names: &[&str]) -> Option<&'a str> {
+    names.iter().find_map(|n| req.headers().get(*n).and_then(|v| v.to_str().ok())).filter(|v| !v.is_empty())
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Verification")]
+impl VerifyApi {
+    /// Check a token for a plugin (RFC 7662 style); the caller needs `sigil.introspect`.
+    #[oai(path = "/introspect", method = "post", operation_id = "introspectToken")]
+    async fn introspect(&self, req: &Request, body: IntrospectRequest) -> ApiResult<IntrospectResponse> {
+        let caller = self.0.principal(req, "sigil.introspect").await?;
+        let body = match body {
+            IntrospectRequest::Json(Json(b)) | IntrospectRequest::Form(Form(b)) => b,
+        };
+        let ip = match body.client_ip.as_deref().map(str::parse::<IpAddr>) {
+            Some(Ok(ip)) => Some(ip),
+            Some(Err(_)) => return Err(Error::invalid("invalid_client_ip", "client_ip is not an IP address").into()),
+            None => None,
+        };
+        if let Some(m) = &body.method {
+            if self.0.registry.load().lookup(Some(caller.tenant_id.0), m).is_none() {
+                return Err(Error::invalid_with("unknown_methods", "the method is not in the registry", vec![m.clone()]).into());
+            }
+        }
+        let outcome = self.0.verifier.introspect(&body.token, ip, body.method.as_deref()).await;
+        let answer = match outcome {
+            Ok(p) if p.tenant_id == caller.tenant_id => {
+                let snapshot = self.0.registry.load();
+                Introspection {
+                    active: true,
+                    sub: Some(p.user_id.to_string()),
+                    username: Some(p.username.clone()),
+                    tenant: Some(p.tenant_slug.clone()),
+                    tenant_id: Some(p.tenant_id.0),
+                    token_id: Some(p.token_id.0),
+                    token_type: Some(p.token_kind.as_str().to_owned()),
+                    scope: Some(snapshot.method_ids(&p.rights).collect::<Vec<_>>().join(" ")),
+                    exp: p.expires_at.map(|t| t.timestamp()),
+                    client_ip_allowed: ip.map(|_| true),
+                    method_allowed: body.method.as_ref().map(|_| true),
+                    ..Introspection::default()
+                }
+            }
+            // Another tenant's token looks like an unknown one.
+            Ok(_) => Introspection { code: Some("token_unknown".into()), detail: Some("the token does not exist (deleted)".into()), ..Introspection::default() },
+            Err(r) if r.code == "service_unavailable" => return Err(r.into()),
+            Err(r) => Introspection {
+                client_ip_allowed: (r.code == "ip_not_allowed").then_some(false),
+                method_allowed: matches!(r.code, "method_not_in_scope" | "user_lacks_permission").then_some(false),
+                code: Some(r.code.to_owned()),
+                detail: Some(r.detail.to_owned()),
+                ..Introspection::default()
+            },
+        };
+        Ok(IntrospectResponse::Ok(Json(answer)))
+    }
+
+    /// Forward auth for nginx `auth_request`, Traefik ForwardAuth and Envoy ext_authz:
+    /// maps the original method and URI to a registry method and checks the token.
+    #[oai(path = "/authorize", method = "get", operation_id = "authorizeRequest")]
+    async fn authorize(&self, req: &Request) -> ApiResult<AuthorizeResponse> {
+        let method = header(req, &["x-original-method", "x-forwarded-method"]).unwrap_or("GET").to_ascii_uppercase();
+        let uri = header(req, &["x-original-uri", "x-forwarded-uri"])
+            .ok_or_else(|| ApiError::bad_request("original_uri_missing", "send X-Original-URI (or X-Forwarded-Uri)"))?;
+        let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+        let ip = client_ip(req, self.0.verifier.trusted_proxies());
+        let (credential, transport) = auth::credential(req, Some(query), None)?
+            .ok_or_else(|| ApiError::from(sigil_token::verifier::MISSING))?;
+        let refused = |r: sigil_token::Refusal| {
+            self.0.audit.note_refusal(r.tenant_id(), r.token_id(), r.code, ip.map(|i| i.to_string()));
+            ApiError::from(r)
+        };
+        let principal = match self.0.verifier.principal_for(&credential).await.map_err(refused)? {
+            Some(p) => p,
+            None => return Err(Error::forbidden("tenant_only", "forward auth needs a tenant token").into()),
+        };
+        self.0.verifier.check_request(&principal, transport, ip).map_err(refused)?;
+        let snapshot = self.0.registry.load();
+        let idx = snapshot
+            .route(Some(principal.tenant_id.0), &method, path)
+            .ok_or_else(|| Error::forbidden("route_not_registered", "no registered method matches this request"))?;
+        let method_id = snapshot.method(idx).id.clone();
+        self.0.verifier.check(&principal, &method_id).map_err(refused)?;
+        self.0.verifier.record_use(&principal, ip);
+        Ok(AuthorizeResponse::Allowed(
+            Json(AuthorizeResult { tenant: principal.tenant_slug.clone(), user: principal.username.clone(), token_id: principal.token_id.0, method: method_id.clone() }),
+            principal.tenant_slug.clone(),
+            principal.username.clone(),
+            principal.token_id.to_string(),
+            method_id,
+        ))
+    }
+}
+

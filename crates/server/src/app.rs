@@ -1,0 +1,123 @@
+//! Wiring: the OpenAPI service, docs, spec, console and the error model around them.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::endpoint::make_sync;
+use poem::http::StatusCode;
+use poem::web::Html;
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
+use poem_openapi::OpenApiService;
+
+use crate::api::{apis, Apis};
+use crate::problem::from_poem_error;
+use crate::state::AppState;
+use crate::{console, metrics, spec};
+
+pub struct Built {
+    pub endpoint: poem::endpoint::BoxEndpoint<'static, Response>,
+    pub spec: serde_json::Value,
+}
+
+pub fn service(state: Arc<AppState>) -> OpenApiService<Apis, ()> {
+    OpenApiService::new(apis(state), "Sigil", env!("CARGO_PKG_VERSION"))
+        .description("Multi-tenant API tokens: tenants, users, scope registry, personal and application tokens, verification.")
+}
+
+/// The published spec (pretty JSON with a trailing newline), as checked in under openapi/.
+pub fn spec_text(spec: &serde_json::Value) -> String {
+    let mut text = serde_json::to_string_pretty(spec).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// Builds the HTTP application and installs the built-in plugin into the registry.
+pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
+    let service = service(state.clone());
+    let raw = service.spec();
+    let spec = spec::finish(&raw).map_err(sigil_core::Error::internal)?;
+    let builtin = spec::builtin_plugin(&spec)
+        .map_err(|errors| sigil_core::Error::internal(errors.join("; ")))?;
+    state.start_registry(builtin).await?;
+    let spec_json = spec_text(&spec);
+    let docs_html = service.swagger_ui_html().replacen(&raw, &spec_json, 1);
+    let spec_for_route = spec_json.clone();
+    let body_limit = state.config.body_limit;
+    let route = Route::new()
+        .nest("/", service)
+        .at(
+            "/openapi.json",
+            make_sync(move |_| {
+                Response::builder().content_type("application/json").body(spec_for_route.clone())
+            }),
+        )
+        .at("/docs", make_sync(move |_| Html(docs_html.clone())))
+        .at("/metrics", metrics::endpoint(state.clone()))
+        .nest("/console", console::endpoint())
+        .at("/", make_sync(|_| poem::web::Redirect::see_other("/console/")));
+    let endpoint = route
+        .catch_all_error(|err| async move { from_poem_error(err) })
+        .around(move |next, req| limit_body(next, req, body_limit))
+        .around(log_request)
+        .boxed();
+    Ok(Built { endpoint, spec })
+}
+
+/// Refuses bodies over the limit with 413 before any handler reads them; bodies without
+/// a length (chunked) are read up to the limit.
+async fn limit_body<E: Endpoint>(next: Arc<E>, mut req: Request, limit: usize) -> poem::Result<Response> {
+    let too_large = || crate::problem::problem_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large");
+    let declared = req
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(len) if len > limit => return Ok(too_large()),
+        Some(_) => {}
+        None if req.headers().contains_key(poem::http::header::TRANSFER_ENCODING) => {
+            match req.take_body().into_bytes_limit(limit).await {
+                Ok(bytes) => req.set_body(bytes),
+                Err(_) => return Ok(too_large()),
+            }
+        }
+        None => {}
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// One log line per request: method, path (never the query: it may hold a credential),
+/// status, latency and a request id.
+async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::info_span!("request", %method, %path, request_id = %request_id);
+    let _enter = span.enter();
+    drop(_enter);
+    let mut resp = match next.call(req).await {
+        Ok(r) => r.into_response(),
+        Err(err) => from_poem_error(err),
+    };
+    let status = resp.status();
+    metrics::observe(&method, &path, status, started.elapsed());
+    if let Ok(v) = request_id.parse() {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status.is_server_error() {
+        tracing::error!(parent: &span, status = status.as_u16(), elapsed_ms, "request failed");
+    } else if status == StatusCode::NOT_FOUND || status.is_client_error() {
+        tracing::info!(parent: &span, status = status.as_u16(), elapsed_ms, "request refused");
+    } else {
+        tracing::debug!(parent: &span, status = status.as_u16(), elapsed_ms, "request");
+    }
+    Ok(resp)
+}

@@ -1,0 +1,152 @@
+//! Reading the credential and the client address from a request. Every transport the seed
+//! products use is accepted: `Authorization: Bearer`, `Authorization: authToken`, the
+//! `Auth-Token` header, and the `auth_token` / `session` query (or form) parameters.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use poem::Request;
+use sigil_token::verifier::Transport;
+
+use crate::problem::ApiError;
+
+/// The credential of a request, or `None` when none was given. Two different credentials
+/// in one request are refused (400) rather than guessing which one the caller meant.
+pub fn credential(
+    req: &Request,
+    query: Option<&str>,
+    form: Option<&str>,
+) -> Result<Option<(String, Transport)>, ApiError> {
+    let mut found: Vec<(String, Transport)> = Vec::new();
+    let header_values = |name: &str| req.headers().get_all(name).iter().map(|v| v.as_bytes().to_vec()).collect::<Vec<_>>();
+    for raw in header_values("authorization") {
+        let text = header_text(&raw)?;
+        let (scheme, value) = text.split_once(' ').unwrap_or((text.as_str(), ""));
+        if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("authtoken") {
+            found.push((value.trim().to_owned(), Transport::Header));
+        }
+    }
+    for raw in header_values("auth-token") {
+        found.push((header_text(&raw)?.trim().to_owned(), Transport::Header));
+    }
+    for source in [query.or(req.uri().query()), form].into_iter().flatten() {
+        for (key, value) in form_urlencoded_pairs(source) {
+            if key == "auth_token" || key == "session" {
+                found.push((value, Transport::QueryOrForm));
+            }
+        }
+    }
+    found.retain(|(v, _)| !v.is_empty());
+    let Some(first) = found.first().cloned() else { return Ok(None) };
+    if found.iter().any(|(v, _)| v != &first.0) {
+        return Err(ApiError::bad_request(
+            "multiple_credentials",
+            "the request carries more than one different credential",
+        ));
+    }
+    // Prefer reporting a header transport when the same credential came both ways.
+    let transport = if found.iter().any(|(_, t)| *t == Transport::Header) {
+        Transport::Header
+    } else {
+        Transport::QueryOrForm
+    };
+    Ok(Some((first.0, transport)))
+}
+
+fn header_text(raw: &[u8]) -> Result<String, ApiError> {
+    match std::str::from_utf8(raw) {
+        Ok(text) if !text.chars().any(|c| c.is_control()) => Ok(text.to_owned()),
+        _ => Err(malformed()),
+    }
+}
+
+fn malformed() -> ApiError {
+    sigil_core::Error::unauthorized("token_malformed", "the credential contains invalid characters").into()
+}
+
+/// Minimal `application/x-www-form-urlencoded` decoding (also used for query strings).
+pub fn form_urlencoded_pairs(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The client address: the socket peer, or what a trusted proxy says it forwarded for.
+pub fn client_ip(req: &Request, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip())?;
+    let peer = canonical(peer);
+    if !trusted.iter().any(|n| n.contains(&peer)) {
+        return Some(peer);
+    }
+    // Walk X-Forwarded-For from the right, skipping our own proxies.
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for value in req.headers().get_all("x-forwarded-for") {
+        if let Ok(text) = value.to_str() {
+            hops.extend(text.split(',').filter_map(|h| h.trim().parse::<IpAddr>().ok()));
+        }
+    }
+    if hops.is_empty() {
+        for value in req.headers().get_all("forwarded") {
+            if let Ok(text) = value.to_str() {
+                hops.extend(text.split([',', ';']).filter_map(|part| {
+                    let (k, v) = part.trim().split_once('=')?;
+                    if !k.eq_ignore_ascii_case("for") {
+                        return None;
+                    }
+                    let v = v.trim_matches('"').trim_start_matches('[');
+                    let v = v.split(']').next().unwrap_or(v);
+                    v.parse::<IpAddr>().ok().or_else(|| v.rsplit_once(':').and_then(|(h, _)| h.parse().ok()))
+                }));
+            }
+        }
+    }
+    if hops.is_empty() {
+        if let Some(real) = req.headers().get("x-real-ip").and_then(|v| v.to_str().ok()) {
+            hops.extend(real.trim().parse::<IpAddr>().ok());
+        }
+    }
+    let found = hops.iter().rev().map(|ip| canonical(*ip)).find(|ip| !trusted.iter().any(|n| n.contains(ip)));
+    Some(found.or_else(|| hops.first().copied()).unwrap_or(peer))
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+pub fn user_agent(req: &Request) -> Option<String> {
+    req.headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(400).collect())
+}

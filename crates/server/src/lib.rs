@@ -1,0 +1,17 @@
+//! Sigil's HTTP server: configuration, the REST API (poem + poem-openapi), the console,
+//! background work and graceful shutdown. The only crate that knows HTTP; it knows no SQL.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod console;
+pub mod metrics;
+pub mod problem;
+pub mod run;
+pub mod spec;
+pub mod state;
+pub mod telemetry;
+
+pub use config::{Config, ConfigError};
+pub use run::{open_database, prepare, serve, Prepared};

@@ -1,0 +1,208 @@
+//! Start-up and shutdown: database, migrations, master key, state, background work, and
+//! a listener that drains in-flight requests on SIGINT/SIGTERM.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use sigil_core::crypto::MasterKey;
+use sigil_core::db::Db;
+use sigil_core::Error;
+use sigil_token::Change;
+
+use crate::app;
+use crate::config::Config;
+use crate::state::AppState;
+
+pub struct Prepared {
+    pub state: Arc<AppState>,
+    pub app: app::Built,
+}
+
+/// Opens the database named by the configuration, creating the data directory for the
+/// SQLite default.
+pub async fn open_database(config: &Config) -> sigil_core::Result<Db> {
+    let url = config.effective_database_url();
+    if url.starts_with("sqlite:") && !url.contains(":memory:") {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            Error::invalid("data_dir", format!("cannot create {}: {e}", config.data_dir.display()))
+        })?;
+    }
+    sigil_core::db::connect(&url, config.db_max_connections).await
+}
+
+pub async fn migrate(db: &Db) -> sigil_core::Result<()> {
+    sigil_migrations::migrate(db).await.map_err(Error::from)
+}
+
+/// The master key: from configuration, or a key file in the data directory created once
+/// with owner-only permissions.
+pub fn master_key(config: &Config) -> sigil_core::Result<MasterKey> {
+    if !config.master_key.is_empty() {
+        return MasterKey::from_base64(&config.master_key);
+    }
+    let path = config.data_dir.join("master.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return MasterKey::from_base64(&text);
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(Error::internal)?;
+    let key = MasterKey::generate();
+    write_private(&path, key.to_base64().as_bytes())?;
+    tracing::warn!(
+        path = %path.display(),
+        "generated a new master key; back it up (or set SIGIL_MASTER_KEY): without it the signing keys cannot be read"
+    );
+    Ok(key)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> sigil_core::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
+    file.write_all(data).map_err(Error::internal)
+}
+
+/// Everything but the listener: database, migrations, state, registry and the app.
+pub async fn prepare(config: Config) -> sigil_core::Result<Prepared> {
+    let db = open_database(&config).await?;
+    migrate(&db).await?;
+    let master = master_key(&config)?;
+    let state = AppState::build(config, db, master).await?;
+    let app = app::build(state.clone()).await?;
+    wire_changes(&state);
+    Ok(Prepared { state, app })
+}
+
+/// Connects cache invalidation and registry reloads to the change feed.
+fn wire_changes(state: &Arc<AppState>) {
+    let verifier = state.verifier.clone();
+    state.changes.on_change(move |change| verifier.apply(change));
+    let mut rx = state.changes.subscribe();
+    let reloader = state.clone();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(Change::Registry { .. } | Change::All) => {
+                    if let Err(e) = reloader.reload_registry().await {
+                        tracing::warn!(error = %e, "could not reload the registry");
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let _ = reloader.reload_registry().await;
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    state.changes.spawn_listener();
+}
+
+/// Periodic work: usage flushes, refused-verification aggregates, registry version
+/// checks (in case a notification was lost), audit retention.
+fn spawn_background(state: Arc<AppState>, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut stop = stop;
+        let mut tick = tokio::time::interval(Duration::from_secs(state.config.usage_flush_secs));
+        let mut rounds: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            rounds += 1;
+            if let Err(e) = state.usage.flush(&state.db).await {
+                tracing::warn!(error = %e, "usage flush failed; will retry");
+            }
+            if let Err(e) = state.audit.flush_refusals().await {
+                tracing::warn!(error = %e, "audit flush failed");
+            }
+            if rounds % 5 == 0 {
+                if let Ok(version) = state.plugins.version().await {
+                    if version != state.registry.version() {
+                        let _ = state.reload_registry().await;
+                        state.verifier.apply(&Change::Registry { tenant: None });
+                    }
+                }
+            }
+            if rounds % 1800 == 0 {
+                let _ = state.audit.prune(state.config.audit_retention_days).await;
+            }
+        }
+    })
+}
+
+/// Prints what a newcomer needs after the server is up.
+fn banner(state: &AppState, bound: &str) {
+    let base = if state.config.public_url.is_empty() {
+        format!("http://{bound}")
+    } else {
+        state.config.public_url.trim_end_matches('/').to_owned()
+    };
+    println!("Sigil {} listening on {bound}", env!("CARGO_PKG_VERSION"));
+    println!("  console:  {base}/console/");
+    println!("  API docs: {base}/docs   (spec: {base}/openapi.json)");
+    println!("  health:   {base}/healthz  {base}/readyz");
+    println!("First steps:");
+    println!("  sigil tenant create acme         # prints the first admin's password");
+    println!("  then sign in at {base}/console/ with tenant 'acme', user 'admin'");
+}
+
+/// Serves until SIGINT/SIGTERM, then drains requests and flushes background work.
+pub async fn serve(prepared: Prepared) -> sigil_core::Result<()> {
+    let Prepared { state, app } = prepared;
+    let addr = state.config.listen_addr().map_err(|e| Error::invalid("listen", e.to_string()))?;
+    let acceptor = TcpListener::bind(addr)
+        .into_acceptor()
+        .await
+        .map_err(|e| Error::invalid("listen", format!("cannot listen on {addr}: {e}")))?;
+    let bound = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().map(|s| s.to_string()))
+        .unwrap_or_else(|| addr.to_string());
+    banner(&state, &bound);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let background = spawn_background(state.clone(), stop_rx);
+    let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+    let result = poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app.endpoint, shutdown_signal(), Some(grace))
+        .await;
+    tracing::info!("shutting down: flushing usage and audit");
+    let _ = stop_tx.send(true);
+    let _ = background.await;
+    if let Err(e) = state.usage.flush(&state.db).await {
+        tracing::error!(error = %e, "final usage flush failed");
+    }
+    let _ = state.audit.flush_refusals().await;
+    let _ = state.db.clone().close().await;
+    result.map_err(|e| Error::internal(format!("server error: {e}")))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

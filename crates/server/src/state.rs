@@ -1,0 +1,205 @@
+//! The bundle of services every handler uses, built once at start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::Request;
+use sigil_audit::{AuditLog, NewEvent};
+use sigil_core::crypto::MasterKey;
+use sigil_core::db::Db;
+use sigil_scope_registry::store::{PluginStore, ScopeSetStore};
+use sigil_scope_registry::{PluginManifest, RegisteredPlugin, Registry, Snapshot};
+use sigil_tenant::platform::PlatformKey;
+use sigil_tenant::{KeyRing, TenantService};
+use sigil_token::verifier::{CacheSettings, VerifierDeps};
+use sigil_token::{Caller, ChangeFeed, Principal, TokenService, UsageRecorder, Verifier};
+use sigil_user::{LoginThrottle, PasswordHasher, UserService};
+
+use crate::auth;
+use crate::config::Config;
+use crate::problem::{ApiError, ApiResult};
+
+pub struct AppState {
+    pub config: Config,
+    pub db: Db,
+    pub tenants: TenantService,
+    pub users: UserService,
+    pub keys: KeyRing,
+    pub platform: Arc<PlatformKey>,
+    pub registry: Arc<Registry>,
+    pub plugins: PluginStore,
+    pub sets: ScopeSetStore,
+    pub tokens: TokenService,
+    pub verifier: Verifier,
+    pub changes: Arc<ChangeFeed>,
+    pub usage: UsageRecorder,
+    pub audit: AuditLog,
+    pub throttle: LoginThrottle,
+    pub builtin: std::sync::OnceLock<PluginManifest>,
+}
+
+impl AppState {
+    pub async fn build(config: Config, db: Db, master: MasterKey) -> sigil_core::Result<Arc<Self>> {
+        let hasher = PasswordHasher::new(config.argon2)?;
+        let tenants = TenantService::new(db.clone());
+        let users = UserService::new(db.clone(), hasher);
+        let keys = KeyRing::new(db.clone(), master.clone());
+        let platform = PlatformKey::load_or_create(&db, &master).await?;
+        let plugins = PluginStore::new(db.clone());
+        let sets = ScopeSetStore::new(db.clone());
+        let changes = Arc::new(ChangeFeed::new(db.clone()));
+        let usage = UsageRecorder::new();
+        let registry = Arc::new(Registry::new(Snapshot::empty()));
+        let tokens = TokenService::new(
+            db.clone(),
+            keys.clone(),
+            users.clone(),
+            registry.clone(),
+            sets.clone(),
+            changes.clone(),
+        );
+        let verifier = Verifier::new(
+            VerifierDeps {
+                db: db.clone(),
+                tenants: tenants.clone(),
+                users: users.clone(),
+                keys: keys.clone(),
+                platform: platform.clone(),
+                registry: registry.clone(),
+                sets: sets.clone(),
+                usage: usage.clone(),
+            },
+            CacheSettings {
+                max_entries: config.cache_max_entries,
+                ttl: Duration::from_secs(config.cache_ttl_secs),
+                ..CacheSettings::default()
+            },
+            config.trusted_proxy_nets(),
+        );
+        let state = Arc::new(Self {
+            audit: AuditLog::new(db.clone()),
+            throttle: LoginThrottle::new(),
+            config,
+            db,
+            tenants,
+            users,
+            keys,
+            platform,
+            registry,
+            plugins,
+            sets,
+            tokens,
+            verifier,
+            changes,
+            usage,
+            builtin: std::sync::OnceLock::new(),
+        });
+        Ok(state)
+    }
+
+    /// Installs the built-in plugin (derived from the spec) and compiles the registry.
+    pub async fn start_registry(&self, builtin: PluginManifest) -> sigil_core::Result<()> {
+        let _ = self.builtin.set(builtin);
+        self.load_plugin_files().await?;
+        self.reload_registry().await
+    }
+
+    /// Registers the manifests given with `--plugin` as global plugins (idempotent).
+    async fn load_plugin_files(&self) -> sigil_core::Result<()> {
+        for path in &self.config.plugins {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                sigil_core::Error::invalid("plugin_file", format!("cannot read {}: {e}", path.display()))
+            })?;
+            let manifest = PluginManifest::from_json_str(&text).map_err(|errors| {
+                sigil_core::Error::invalid_with("invalid_manifest", format!("{} is not a valid plugin manifest", path.display()), errors)
+            })?;
+            let unchanged = self
+                .plugins
+                .get(None, &manifest.id)
+                .await?
+                .is_some_and(|stored| serde_json::to_value(&stored.manifest).ok() == serde_json::to_value(&manifest).ok());
+            if !unchanged {
+                self.plugins.upsert(None, &manifest).await?;
+                tracing::info!(plugin = %manifest.id, version = %manifest.version, "plugin loaded from file");
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the compiled registry from the built-in plugin and the stored ones.
+    pub async fn reload_registry(&self) -> sigil_core::Result<()> {
+        let (version, stored) = self.plugins.load_all().await?;
+        let mut all: Vec<RegisteredPlugin> =
+            self.builtin.get().cloned().map(RegisteredPlugin::global).into_iter().collect();
+        all.extend(stored);
+        let snapshot = Snapshot::build_with_version(all, version).map_err(|errors| {
+            sigil_core::Error::invalid_with("invalid_registry", "the stored plugins do not compile", errors)
+        })?;
+        self.registry.publish(snapshot);
+        Ok(())
+    }
+
+    /// Verifies the request's credential for `method`.
+    pub async fn caller(&self, req: &Request, method: &str) -> ApiResult<Caller> {
+        self.caller_with(req, None, method).await
+    }
+
+    pub async fn caller_with(&self, req: &Request, form: Option<&str>, method: &str) -> ApiResult<Caller> {
+        let ip = auth::client_ip(req, self.verifier.trusted_proxies());
+        let Some((credential, transport)) = auth::credential(req, None, form)? else {
+            return Err(sigil_token::verifier::MISSING.into());
+        };
+        match self.verifier.verify(&credential, transport, ip, Some(method)).await {
+            Ok(caller) => Ok(caller),
+            Err(refusal) => {
+                self.audit.note_refusal(refusal.tenant_id(), refusal.token_id(), refusal.code, ip.map(|i| i.to_string()));
+                Err(refusal.into())
+            }
+        }
+    }
+
+    /// A tenant user's principal allowed to call `method`.
+    pub async fn principal(&self, req: &Request, method: &str) -> ApiResult<Arc<Principal>> {
+        match self.caller(req, method).await? {
+            Caller::Tenant(p) => Ok(p),
+            Caller::Operator => Err(sigil_core::Error::forbidden("tenant_only", "this method needs a tenant user's token").into()),
+        }
+    }
+
+    /// The platform operator, for tenant administration.
+    pub async fn operator(&self, req: &Request, method: &str) -> ApiResult<()> {
+        match self.caller(req, method).await? {
+            Caller::Operator => Ok(()),
+            Caller::Tenant(_) => Err(sigil_core::Error::forbidden("operator_only", "only the platform operator may call this method").into()),
+        }
+    }
+
+    /// Writes an audit event for a change; a failure to audit is logged, not hidden.
+    pub async fn audit(&self, req: &Request, caller: Option<&Principal>, action: &str, target_type: &str, target_id: Option<String>, before: Option<serde_json::Value>, after: Option<serde_json::Value>) {
+        let event = NewEvent {
+            tenant: caller.map(|p| p.tenant_id),
+            actor: caller.map(|p| p.user_id),
+            actor_label: caller.map_or_else(|| "operator".to_owned(), |p| p.username.clone()),
+            credential: caller.map(|p| p.token_id),
+            action: action.to_owned(),
+            target_type: target_type.to_owned(),
+            target_id,
+            before,
+            after,
+            client_ip: auth::client_ip(req, self.verifier.trusted_proxies()).map(|i| i.to_string()),
+            user_agent: auth::user_agent(req),
+        };
+        if let Err(e) = self.audit.record(event).await {
+            tracing::error!(error = %e, action, "could not write an audit event");
+        }
+    }
+
+    /// Publishes a change and applies it to this replica's caches at once.
+    pub async fn changed(&self, change: sigil_token::Change) {
+        self.changes.publish(change).await;
+    }
+
+    pub fn map_err(e: sigil_core::Error) -> ApiError {
+        e.into()
+    }
+}

@@ -1,0 +1,3 @@
+pub mod platform_secret;
+pub mod signing_key;
+pub mod tenant;

@@ -1,0 +1,39 @@
+use sea_orm::entity::prelude::*;
+use sigil_core::{TenantId, TokenId, UserId};
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "tokens")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: TokenId,
+    pub tenant_id: TenantId,
+    pub owner_id: UserId,
+    pub kind: String,
+    pub name: String,
+    pub description: String,
+    pub scope_set: Option<String>,
+    /// JSON array of method ids or globs, for a custom pick.
+    pub scope_methods: Option<String>,
+    pub expires_at: Option<DateTimeUtc>,
+    /// JSON array of IPs/CIDRs.
+    pub ip_filter: String,
+    pub enabled: bool,
+    pub generation: i32,
+    /// Hex SHA-256 of the current secret.
+    pub secret_hash: String,
+    pub prev_secret_hash: Option<String>,
+    pub prev_valid_until: Option<DateTimeUtc>,
+    pub elevated_until: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+    pub created_by: Option<UserId>,
+    pub updated_at: DateTimeUtc,
+    pub use_count: i64,
+    pub last_used_at: Option<DateTimeUtc>,
+    pub last_used_ip: Option<String>,
+    pub revoked_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

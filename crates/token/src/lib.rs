@@ -1,0 +1,18 @@
+//! Tokens: minting and managing personal, application and session tokens, and verifying
+//! them on the hot path (cache, precise refusal codes, usage counting, change feed).
+
+pub mod changes;
+pub mod entity;
+pub mod jwt;
+pub mod rights;
+pub mod scope;
+pub mod service;
+pub mod types;
+pub mod usage;
+pub mod verifier;
+
+pub use changes::{Change, ChangeFeed};
+pub use service::{NewToken, TokenFilter, TokenPatch, TokenService};
+pub use types::{Minted, Scope, Token, TokenKind};
+pub use usage::UsageRecorder;
+pub use verifier::{Caller, Principal, Refusal, Verifier};

@@ -1,0 +1,656 @@
+//! Managing tokens: mint, list, change, regenerate, copy, delete, and login sessions.
+//! Authorisation rules live here: members touch their own tokens, token managers and
+//! admins every API token of the tenant; nobody crosses tenants; a token never carries
+//! more rights or a later expiry than the credential that made it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::{Expr, Func};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Select, Set, TransactionTrait,
+};
+use sigil_core::crypto::sha256_hex;
+use sigil_core::db::Db;
+use sigil_core::page::{Page, PageRequest};
+use sigil_core::{Error, Result, TenantId, TokenId, UserId};
+use sigil_scope_registry::store::ScopeSetStore;
+use sigil_scope_registry::Registry;
+use sigil_tenant::{KeyRing, TenantPolicy};
+use sigil_user::{User, UserKind, UserService};
+
+use crate::changes::{Change, ChangeFeed};
+use crate::jwt::{self, Claims};
+use crate::types::{Minted, Scope, Token, TokenKind};
+use crate::verifier::Principal;
+use crate::{entity, scope};
+
+#[derive(Clone, Debug)]
+pub struct NewToken {
+    pub kind: TokenKind,
+    pub owner: Option<UserId>,
+    pub name: String,
+    pub description: String,
+    pub scope: Scope,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub ip_filter: Vec<String>,
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TokenPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub scope: Option<Scope>,
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    pub ip_filter: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TokenSort {
+    #[default]
+    CreatedDesc,
+    CreatedAsc,
+    Name,
+    ExpiresAt,
+    LastUsedDesc,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TokenFilter {
+    pub owner: Option<UserId>,
+    pub kind: Option<TokenKind>,
+    pub enabled: Option<bool>,
+    pub expired: Option<bool>,
+    pub scope_set: Option<String>,
+    pub q: Option<String>,
+    pub sort: TokenSort,
+    /// Only tokens expiring before this instant (and not yet expired).
+    pub expiring_before: Option<DateTime<Utc>>,
+    /// Only tokens not used since this instant (or never used and created before it).
+    pub unused_since: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone)]
+pub struct TokenService {
+    db: Db,
+    keys: KeyRing,
+    users: UserService,
+    registry: Arc<Registry>,
+    sets: ScopeSetStore,
+    changes: Arc<ChangeFeed>,
+}
+
+fn in_tenant(tenant: TenantId) -> Select<entity::Entity> {
+    entity::Entity::find().filter(entity::Column::TenantId.eq(tenant))
+}
+
+fn validate_text(name: &str, description: &str) -> Result<()> {
+    let mut errors = Vec::new();
+    if name.trim().is_empty() || name.chars().count() > 200 {
+        errors.push("name must be 1-200 characters".to_owned());
+    }
+    if description.chars().count() > 2000 {
+        errors.push("description must be at most 2000 characters".to_owned());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid_with("invalid_token", "the token's fields are invalid", errors))
+    }
+}
+
+pub fn validate_ip_filter(entries: &[String]) -> Result<Vec<String>> {
+    let mut bad = Vec::new();
+    let mut normalised = Vec::new();
+    for entry in entries {
+        match sigil_tenant::policy::parse_ip_net(entry) {
+            Some(net) => normalised.push(net.to_string()),
+            None => bad.push(entry.clone()),
+        }
+    }
+    if entries.len() > 100 {
+        bad.push("at most 100 entries".to_owned());
+    }
+    if bad.is_empty() {
+        Ok(normalised)
+    } else {
+        Err(Error::invalid_with("invalid_ip_filter", "some IP filter entries are not IPs or CIDRs", bad))
+    }
+}
+
+fn check_expiry(
+    policy: &TenantPolicy,
+    actor: &Principal,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<()> {
+    let now = Utc::now();
+    match expires_at {
+        Some(t) if t <= now => {
+            return Err(Error::invalid("expiry_in_past", "expires_at must be in the future"))
+        }
+        None if !policy.allow_non_expiring_tokens => {
+            return Err(Error::invalid(
+                "expiry_required",
+                "the tenant policy requires an expiry date (expires_at)",
+            ))
+        }
+        _ => {}
+    }
+    if let (Some(days), Some(t)) = (policy.max_token_lifetime_days, expires_at) {
+        if t > now + Duration::days(i64::from(days)) + Duration::minutes(5) {
+            return Err(Error::invalid(
+                "expiry_exceeds_policy",
+                format!("the tenant policy limits token lifetime to {days} days"),
+            ));
+        }
+    }
+    // A token may not outlive the (non-session) credential that mints it.
+    if !actor.is_session() {
+        if let Some(limit) = actor.expires_at {
+            if expires_at.is_none_or(|t| t > limit) {
+                return Err(Error::forbidden(
+                    "expiry_exceeds_credential",
+                    "a token cannot expire later than the token used to create it",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl TokenService {
+    pub fn new(
+        db: Db,
+        keys: KeyRing,
+        users: UserService,
+        registry: Arc<Registry>,
+        sets: ScopeSetStore,
+        changes: Arc<ChangeFeed>,
+    ) -> Self {
+        Self { db, keys, users, registry, sets, changes }
+    }
+
+    async fn mint_secret(
+        &self,
+        tenant: TenantId,
+        owner: UserId,
+        id: TokenId,
+        generation: i32,
+        kind: TokenKind,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<String> {
+        let key = self.keys.signing_key(tenant).await?;
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            iss: jwt::issuer(tenant),
+            sub: owner.to_string(),
+            tid: tenant,
+            jti: jwt::jti(id, generation),
+            iat: now,
+            nbf: now,
+            exp: expires_at.map(|t| t.timestamp()),
+            typ: kind.as_str().to_owned(),
+        };
+        jwt::sign(&key, &claims)
+    }
+
+    async fn model(&self, tenant: TenantId, id: TokenId) -> Result<entity::Model> {
+        in_tenant(tenant)
+            .filter(entity::Column::Id.eq(id))
+            .filter(entity::Column::Kind.ne(TokenKind::Session.as_str()))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::not_found("token"))
+    }
+
+    /// Loads a token the actor may manage; others' tokens answer 404 to members.
+    async fn managed(&self, actor: &Principal, id: TokenId) -> Result<entity::Model> {
+        let model = self.model(actor.tenant_id, id).await?;
+        if model.owner_id != actor.user_id && !actor.role.manages_all_tokens() {
+            return Err(Error::not_found("token"));
+        }
+        Ok(model)
+    }
+
+    /// The rights a token with `scope` would have for `owner`, refused when they exceed
+    /// what the acting credential may do.
+    async fn check_scope(&self, actor: &Principal, owner: &User, scope: &Scope) -> Result<()> {
+        let snapshot = self.registry.current();
+        let wanted = scope::resolve_strict(&snapshot, &self.sets, actor.tenant_id, scope).await?;
+        if actor.is_session() && actor.user_id == owner.id {
+            return Ok(());
+        }
+        let owner_rights =
+            crate::rights::role_rights(&snapshot, actor.tenant_id.0, owner.role);
+        if !wanted.intersect(&owner_rights).is_subset(&actor.rights) {
+            return Err(Error::forbidden(
+                "scope_exceeds_credential",
+                "the token would grant more than the credential used to create it",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn owner_for(&self, actor: &Principal, new: &NewToken) -> Result<User> {
+        let owner_id = new.owner.unwrap_or(actor.user_id);
+        if owner_id != actor.user_id && !actor.role.manages_all_tokens() {
+            return Err(Error::forbidden(
+                "user_lacks_permission",
+                "only admins and token managers create tokens for other users",
+            ));
+        }
+        let owner = self
+            .users
+            .find(actor.tenant_id, owner_id)
+            .await?
+            .ok_or_else(|| Error::invalid("unknown_owner", "the owner does not exist"))?;
+        if owner.is_system {
+            return Err(Error::invalid("system_user", "the system user cannot own a token"));
+        }
+        if !owner.active {
+            return Err(Error::invalid("owner_deactivated", "the owner is deactivated"));
+        }
+        match new.kind {
+            TokenKind::Application if owner.kind != UserKind::Api => Err(Error::invalid(
+                "owner_not_api_user",
+                "an application token must be owned by an api user",
+            )),
+            TokenKind::Session => {
+                Err(Error::invalid("invalid_kind", "kind must be personal or application"))
+            }
+            _ => Ok(owner),
+        }
+    }
+
+    pub async fn create(&self, actor: &Principal, new: NewToken) -> Result<Minted> {
+        validate_text(&new.name, &new.description)?;
+        let ip_filter = validate_ip_filter(&new.ip_filter)?;
+        let owner = self.owner_for(actor, &new).await?;
+        check_expiry(&actor.policy, actor, new.expires_at)?;
+        self.check_scope(actor, &owner, &new.scope).await?;
+        let owned = in_tenant(actor.tenant_id)
+            .filter(entity::Column::OwnerId.eq(owner.id))
+            .filter(entity::Column::Kind.ne(TokenKind::Session.as_str()))
+            .count(&self.db)
+            .await?;
+        if owned >= u64::from(actor.policy.max_tokens_per_user) {
+            return Err(Error::conflict(
+                "token_limit_reached",
+                format!("a user may own at most {} tokens", actor.policy.max_tokens_per_user),
+            ));
+        }
+        self.insert(actor.tenant_id, &owner, Some(actor.user_id), new.kind, new, ip_filter).await
+    }
+
+    async fn insert(
+        &self,
+        tenant: TenantId,
+        owner: &User,
+        created_by: Option<UserId>,
+        kind: TokenKind,
+        new: NewToken,
+        ip_filter: Vec<String>,
+    ) -> Result<Minted> {
+        let id = TokenId::new();
+        let secret = self.mint_secret(tenant, owner.id, id, 1, kind, new.expires_at).await?;
+        let now = sigil_core::now();
+        let (scope_set, scope_methods) = match &new.scope {
+            Scope::Set(s) => (Some(s.clone()), None),
+            Scope::Methods(m) => (None, Some(serde_json::to_string(m).map_err(Error::internal)?)),
+            Scope::All => (None, None),
+        };
+        let model = entity::ActiveModel {
+            id: Set(id),
+            tenant_id: Set(tenant),
+            owner_id: Set(owner.id),
+            kind: Set(kind.as_str().to_owned()),
+            name: Set(new.name),
+            description: Set(new.description),
+            scope_set: Set(scope_set),
+            scope_methods: Set(scope_methods),
+            expires_at: Set(new.expires_at),
+            ip_filter: Set(serde_json::to_string(&ip_filter).map_err(Error::internal)?),
+            enabled: Set(new.enabled),
+            generation: Set(1),
+            secret_hash: Set(sha256_hex(secret.as_bytes())),
+            prev_secret_hash: Set(None),
+            prev_valid_until: Set(None),
+            elevated_until: Set(None),
+            created_at: Set(now),
+            created_by: Set(created_by),
+            updated_at: Set(now),
+            use_count: Set(0),
+            last_used_at: Set(None),
+            last_used_ip: Set(None),
+            revoked_at: Set(None),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(Minted { token: Token::try_from(&model)?, secret })
+    }
+
+    /// A login session for a user who just proved their password.
+    pub async fn create_session(&self, user: &User, lifetime_secs: u32) -> Result<Minted> {
+        let expires_at = sigil_core::now() + Duration::seconds(i64::from(lifetime_secs));
+        let new = NewToken {
+            kind: TokenKind::Session,
+            owner: Some(user.id),
+            name: "login session".to_owned(),
+            description: String::new(),
+            scope: Scope::All,
+            expires_at: Some(expires_at),
+            ip_filter: Vec::new(),
+            enabled: true,
+        };
+        self.prune_sessions(user).await?;
+        self.insert(user.tenant_id, user, Some(user.id), TokenKind::Session, new, Vec::new()).await
+    }
+
+    /// Removes a user's expired or revoked sessions so the table does not grow forever.
+    async fn prune_sessions(&self, user: &User) -> Result<()> {
+        entity::Entity::delete_many()
+            .filter(entity::Column::TenantId.eq(user.tenant_id))
+            .filter(entity::Column::OwnerId.eq(user.id))
+            .filter(entity::Column::Kind.eq(TokenKind::Session.as_str()))
+            .filter(
+                Condition::any()
+                    .add(entity::Column::ExpiresAt.lt(Utc::now()))
+                    .add(entity::Column::RevokedAt.is_not_null()),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the session as password-confirmed for the tenant's confirmation window.
+    pub async fn confirm_session(&self, actor: &Principal) -> Result<DateTime<Utc>> {
+        if !actor.is_session() {
+            return Err(Error::invalid(
+                "not_a_session",
+                "only a login session can be confirmed; tokens are not asked to confirm",
+            ));
+        }
+        let until = sigil_core::now()
+            + Duration::seconds(i64::from(actor.policy.password_confirmation_secs));
+        entity::Entity::update_many()
+            .col_expr(entity::Column::ElevatedUntil, Expr::value(Some(until)))
+            .filter(entity::Column::TenantId.eq(actor.tenant_id))
+            .filter(entity::Column::Id.eq(actor.token_id))
+            .exec(&self.db)
+            .await?;
+        self.changes.publish(Change::Token { tenant: actor.tenant_id, token: actor.token_id }).await;
+        Ok(until)
+    }
+
+    /// Ends every login session of a user except `keep`.
+    pub async fn revoke_sessions(&self, tenant: TenantId, user: UserId, keep: Option<TokenId>) -> Result<()> {
+        let mut update = entity::Entity::update_many()
+            .col_expr(entity::Column::RevokedAt, Expr::value(Some(sigil_core::now())))
+            .filter(entity::Column::TenantId.eq(tenant))
+            .filter(entity::Column::OwnerId.eq(user))
+            .filter(entity::Column::Kind.eq(TokenKind::Session.as_str()))
+            .filter(entity::Column::RevokedAt.is_null());
+        if let Some(keep) = keep {
+            update = update.filter(entity::Column::Id.ne(keep));
+        }
+        update.exec(&self.db).await?;
+        self.changes.publish(Change::User { tenant, user }).await;
+        Ok(())
+    }
+
+    pub async fn get(&self, actor: &Principal, id: TokenId) -> Result<Token> {
+        Token::try_from(&self.managed(actor, id).await?)
+    }
+
+    pub async fn list(&self, actor: &Principal, filter: TokenFilter, page: PageRequest) -> Result<Page<Token>> {
+        let mut query = in_tenant(actor.tenant_id)
+            .filter(entity::Column::Kind.ne(TokenKind::Session.as_str()));
+        let owner = if actor.role.manages_all_tokens() { filter.owner } else { Some(actor.user_id) };
+        if let Some(owner) = owner {
+            query = query.filter(entity::Column::OwnerId.eq(owner));
+        }
+        if let Some(kind) = filter.kind {
+            query = query.filter(entity::Column::Kind.eq(kind.as_str()));
+        }
+        if let Some(enabled) = filter.enabled {
+            query = query.filter(entity::Column::Enabled.eq(enabled));
+        }
+        let now = sigil_core::now();
+        match filter.expired {
+            Some(true) => query = query.filter(entity::Column::ExpiresAt.lte(now)),
+            Some(false) => {
+                query = query.filter(
+                    Condition::any()
+                        .add(entity::Column::ExpiresAt.is_null())
+                        .add(entity::Column::ExpiresAt.gt(now)),
+                )
+            }
+            None => {}
+        }
+        if let Some(before) = filter.expiring_before {
+            query = query
+                .filter(entity::Column::ExpiresAt.gt(now))
+                .filter(entity::Column::ExpiresAt.lte(before));
+        }
+        if let Some(since) = filter.unused_since {
+            query = query.filter(
+                Condition::any().add(entity::Column::LastUsedAt.lt(since)).add(
+                    Condition::all()
+                        .add(entity::Column::LastUsedAt.is_null())
+                        .add(entity::Column::CreatedAt.lt(since)),
+                ),
+            );
+        }
+        if let Some(set) = filter.scope_set {
+            query = query.filter(entity::Column::ScopeSet.eq(set));
+        }
+        if let Some(q) = filter.q.filter(|q| !q.is_empty()) {
+            let pattern = format!("%{}%", q.to_lowercase());
+            query = query.filter(
+                Condition::any()
+                    .add(Expr::expr(Func::lower(Expr::col(entity::Column::Name))).like(&pattern))
+                    .add(
+                        Expr::expr(Func::lower(Expr::col(entity::Column::Description)))
+                            .like(&pattern),
+                    ),
+            );
+        }
+        let total = query.clone().count(&self.db).await?;
+        query = match filter.sort {
+            TokenSort::CreatedDesc => query.order_by_desc(entity::Column::CreatedAt),
+            TokenSort::CreatedAsc => query.order_by_asc(entity::Column::CreatedAt),
+            TokenSort::Name => query.order_by_asc(entity::Column::Name),
+            TokenSort::ExpiresAt => query.order_by_asc(entity::Column::ExpiresAt),
+            TokenSort::LastUsedDesc => query.order_by_desc(entity::Column::LastUsedAt),
+        };
+        let items = query
+            .order_by_asc(entity::Column::Id)
+            .offset(page.offset)
+            .limit(page.limit)
+            .all(&self.db)
+            .await?
+            .iter()
+            .map(Token::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page { items, total })
+    }
+
+    pub async fn update(&self, actor: &Principal, id: TokenId, patch: TokenPatch) -> Result<Token> {
+        let current = self.managed(actor, id).await?;
+        let owner = self
+            .users
+            .find(actor.tenant_id, current.owner_id)
+            .await?
+            .ok_or_else(|| Error::not_found("token"))?;
+        let mut model: entity::ActiveModel = current.into();
+        if let Some(name) = &patch.name {
+            validate_text(name, patch.description.as_deref().unwrap_or(""))?;
+            model.name = Set(name.clone());
+        }
+        if let Some(description) = &patch.description {
+            validate_text(patch.name.as_deref().unwrap_or("x"), description)?;
+            model.description = Set(description.clone());
+        }
+        if let Some(scope) = &patch.scope {
+            self.check_scope(actor, &owner, scope).await?;
+            match scope {
+                Scope::Set(s) => {
+                    model.scope_set = Set(Some(s.clone()));
+                    model.scope_methods = Set(None);
+                }
+                Scope::Methods(m) => {
+                    model.scope_set = Set(None);
+                    model.scope_methods = Set(Some(serde_json::to_string(m).map_err(Error::internal)?));
+                }
+                Scope::All => return Err(Error::invalid("invalid_scope", "a scope is required")),
+            }
+        }
+        if let Some(expires_at) = patch.expires_at {
+            // Expiring now is allowed: it is how a token is retired but kept for history.
+            let expiring_now = expires_at.is_some_and(|t| t <= Utc::now());
+            if !expiring_now {
+                check_expiry(&actor.policy, actor, expires_at)?;
+            }
+            model.expires_at =
+                Set(if expiring_now { Some(sigil_core::now()) } else { expires_at });
+        }
+        if let Some(ip_filter) = &patch.ip_filter {
+            let normalised = validate_ip_filter(ip_filter)?;
+            model.ip_filter = Set(serde_json::to_string(&normalised).map_err(Error::internal)?);
+        }
+        if let Some(enabled) = patch.enabled {
+            model.enabled = Set(enabled);
+        }
+        model.updated_at = Set(sigil_core::now());
+        let updated = model.update(&self.db).await?;
+        self.changes.publish(Change::Token { tenant: actor.tenant_id, token: id }).await;
+        Token::try_from(&updated)
+    }
+
+    /// New secret, generation + 1. The old secret stops at once, or after `grace_secs`.
+    pub async fn regenerate(&self, actor: &Principal, id: TokenId, grace_secs: u32) -> Result<Minted> {
+        if grace_secs > 86_400 {
+            return Err(Error::invalid("invalid_grace_period", "grace_period_secs must be at most 86400"));
+        }
+        let current = self.managed(actor, id).await?;
+        let generation = current.generation + 1;
+        let secret = self
+            .mint_secret(actor.tenant_id, current.owner_id, id, generation, TokenKind::parse(&current.kind)?, current.expires_at)
+            .await?;
+        let now = sigil_core::now();
+        let txn = self.db.begin().await?;
+        let res = entity::Entity::update_many()
+            .col_expr(entity::Column::Generation, Expr::value(generation))
+            .col_expr(entity::Column::SecretHash, Expr::value(sha256_hex(secret.as_bytes())))
+            .col_expr(
+                entity::Column::PrevSecretHash,
+                Expr::value((grace_secs > 0).then(|| current.secret_hash.clone())),
+            )
+            .col_expr(
+                entity::Column::PrevValidUntil,
+                Expr::value((grace_secs > 0).then(|| now + Duration::seconds(i64::from(grace_secs)))),
+            )
+            .col_expr(entity::Column::UpdatedAt, Expr::value(now))
+            .filter(entity::Column::TenantId.eq(actor.tenant_id))
+            .filter(entity::Column::Id.eq(id))
+            .filter(entity::Column::Generation.eq(current.generation))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected != 1 {
+            return Err(Error::conflict("concurrent_change", "the token changed meanwhile; retry"));
+        }
+        txn.commit().await?;
+        self.changes.publish(Change::Token { tenant: actor.tenant_id, token: id }).await;
+        let model = self.model(actor.tenant_id, id).await?;
+        Ok(Minted { token: Token::try_from(&model)?, secret })
+    }
+
+    /// A new, independent token with the same parameters and a new secret.
+    pub async fn copy(&self, actor: &Principal, id: TokenId, name: Option<String>) -> Result<Minted> {
+        let source = Token::try_from(&self.managed(actor, id).await?)?;
+        let new = NewToken {
+            kind: source.kind,
+            owner: Some(source.owner_id),
+            name: name.unwrap_or_else(|| format!("{} (copy)", source.name)).chars().take(200).collect(),
+            description: source.description,
+            scope: source.scope,
+            expires_at: source.expires_at.filter(|t| *t > Utc::now()),
+            ip_filter: source.ip_filter,
+            enabled: source.enabled,
+        };
+        self.create(actor, new).await
+    }
+
+    pub async fn delete(&self, actor: &Principal, id: TokenId) -> Result<Token> {
+        let current = self.managed(actor, id).await?;
+        let token = Token::try_from(&current)?;
+        entity::Entity::delete_many()
+            .filter(entity::Column::TenantId.eq(actor.tenant_id))
+            .filter(entity::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        self.changes.publish(Change::Token { tenant: actor.tenant_id, token: id }).await;
+        Ok(token)
+    }
+
+    /// Deletes all the given tokens or none: an unknown or foreign id aborts the lot.
+    pub async fn delete_many(&self, actor: &Principal, ids: &[TokenId]) -> Result<Vec<Token>> {
+        if ids.is_empty() || ids.len() > 500 {
+            return Err(Error::invalid("invalid_ids", "give between 1 and 500 token ids"));
+        }
+        let mut unique = ids.to_vec();
+        unique.sort();
+        unique.dedup();
+        let txn = self.db.begin().await?;
+        let mut query = in_tenant(actor.tenant_id)
+            .filter(entity::Column::Id.is_in(unique.clone()))
+            .filter(entity::Column::Kind.ne(TokenKind::Session.as_str()));
+        if !actor.role.manages_all_tokens() {
+            query = query.filter(entity::Column::OwnerId.eq(actor.user_id));
+        }
+        let found = query.lock_exclusive().all(&txn).await?;
+        if found.len() != unique.len() {
+            let missing: Vec<String> = unique
+                .iter()
+                .filter(|id| !found.iter().any(|m| m.id == **id))
+                .map(ToString::to_string)
+                .collect();
+            return Err(Error::invalid_with(
+                "unknown_tokens",
+                "some tokens do not exist; nothing was removed",
+                missing,
+            ));
+        }
+        entity::Entity::delete_many()
+            .filter(entity::Column::TenantId.eq(actor.tenant_id))
+            .filter(entity::Column::Id.is_in(unique))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        for m in &found {
+            self.changes.publish(Change::Token { tenant: actor.tenant_id, token: m.id }).await;
+        }
+        found.iter().map(Token::try_from).collect()
+    }
+
+    /// Number of tokens whose scope names the given set (to refuse deleting a set in use).
+    pub async fn count_using_set(&self, tenant: TenantId, set: &str) -> Result<u64> {
+        Ok(in_tenant(tenant).filter(entity::Column::ScopeSet.eq(set)).count(&self.db).await?)
+    }
+}
+
+impl TokenService {
+    /// Removes every token of a user (when the user is deleted).
+    pub async fn delete_owned_by(&self, tenant: TenantId, owner: UserId) -> Result<u64> {
+        let res = entity::Entity::delete_many()
+            .filter(entity::Column::TenantId.eq(tenant))
+            .filter(entity::Column::OwnerId.eq(owner))
+            .exec(&self.db)
+            .await?;
+        self.changes.publish(Change::User { tenant, user: owner }).await;
+        Ok(res.rows_affected)
+    }
+}

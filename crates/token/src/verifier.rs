@@ -1,0 +1,573 @@
+//! The verification pipeline (hot path). A credential is hashed and looked up in a moka
+//! cache; on a miss the JWT is checked against the key of the tenant it names, then the
+//! token record and its owner are loaded, and the effective rights (scope ∩ role) are
+//! compiled once. Per-request checks (transport, client IP, method) run on every call.
+//! Refusals that do not depend on the request are cached too, so a flood of garbage never
+//! reaches the database.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sigil_core::crypto::{ct_eq, sha256};
+use sigil_core::db::Db;
+use sigil_core::{Error, TenantId, TokenId, UserId};
+use sigil_scope_registry::store::ScopeSetStore;
+use sigil_scope_registry::{MethodIdx, MethodSet, Registry};
+use sigil_tenant::platform::PlatformKey;
+use sigil_tenant::{KeyRing, TenantPolicy, TenantService};
+use sigil_user::{Role, UserKind, UserService};
+
+use crate::changes::Change;
+use crate::jwt;
+use crate::rights::role_rights;
+use crate::types::{scope_of, TokenKind};
+use crate::usage::UsageRecorder;
+use crate::{entity, scope};
+
+/// A refusal with its stable code; 401 for credential problems, 403 for rights.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub detail: &'static str,
+    pub forbidden: bool,
+    token: Option<TokenId>,
+    user: Option<UserId>,
+    tenant: Option<TenantId>,
+}
+
+impl Refusal {
+    const fn unauthorized(code: &'static str, detail: &'static str) -> Self {
+        Self { code, detail, forbidden: false, token: None, user: None, tenant: None }
+    }
+    const fn forbidden(code: &'static str, detail: &'static str) -> Self {
+        Self { code, detail, forbidden: true, token: None, user: None, tenant: None }
+    }
+    fn about(mut self, tenant: Option<TenantId>, user: Option<UserId>, token: Option<TokenId>) -> Self {
+        self.tenant = tenant.or(self.tenant);
+        self.user = user.or(self.user);
+        self.token = token.or(self.token);
+        self
+    }
+    pub fn token_id(&self) -> Option<TokenId> {
+        self.token
+    }
+    pub fn tenant_id(&self) -> Option<TenantId> {
+        self.tenant
+    }
+}
+
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        if r.forbidden {
+            Error::forbidden(r.code, r.detail)
+        } else {
+            Error::unauthorized(r.code, r.detail)
+        }
+    }
+}
+
+pub const MISSING: Refusal =
+    Refusal::unauthorized("credential_missing", "no credential was given");
+const MALFORMED: Refusal =
+    Refusal::unauthorized("token_malformed", "the credential is not a well-formed Sigil token");
+const BAD_SIGNATURE: Refusal = Refusal::unauthorized(
+    "token_invalid_signature",
+    "the token's signature does not verify with a key of its tenant",
+);
+const UNKNOWN: Refusal = Refusal::unauthorized("token_unknown", "the token does not exist (deleted)");
+const REPLACED: Refusal = Refusal::unauthorized(
+    "token_replaced",
+    "the token was regenerated; use the newest secret",
+);
+const EXPIRED: Refusal = Refusal::unauthorized("token_expired", "the token has expired");
+const NOT_YET_VALID: Refusal =
+    Refusal::unauthorized("token_not_yet_valid", "the token is not valid yet");
+const DISABLED: Refusal = Refusal::unauthorized("token_disabled", "the token is disabled");
+const REVOKED: Refusal = Refusal::unauthorized("token_revoked", "the token was revoked");
+const TENANT_DISABLED: Refusal =
+    Refusal::unauthorized("tenant_disabled", "the token's tenant is disabled");
+const USER_DEACTIVATED: Refusal =
+    Refusal::unauthorized("user_deactivated", "the token's user is deactivated");
+const API_ACCESS_DENIED: Refusal =
+    Refusal::forbidden("api_access_denied", "the user lacks the api_access permission");
+const IP_NOT_ALLOWED: Refusal =
+    Refusal::unauthorized("ip_not_allowed", "the client address is not in the token's IP filter");
+const TRANSPORT_NOT_ALLOWED: Refusal = Refusal::unauthorized(
+    "transport_not_allowed",
+    "the tenant does not accept credentials in the query string or form body",
+);
+const NOT_IN_SCOPE: Refusal =
+    Refusal::forbidden("method_not_in_scope", "the token's scope does not include this method");
+const LACKS_PERMISSION: Refusal = Refusal::forbidden(
+    "user_lacks_permission",
+    "the token's user is not allowed to call this method",
+);
+const OPERATOR_ONLY: Refusal =
+    Refusal::forbidden("operator_only", "only the platform operator may call this method");
+const NOT_FOR_OPERATOR: Refusal =
+    Refusal::forbidden("tenant_only", "this method needs a tenant user's token");
+
+/// Where the credential travelled; the tenant policy may refuse the query/form ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Header,
+    QueryOrForm,
+}
+
+/// The checked identity behind a tenant token: the same value for every request that
+/// presents the same credential until something about it changes.
+#[derive(Debug)]
+pub struct Principal {
+    pub tenant_id: TenantId,
+    pub tenant_slug: String,
+    pub user_id: UserId,
+    pub username: String,
+    pub user_kind: UserKind,
+    pub role: Role,
+    pub token_id: TokenId,
+    pub token_kind: TokenKind,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub elevated_until: Option<DateTime<Utc>>,
+    /// The token's own scope, compiled.
+    pub scope: MethodSet,
+    /// What the owner's role allows now.
+    pub role_rights: MethodSet,
+    /// scope ∩ role_rights.
+    pub rights: MethodSet,
+    pub ip_filter: Vec<IpNet>,
+    pub policy: Arc<TenantPolicy>,
+    registry_version: u64,
+}
+
+impl Principal {
+    pub fn is_session(&self) -> bool {
+        self.token_kind == TokenKind::Session
+    }
+
+    /// Token changes made with a login session need a recent password confirmation when
+    /// the tenant asks for it; automation tokens are not asked.
+    pub fn require_confirmation(&self) -> Result<(), Error> {
+        if self.is_session()
+            && self.policy.require_password_confirmation
+            && self.elevated_until.is_none_or(|t| t <= Utc::now())
+        {
+            return Err(Error::forbidden(
+                "password_confirmation_required",
+                "confirm your password (confirmPassword) before changing tokens",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_method(&self, method: MethodIdx) -> Result<(), Refusal> {
+        if self.rights.contains(method) {
+            Ok(())
+        } else if !self.scope.contains(method) {
+            Err(NOT_IN_SCOPE)
+        } else {
+            Err(LACKS_PERMISSION)
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Caller {
+    Operator,
+    Tenant(Arc<Principal>),
+}
+
+#[derive(Clone)]
+enum Cached {
+    Ok(Arc<Principal>),
+    Refused(Refusal),
+}
+
+type CacheKey = [u8; 32];
+
+#[derive(Clone)]
+pub struct VerifierDeps {
+    pub db: Db,
+    pub tenants: TenantService,
+    pub users: UserService,
+    pub keys: KeyRing,
+    pub platform: Arc<PlatformKey>,
+    pub registry: Arc<Registry>,
+    pub sets: ScopeSetStore,
+    pub usage: UsageRecorder,
+}
+
+#[derive(Clone)]
+pub struct Verifier {
+    deps: VerifierDeps,
+    positive: moka::sync::Cache<CacheKey, Arc<Principal>>,
+    negative: moka::sync::Cache<CacheKey, Refusal>,
+    /// Moves on every invalidation; a miss computed across one is not cached.
+    epoch: Arc<AtomicU64>,
+    trusted_proxies: Arc<Vec<IpNet>>,
+}
+
+pub struct CacheSettings {
+    pub max_entries: u64,
+    pub ttl: Duration,
+    pub negative_max_entries: u64,
+    pub negative_ttl: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            max_entries: 1_000_000,
+            ttl: Duration::from_secs(60),
+            negative_max_entries: 100_000,
+            negative_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Verifier {
+    pub fn new(deps: VerifierDeps, cache: CacheSettings, trusted_proxies: Vec<IpNet>) -> Self {
+        Self {
+            deps,
+            positive: moka::sync::Cache::builder()
+                .max_capacity(cache.max_entries)
+                .time_to_live(cache.ttl)
+                .support_invalidation_closures()
+                .build(),
+            negative: moka::sync::Cache::builder()
+                .max_capacity(cache.negative_max_entries)
+                .time_to_live(cache.negative_ttl)
+                .support_invalidation_closures()
+                .build(),
+            epoch: Arc::new(AtomicU64::new(0)),
+            trusted_proxies: Arc::new(trusted_proxies),
+        }
+    }
+
+    pub fn deps(&self) -> &VerifierDeps {
+        &self.deps
+    }
+
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.trusted_proxies
+    }
+
+    pub fn cached_entries(&self) -> u64 {
+        self.positive.run_pending_tasks();
+        self.positive.entry_count()
+    }
+
+    /// Verifies a credential for one request. `method` is the registry method being called
+    /// (None when only identity is needed); `client_ip` is the resolved client address.
+    /// Records usage on success.
+    pub async fn verify(
+        &self,
+        credential: &str,
+        transport: Transport,
+        client_ip: Option<IpAddr>,
+        method: Option<&str>,
+    ) -> Result<Caller, Refusal> {
+        let Some(principal) = self.principal_for(credential).await? else {
+            return self.operator(credential, method);
+        };
+        self.per_request(&principal, transport, IpCheck::Required(client_ip), method)?;
+        self.deps.usage.record(principal.token_id, client_ip);
+        Ok(Caller::Tenant(principal))
+    }
+
+    /// Introspection for a plugin: like [`Verifier::verify`], but the IP filter is checked
+    /// only when the plugin says which client it serves.
+    pub async fn introspect(
+        &self,
+        credential: &str,
+        client_ip: Option<IpAddr>,
+        method: Option<&str>,
+    ) -> Result<Arc<Principal>, Refusal> {
+        let principal = self.principal_for(credential).await?.ok_or(UNKNOWN)?;
+        let ip = match client_ip {
+            Some(ip) => IpCheck::Required(Some(ip)),
+            None => IpCheck::Skip,
+        };
+        self.per_request(&principal, Transport::Header, ip, method)?;
+        self.deps.usage.record(principal.token_id, client_ip);
+        Ok(principal)
+    }
+
+    /// The principal behind a credential (cached), `None` when it is not a tenant token.
+    pub async fn principal_for(&self, credential: &str) -> Result<Option<Arc<Principal>>, Refusal> {
+        let key = sha256(credential.as_bytes());
+        match self.lookup(&key) {
+            Some(Cached::Ok(p)) if self.is_current(&p) => Ok(Some(p)),
+            Some(Cached::Refused(r)) => Err(r),
+            _ => self.resolve(credential, &key).await,
+        }
+    }
+
+    fn operator(&self, credential: &str, method: Option<&str>) -> Result<Caller, Refusal> {
+        if self.deps.platform.verify(credential).is_none() {
+            return Err(BAD_SIGNATURE);
+        }
+        match method {
+            Some(m) if !crate::rights::OPERATOR_METHODS.contains(&m) && !is_operator_shared(m) => {
+                Err(NOT_FOR_OPERATOR)
+            }
+            _ => Ok(Caller::Operator),
+        }
+    }
+
+    fn lookup(&self, key: &CacheKey) -> Option<Cached> {
+        if let Some(p) = self.positive.get(key) {
+            return Some(Cached::Ok(p));
+        }
+        self.negative.get(key).map(Cached::Refused)
+    }
+
+    fn per_request(
+        &self,
+        p: &Principal,
+        transport: Transport,
+        ip_check: IpCheck,
+        method: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let now = Utc::now();
+        if p.expires_at.is_some_and(|t| t <= now) {
+            return Err(EXPIRED.about(Some(p.tenant_id), None, Some(p.token_id)));
+        }
+        if transport == Transport::QueryOrForm && !p.policy.allow_query_credentials {
+            return Err(TRANSPORT_NOT_ALLOWED);
+        }
+        let tenant_nets = p.policy.ip_nets();
+        let client_ip = match ip_check {
+            IpCheck::Required(ip) => Some(ip),
+            IpCheck::Skip => None,
+        };
+        for nets in [&p.ip_filter, &tenant_nets] {
+            if let Some(client_ip) = client_ip.filter(|_| !nets.is_empty()) {
+                let allowed = client_ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)));
+                if !allowed {
+                    return Err(IP_NOT_ALLOWED.about(Some(p.tenant_id), None, Some(p.token_id)));
+                }
+            }
+        }
+        if let Some(method) = method {
+            if crate::rights::OPERATOR_METHODS.contains(&method) {
+                return Err(OPERATOR_ONLY);
+            }
+            let snapshot = self.deps.registry.load();
+            let idx = snapshot.lookup(Some(p.tenant_id.0), method).ok_or(NOT_IN_SCOPE)?;
+            p.check_method(idx)
+                .map_err(|r| r.about(Some(p.tenant_id), Some(p.user_id), Some(p.token_id)))?;
+        }
+        Ok(())
+    }
+
+    /// Checks a method against an already verified principal (e.g. the route resolved
+    /// after identity for forward auth).
+    pub fn check(&self, p: &Principal, method: &str) -> Result<(), Refusal> {
+        self.per_request(p, Transport::Header, IpCheck::Skip, Some(method))
+    }
+
+    /// Records a successful use (when the use was checked with [`Verifier::check`]).
+    pub fn record_use(&self, p: &Principal, client_ip: Option<IpAddr>) {
+        self.deps.usage.record(p.token_id, client_ip);
+    }
+
+    /// Per-request checks without a method: transport and client address.
+    pub fn check_request(&self, p: &Principal, transport: Transport, client_ip: Option<IpAddr>) -> Result<(), Refusal> {
+        self.per_request(p, transport, IpCheck::Required(client_ip), None)
+    }
+
+    /// A cache miss: full checks. `Ok(None)` means "not a tenant token" (maybe operator).
+    async fn resolve(&self, credential: &str, key: &CacheKey) -> Result<Option<Arc<Principal>>, Refusal> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        match self.resolve_uncached(credential).await {
+            Ok(Some(p)) => {
+                let p = Arc::new(p);
+                if self.epoch.load(Ordering::Acquire) == epoch {
+                    self.positive.insert(*key, p.clone());
+                }
+                Ok(Some(p))
+            }
+            Ok(None) => Ok(None),
+            Err(Outcome::Refused(r)) => {
+                if self.epoch.load(Ordering::Acquire) == epoch {
+                    self.negative.insert(*key, r.clone());
+                }
+                Err(r)
+            }
+            Err(Outcome::Unavailable) => Err(Refusal {
+                code: "service_unavailable",
+                detail: "verification is unavailable; retry shortly",
+                forbidden: false,
+                token: None,
+                user: None,
+                tenant: None,
+            }),
+        }
+    }
+
+    async fn resolve_uncached(&self, credential: &str) -> Result<Option<Principal>, Outcome> {
+        let unverified = jwt::inspect(credential).map_err(|_| Outcome::Refused(MALFORMED))?;
+        if unverified.kid.starts_with("op-") {
+            return Ok(None);
+        }
+        let tenant_id = unverified.tenant;
+        let about = |r: Refusal| Outcome::Refused(r.about(Some(tenant_id), None, None));
+        let tenant = self.deps.tenants.find(tenant_id).await?.ok_or(about(BAD_SIGNATURE))?;
+        let key = self
+            .deps
+            .keys
+            .verification_key(tenant_id, &unverified.kid)
+            .await?
+            .ok_or(about(BAD_SIGNATURE))?;
+        let claims = jwt::verify(credential, &key, tenant_id).map_err(|e| {
+            about(match e {
+                jwt::VerifyError::Signature => BAD_SIGNATURE,
+                jwt::VerifyError::Expired => EXPIRED,
+                jwt::VerifyError::NotYetValid => NOT_YET_VALID,
+                jwt::VerifyError::Malformed => MALFORMED,
+            })
+        })?;
+        if !tenant.enabled {
+            return Err(about(TENANT_DISABLED));
+        }
+        let (token_id, generation) = jwt::parse_jti(&claims.jti).ok_or(about(MALFORMED))?;
+        let record = entity::Entity::find_by_id(token_id)
+            .filter(entity::Column::TenantId.eq(tenant_id))
+            .one(&self.deps.db)
+            .await
+            .map_err(Error::from)?;
+        let on_token = |r: Refusal| Outcome::Refused(r.about(Some(tenant_id), None, Some(token_id)));
+        let record = record.ok_or(on_token(UNKNOWN))?;
+        let now = Utc::now();
+        let hash = sha256(credential.as_bytes());
+        let current = generation == record.generation && hash_matches(&record.secret_hash, &hash);
+        let in_grace = generation + 1 == record.generation
+            && record.prev_valid_until.is_some_and(|t| t > now)
+            && record.prev_secret_hash.as_deref().is_some_and(|h| hash_matches(h, &hash));
+        if !current && !in_grace {
+            return Err(on_token(REPLACED));
+        }
+        if record.revoked_at.is_some() {
+            return Err(on_token(REVOKED));
+        }
+        if !record.enabled {
+            return Err(on_token(DISABLED));
+        }
+        if record.expires_at.is_some_and(|t| t <= now) {
+            return Err(on_token(EXPIRED));
+        }
+        let owner_ref = |r: Refusal| {
+            Outcome::Refused(r.about(Some(tenant_id), Some(record.owner_id), Some(token_id)))
+        };
+        let user = self.deps.users.find(tenant_id, record.owner_id).await?.ok_or(on_token(UNKNOWN))?;
+        if !user.active || user.is_system {
+            return Err(owner_ref(USER_DEACTIVATED));
+        }
+        if !user.api_access {
+            return Err(owner_ref(API_ACCESS_DENIED));
+        }
+        let snapshot = self.deps.registry.current();
+        let token_scope = scope::resolve_lenient(&snapshot, &self.deps.sets, tenant_id, &scope_of(&record))
+            .await?;
+        let role_rights = role_rights(&snapshot, tenant_id.0, user.role);
+        let rights = token_scope.intersect(&role_rights);
+        let mut expires_at = record.expires_at;
+        if let Some(exp) = claims.exp.and_then(|e| DateTime::from_timestamp(e, 0)) {
+            expires_at = Some(expires_at.map_or(exp, |t| t.min(exp)));
+        }
+        if in_grace {
+            expires_at = record.prev_valid_until.map(|g| expires_at.map_or(g, |t| t.min(g)));
+        }
+        let ip_filter: Vec<String> = serde_json::from_str(&record.ip_filter).unwrap_or_default();
+        Ok(Some(Principal {
+            tenant_id,
+            tenant_slug: tenant.slug,
+            user_id: user.id,
+            username: user.username,
+            user_kind: user.kind,
+            role: user.role,
+            token_id,
+            token_kind: TokenKind::parse(&record.kind).map_err(|_| Outcome::Refused(MALFORMED))?,
+            expires_at,
+            elevated_until: record.elevated_until,
+            scope: token_scope,
+            role_rights,
+            rights,
+            ip_filter: ip_filter.iter().filter_map(|e| sigil_tenant::policy::parse_ip_net(e)).collect(),
+            policy: Arc::new(tenant.policy),
+            registry_version: snapshot.version(),
+        }))
+    }
+
+    /// Drops every cache entry a change can affect.
+    pub fn apply(&self, change: &Change) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        match *change {
+            Change::Token { token, .. } => {
+                let _ = self.positive.invalidate_entries_if(move |_, p| p.token_id == token);
+                let _ = self.negative.invalidate_entries_if(move |_, r| r.token == Some(token));
+            }
+            Change::User { user, .. } => {
+                let _ = self.positive.invalidate_entries_if(move |_, p| p.user_id == user);
+                let _ = self.negative.invalidate_entries_if(move |_, r| r.user == Some(user));
+            }
+            Change::Tenant { tenant } | Change::Keys { tenant } => {
+                if matches!(change, Change::Keys { .. }) {
+                    self.deps.keys.invalidate_tenant(tenant);
+                }
+                let _ = self.positive.invalidate_entries_if(move |_, p| p.tenant_id == tenant);
+                let _ = self.negative.invalidate_entries_if(move |_, r| r.tenant == Some(tenant));
+            }
+            Change::Registry { .. } => {
+                let _ = self.positive.invalidate_entries_if(|_, _| true);
+                self.negative.invalidate_all();
+            }
+            Change::All => {
+                self.deps.keys.invalidate_all();
+                self.positive.invalidate_all();
+                self.negative.invalidate_all();
+            }
+        }
+    }
+
+    /// Version of the registry the principal's rights were compiled against.
+    pub fn is_current(&self, p: &Principal) -> bool {
+        p.registry_version == self.deps.registry.version()
+    }
+}
+
+/// Methods an operator token may call besides the tenant administration ones.
+fn is_operator_shared(method: &str) -> bool {
+    matches!(
+        method,
+        "plugins.list" | "plugins.register" | "plugins.get" | "plugins.delete" | "methods.list"
+    )
+}
+
+fn hash_matches(stored_hex: &str, hash: &[u8; 32]) -> bool {
+    let mut stored = [0u8; 32];
+    hex::decode_to_slice(stored_hex, &mut stored).is_ok() && ct_eq(&stored, hash)
+}
+
+#[derive(Clone, Copy)]
+enum IpCheck {
+    Required(Option<IpAddr>),
+    Skip,
+}
+
+enum Outcome {
+    Refused(Refusal),
+    Unavailable,
+}
+
+impl From<Error> for Outcome {
+    fn from(e: Error) -> Self {
+        tracing::warn!(error = %e, "verification could not reach storage");
+        Outcome::Unavailable
+    }
+}

@@ -1,0 +1,101 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sigil_core::{Error, Result, TenantId, UserId};
+
+use crate::entity;
+
+pub const SYSTEM_USERNAME: &str = "system";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Member,
+    TokenManager,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::TokenManager => "token_manager",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "member" => Ok(Role::Member),
+            "token_manager" => Ok(Role::TokenManager),
+            "admin" => Ok(Role::Admin),
+            _ => Err(Error::invalid("invalid_role", "role must be admin, token_manager or member")),
+        }
+    }
+
+    /// Whether this role manages every API token of the tenant (seed 001's token manager).
+    pub fn manages_all_tokens(self) -> bool {
+        matches!(self, Role::Admin | Role::TokenManager)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserKind {
+    Person,
+    Api,
+}
+
+impl UserKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserKind::Person => "person",
+            UserKind::Api => "api",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "person" => Ok(UserKind::Person),
+            "api" => Ok(UserKind::Api),
+            _ => Err(Error::invalid("invalid_kind", "kind must be person or api")),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: UserId,
+    pub tenant_id: TenantId,
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub kind: UserKind,
+    pub role: Role,
+    pub api_access: bool,
+    pub active: bool,
+    pub is_system: bool,
+    pub has_password: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<&entity::Model> for User {
+    type Error = Error;
+    fn try_from(m: &entity::Model) -> Result<Self> {
+        Ok(Self {
+            id: m.id,
+            tenant_id: m.tenant_id,
+            username: m.username.clone(),
+            display_name: m.display_name.clone(),
+            email: m.email.clone(),
+            kind: UserKind::parse(&m.kind)?,
+            role: Role::parse(&m.role)?,
+            api_access: m.api_access,
+            active: m.active,
+            is_system: m.is_system,
+            has_password: m.password_hash.is_some(),
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        })
+    }
+}
