@@ -25,7 +25,7 @@ impl MigratorTrait for Migrator {
 }
 
 /// Arbitrary constant identifying Sigil's migration lock among PostgreSQL advisory locks.
-pub const ADVISORY_LOCK_KEY: i64 = 0x5167_11_0001;
+pub const ADVISORY_LOCK_KEY: i64 = 0x0051_6711_0001;
 
 /// Applies pending migrations. On PostgreSQL they run in one transaction holding a
 /// transaction-scoped advisory lock, so replicas starting together migrate one after the
@@ -33,13 +33,19 @@ pub const ADVISORY_LOCK_KEY: i64 = 0x5167_11_0001;
 /// advisory locks (CockroachDB) migrate without it: run `sigil migrate` once before
 /// starting replicas there.
 pub async fn migrate(db: &sea_orm_migration::sea_orm::DatabaseConnection) -> Result<(), DbErr> {
-    use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
+    use sea_orm_migration::sea_orm::{
+        ConnectionTrait, DatabaseBackend, Statement, TransactionTrait,
+    };
     if db.get_database_backend() != DatabaseBackend::Postgres {
         return Migrator::up(db, None).await;
     }
     let txn = db.begin().await?;
     let lock = format!("SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})");
-    if txn.execute(Statement::from_string(DatabaseBackend::Postgres, lock)).await.is_err() {
+    if txn
+        .execute(Statement::from_string(DatabaseBackend::Postgres, lock))
+        .await
+        .is_err()
+    {
         txn.rollback().await?;
         return Migrator::up(db, None).await;
     }

@@ -48,26 +48,64 @@ impl MigrationTrait for Migration {
             Table::create()
                 .table(Tenants::Table)
                 .col(ColumnDef::new(Tenants::Id).uuid().not_null().primary_key())
-                .col(ColumnDef::new(Tenants::Slug).string_len(64).not_null().unique_key())
+                .col(
+                    ColumnDef::new(Tenants::Slug)
+                        .string_len(64)
+                        .not_null()
+                        .unique_key(),
+                )
                 .col(ColumnDef::new(Tenants::Name).string_len(200).not_null())
                 .col(ColumnDef::new(Tenants::Enabled).boolean().not_null())
                 .col(ColumnDef::new(Tenants::Policy).text().not_null())
-                .col(ColumnDef::new(Tenants::CreatedAt).timestamp_with_time_zone().not_null())
-                .col(ColumnDef::new(Tenants::UpdatedAt).timestamp_with_time_zone().not_null())
+                .col(
+                    ColumnDef::new(Tenants::CreatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Tenants::UpdatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
                 .to_owned(),
         )
         .await?;
         m.create_table(
             Table::create()
                 .table(SigningKeys::Table)
-                .col(ColumnDef::new(SigningKeys::Kid).string_len(64).not_null().primary_key())
+                .col(
+                    ColumnDef::new(SigningKeys::Kid)
+                        .string_len(64)
+                        .not_null()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new(SigningKeys::TenantId).uuid().not_null())
-                .col(ColumnDef::new(SigningKeys::PublicKey).string_len(64).not_null())
-                .col(ColumnDef::new(SigningKeys::PrivateKeySealed).text().not_null())
+                .col(
+                    ColumnDef::new(SigningKeys::PublicKey)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(SigningKeys::PrivateKeySealed)
+                        .text()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(SigningKeys::State).string_len(16).not_null())
-                .col(ColumnDef::new(SigningKeys::CreatedAt).timestamp_with_time_zone().not_null())
-                .col(ColumnDef::new(SigningKeys::RetiringAt).timestamp_with_time_zone().null())
-                .col(ColumnDef::new(SigningKeys::RetireAfter).timestamp_with_time_zone().null())
+                .col(
+                    ColumnDef::new(SigningKeys::CreatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(SigningKeys::RetiringAt)
+                        .timestamp_with_time_zone()
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(SigningKeys::RetireAfter)
+                        .timestamp_with_time_zone()
+                        .null(),
+                )
                 .foreign_key(
                     ForeignKey::create()
                         .from(SigningKeys::Table, SigningKeys::TenantId)
@@ -88,7 +126,12 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(PlatformSecrets::Table)
-                .col(ColumnDef::new(PlatformSecrets::Name).string_len(64).not_null().primary_key())
+                .col(
+                    ColumnDef::new(PlatformSecrets::Name)
+                        .string_len(64)
+                        .not_null()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new(PlatformSecrets::Value).text().not_null())
                 .col(
                     ColumnDef::new(PlatformSecrets::CreatedAt)
@@ -101,8 +144,11 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table(PlatformSecrets::Table).to_owned()).await?;
-        m.drop_table(Table::drop().table(SigningKeys::Table).to_owned()).await?;
-        m.drop_table(Table::drop().table(Tenants::Table).to_owned()).await
+        m.drop_table(Table::drop().table(PlatformSecrets::Table).to_owned())
+            .await?;
+        m.drop_table(Table::drop().table(SigningKeys::Table).to_owned())
+            .await?;
+        m.drop_table(Table::drop().table(Tenants::Table).to_owned())
+            .await
     }
 }

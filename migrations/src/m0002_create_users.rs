@@ -41,7 +41,11 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(Users::Id).uuid().not_null().primary_key())
                 .col(ColumnDef::new(Users::TenantId).uuid().not_null())
                 .col(ColumnDef::new(Users::Username).string_len(64).not_null())
-                .col(ColumnDef::new(Users::DisplayName).string_len(200).not_null())
+                .col(
+                    ColumnDef::new(Users::DisplayName)
+                        .string_len(200)
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Users::Email).string_len(254).null())
                 .col(ColumnDef::new(Users::Kind).string_len(16).not_null())
                 .col(ColumnDef::new(Users::Role).string_len(16).not_null())
@@ -49,8 +53,16 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(Users::Active).boolean().not_null())
                 .col(ColumnDef::new(Users::IsSystem).boolean().not_null())
                 .col(ColumnDef::new(Users::PasswordHash).text().null())
-                .col(ColumnDef::new(Users::CreatedAt).timestamp_with_time_zone().not_null())
-                .col(ColumnDef::new(Users::UpdatedAt).timestamp_with_time_zone().not_null())
+                .col(
+                    ColumnDef::new(Users::CreatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Users::UpdatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
                 .foreign_key(
                     ForeignKey::create()
                         .from(Users::Table, Users::TenantId)
@@ -73,6 +85,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table(Users::Table).to_owned()).await
+        m.drop_table(Table::drop().table(Users::Table).to_owned())
+            .await
     }
 }

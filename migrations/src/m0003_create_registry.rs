@@ -48,29 +48,55 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(Plugins::Table)
-                .col(ColumnDef::new(Plugins::Uid).string_len(128).not_null().primary_key())
+                .col(
+                    ColumnDef::new(Plugins::Uid)
+                        .string_len(128)
+                        .not_null()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new(Plugins::PluginId).string_len(64).not_null())
                 .col(ColumnDef::new(Plugins::TenantId).uuid().null())
                 .col(ColumnDef::new(Plugins::Name).string_len(200).not_null())
                 .col(ColumnDef::new(Plugins::Version).string_len(64).not_null())
                 .col(ColumnDef::new(Plugins::Manifest).text().not_null())
-                .col(ColumnDef::new(Plugins::CreatedAt).timestamp_with_time_zone().not_null())
-                .col(ColumnDef::new(Plugins::UpdatedAt).timestamp_with_time_zone().not_null())
+                .col(
+                    ColumnDef::new(Plugins::CreatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Plugins::UpdatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
                 .to_owned(),
         )
         .await?;
         m.create_table(
             Table::create()
                 .table(ScopeSets::Table)
-                .col(ColumnDef::new(ScopeSets::Id).uuid().not_null().primary_key())
+                .col(
+                    ColumnDef::new(ScopeSets::Id)
+                        .uuid()
+                        .not_null()
+                        .primary_key(),
+                )
                 .col(ColumnDef::new(ScopeSets::TenantId).uuid().not_null())
                 .col(ColumnDef::new(ScopeSets::Slug).string_len(64).not_null())
                 .col(ColumnDef::new(ScopeSets::Name).string_len(200).not_null())
                 .col(ColumnDef::new(ScopeSets::Description).text().not_null())
                 .col(ColumnDef::new(ScopeSets::Entries).text().not_null())
                 .col(ColumnDef::new(ScopeSets::Access).string_len(16).null())
-                .col(ColumnDef::new(ScopeSets::CreatedAt).timestamp_with_time_zone().not_null())
-                .col(ColumnDef::new(ScopeSets::UpdatedAt).timestamp_with_time_zone().not_null())
+                .col(
+                    ColumnDef::new(ScopeSets::CreatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(ScopeSets::UpdatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
                 .to_owned(),
         )
         .await?;
@@ -89,8 +115,17 @@ impl MigrationTrait for Migration {
         m.create_table(
             Table::create()
                 .table(RegistryVersion::Table)
-                .col(ColumnDef::new(RegistryVersion::Id).integer().not_null().primary_key())
-                .col(ColumnDef::new(RegistryVersion::Version).big_integer().not_null())
+                .col(
+                    ColumnDef::new(RegistryVersion::Id)
+                        .integer()
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(RegistryVersion::Version)
+                        .big_integer()
+                        .not_null(),
+                )
                 .to_owned(),
         )
         .await?;
@@ -105,8 +140,11 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table(RegistryVersion::Table).to_owned()).await?;
-        m.drop_table(Table::drop().table(ScopeSets::Table).to_owned()).await?;
-        m.drop_table(Table::drop().table(Plugins::Table).to_owned()).await
+        m.drop_table(Table::drop().table(RegistryVersion::Table).to_owned())
+            .await?;
+        m.drop_table(Table::drop().table(ScopeSets::Table).to_owned())
+            .await?;
+        m.drop_table(Table::drop().table(Plugins::Table).to_owned())
+            .await
     }
 }

@@ -50,21 +50,49 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(Tokens::Description).text().not_null())
                 .col(ColumnDef::new(Tokens::ScopeSet).string_len(200).null())
                 .col(ColumnDef::new(Tokens::ScopeMethods).text().null())
-                .col(ColumnDef::new(Tokens::ExpiresAt).timestamp_with_time_zone().null())
+                .col(
+                    ColumnDef::new(Tokens::ExpiresAt)
+                        .timestamp_with_time_zone()
+                        .null(),
+                )
                 .col(ColumnDef::new(Tokens::IpFilter).text().not_null())
                 .col(ColumnDef::new(Tokens::Enabled).boolean().not_null())
                 .col(ColumnDef::new(Tokens::Generation).integer().not_null())
                 .col(ColumnDef::new(Tokens::SecretHash).string_len(64).not_null())
                 .col(ColumnDef::new(Tokens::PrevSecretHash).string_len(64).null())
-                .col(ColumnDef::new(Tokens::PrevValidUntil).timestamp_with_time_zone().null())
-                .col(ColumnDef::new(Tokens::ElevatedUntil).timestamp_with_time_zone().null())
-                .col(ColumnDef::new(Tokens::CreatedAt).timestamp_with_time_zone().not_null())
+                .col(
+                    ColumnDef::new(Tokens::PrevValidUntil)
+                        .timestamp_with_time_zone()
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(Tokens::ElevatedUntil)
+                        .timestamp_with_time_zone()
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(Tokens::CreatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Tokens::CreatedBy).uuid().null())
-                .col(ColumnDef::new(Tokens::UpdatedAt).timestamp_with_time_zone().not_null())
+                .col(
+                    ColumnDef::new(Tokens::UpdatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Tokens::UseCount).big_integer().not_null())
-                .col(ColumnDef::new(Tokens::LastUsedAt).timestamp_with_time_zone().null())
+                .col(
+                    ColumnDef::new(Tokens::LastUsedAt)
+                        .timestamp_with_time_zone()
+                        .null(),
+                )
                 .col(ColumnDef::new(Tokens::LastUsedIp).string_len(64).null())
-                .col(ColumnDef::new(Tokens::RevokedAt).timestamp_with_time_zone().null())
+                .col(
+                    ColumnDef::new(Tokens::RevokedAt)
+                        .timestamp_with_time_zone()
+                        .null(),
+                )
                 .to_owned(),
         )
         .await?;
@@ -80,6 +108,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table(Tokens::Table).to_owned()).await
+        m.drop_table(Table::drop().table(Tokens::Table).to_owned())
+            .await
     }
 }

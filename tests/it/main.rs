@@ -1,1 +1,10 @@
+//! Integration tests: one binary, the real server over HTTP, on SQLite by default and on
+//! PostgreSQL when SIGIL_TEST_DATABASE_URL is set.
 
+// Test support code may panic on setup failures, and not every helper is used by every module.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+mod harness;
+
+mod foundation;
+mod tenants_users;

@@ -2,9 +2,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use sigil_core::db::Db;
 use sigil_core::{Error, Result, TenantId, TokenId, UserId};
 use uuid::Uuid;
@@ -88,15 +86,21 @@ struct RefusalKey {
     minute: i64,
 }
 
+/// Refusal counts and the last client address, per token, reason and minute.
+type RefusalTally = HashMap<RefusalKey, (i32, Option<String>)>;
+
 #[derive(Clone)]
 pub struct AuditLog {
     db: Db,
-    refusals: Arc<Mutex<HashMap<RefusalKey, (i32, Option<String>)>>>,
+    refusals: Arc<Mutex<RefusalTally>>,
 }
 
 impl AuditLog {
     pub fn new(db: Db) -> Self {
-        Self { db, refusals: Arc::new(Mutex::new(HashMap::new())) }
+        Self {
+            db,
+            refusals: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
     pub async fn record(&self, event: NewEvent) -> Result<()> {
@@ -124,13 +128,26 @@ impl AuditLog {
 
     /// Counts a refused verification in memory; `flush_refusals` writes one row per token,
     /// reason and minute.
-    pub fn note_refusal(&self, tenant: Option<TenantId>, token: Option<TokenId>, code: &'static str, ip: Option<String>) {
+    pub fn note_refusal(
+        &self,
+        tenant: Option<TenantId>,
+        token: Option<TokenId>,
+        code: &'static str,
+        ip: Option<String>,
+    ) {
         let minute = Utc::now().timestamp() / 60;
         if let Ok(mut map) = self.refusals.lock() {
             if map.len() > 100_000 {
                 return;
             }
-            let slot = map.entry(RefusalKey { tenant, token, code, minute }).or_insert((0, None));
+            let slot = map
+                .entry(RefusalKey {
+                    tenant,
+                    token,
+                    code,
+                    minute,
+                })
+                .or_insert((0, None));
             slot.0 += 1;
             slot.1 = ip;
         }
@@ -166,7 +183,11 @@ impl AuditLog {
         Ok(n)
     }
 
-    pub async fn list(&self, tenant: Option<TenantId>, filter: AuditFilter) -> Result<Vec<AuditEvent>> {
+    pub async fn list(
+        &self,
+        tenant: Option<TenantId>,
+        filter: AuditFilter,
+    ) -> Result<Vec<AuditEvent>> {
         let mut query = entity::Entity::find();
         query = match tenant {
             Some(t) => query.filter(entity::Column::TenantId.eq(t)),
@@ -204,7 +225,9 @@ impl AuditLog {
     /// Deletes events older than the retention period.
     pub async fn prune(&self, retention_days: u32) -> Result<u64> {
         let cutoff = Utc::now() - TimeDelta::days(i64::from(retention_days));
-        let cutoff = cutoff.duration_trunc(TimeDelta::seconds(1)).map_err(Error::internal)?;
+        let cutoff = cutoff
+            .duration_trunc(TimeDelta::seconds(1))
+            .map_err(Error::internal)?;
         let res = entity::Entity::delete_many()
             .filter(entity::Column::CreatedAt.lt(cutoff))
             .exec(&self.db)

@@ -10,15 +10,32 @@ pub enum Error {
     #[error("{what} not found")]
     NotFound { what: &'static str },
     #[error("{detail}")]
-    Conflict { code: &'static str, detail: Cow<'static, str> },
+    Conflict {
+        code: &'static str,
+        detail: Cow<'static, str>,
+    },
     #[error("{detail}")]
-    Invalid { code: &'static str, detail: Cow<'static, str>, errors: Vec<String> },
+    Invalid {
+        code: &'static str,
+        detail: Cow<'static, str>,
+        errors: Vec<String>,
+    },
     #[error("{detail}")]
-    Unauthorized { code: &'static str, detail: Cow<'static, str> },
+    Unauthorized {
+        code: &'static str,
+        detail: Cow<'static, str>,
+    },
     #[error("{detail}")]
-    Forbidden { code: &'static str, detail: Cow<'static, str> },
+    Forbidden {
+        code: &'static str,
+        detail: Cow<'static, str>,
+    },
     #[error("{detail}")]
-    TooMany { code: &'static str, detail: Cow<'static, str>, retry_after_secs: u64 },
+    TooMany {
+        code: &'static str,
+        detail: Cow<'static, str>,
+        retry_after_secs: u64,
+    },
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -30,23 +47,40 @@ impl Error {
         Self::NotFound { what }
     }
     pub fn conflict(code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self::Conflict { code, detail: detail.into() }
+        Self::Conflict {
+            code,
+            detail: detail.into(),
+        }
     }
     pub fn invalid(code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self::Invalid { code, detail: detail.into(), errors: Vec::new() }
+        Self::Invalid {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
     }
     pub fn invalid_with(
         code: &'static str,
         detail: impl Into<Cow<'static, str>>,
         errors: Vec<String>,
     ) -> Self {
-        Self::Invalid { code, detail: detail.into(), errors }
+        Self::Invalid {
+            code,
+            detail: detail.into(),
+            errors,
+        }
     }
     pub fn unauthorized(code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self::Unauthorized { code, detail: detail.into() }
+        Self::Unauthorized {
+            code,
+            detail: detail.into(),
+        }
     }
     pub fn forbidden(code: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self::Forbidden { code, detail: detail.into() }
+        Self::Forbidden {
+            code,
+            detail: detail.into(),
+        }
     }
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         Self::Internal(detail.to_string())

@@ -18,13 +18,19 @@ impl PageRequest {
                 format!("limit must be between 1 and {MAX_LIMIT}"),
             ));
         }
-        Ok(Self { offset: offset.unwrap_or(0), limit })
+        Ok(Self {
+            offset: offset.unwrap_or(0),
+            limit,
+        })
     }
 }
 
 impl Default for PageRequest {
     fn default() -> Self {
-        Self { offset: 0, limit: DEFAULT_LIMIT }
+        Self {
+            offset: 0,
+            limit: DEFAULT_LIMIT,
+        }
     }
 }
 

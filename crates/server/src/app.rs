@@ -48,13 +48,18 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
         .at(
             "/openapi.json",
             make_sync(move |_| {
-                Response::builder().content_type("application/json").body(spec_for_route.clone())
+                Response::builder()
+                    .content_type("application/json")
+                    .body(spec_for_route.clone())
             }),
         )
         .at("/docs", make_sync(move |_| Html(docs_html.clone())))
         .at("/metrics", metrics::endpoint(state.clone()))
         .nest("/console", console::endpoint())
-        .at("/", make_sync(|_| poem::web::Redirect::see_other("/console/")));
+        .at(
+            "/",
+            make_sync(|_| poem::web::Redirect::see_other("/console/")),
+        );
     let endpoint = route
         .catch_all_error(|err| async move { from_poem_error(err) })
         .around(move |next, req| limit_body(next, req, body_limit))
@@ -65,8 +70,18 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
 
 /// Refuses bodies over the limit with 413 before any handler reads them; bodies without
 /// a length (chunked) are read up to the limit.
-async fn limit_body<E: Endpoint>(next: Arc<E>, mut req: Request, limit: usize) -> poem::Result<Response> {
-    let too_large = || crate::problem::problem_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large");
+async fn limit_body<E: Endpoint>(
+    next: Arc<E>,
+    mut req: Request,
+    limit: usize,
+) -> poem::Result<Response> {
+    let too_large = || {
+        crate::problem::problem_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        )
+    };
     let declared = req
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)
@@ -75,7 +90,10 @@ async fn limit_body<E: Endpoint>(next: Arc<E>, mut req: Request, limit: usize) -
     match declared {
         Some(len) if len > limit => return Ok(too_large()),
         Some(_) => {}
-        None if req.headers().contains_key(poem::http::header::TRANSFER_ENCODING) => {
+        None if req
+            .headers()
+            .contains_key(poem::http::header::TRANSFER_ENCODING) =>
+        {
             match req.take_body().into_bytes_limit(limit).await {
                 Ok(bytes) => req.set_body(bytes),
                 Err(_) => return Ok(too_large()),

@@ -18,7 +18,13 @@ pub fn credential(
     form: Option<&str>,
 ) -> Result<Option<(String, Transport)>, ApiError> {
     let mut found: Vec<(String, Transport)> = Vec::new();
-    let header_values = |name: &str| req.headers().get_all(name).iter().map(|v| v.as_bytes().to_vec()).collect::<Vec<_>>();
+    let header_values = |name: &str| {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect::<Vec<_>>()
+    };
     for raw in header_values("authorization") {
         let text = header_text(&raw)?;
         let (scheme, value) = text.split_once(' ').unwrap_or((text.as_str(), ""));
@@ -37,7 +43,9 @@ pub fn credential(
         }
     }
     found.retain(|(v, _)| !v.is_empty());
-    let Some(first) = found.first().cloned() else { return Ok(None) };
+    let Some(first) = found.first().cloned() else {
+        return Ok(None);
+    };
     if found.iter().any(|(v, _)| v != &first.0) {
         return Err(ApiError::bad_request(
             "multiple_credentials",
@@ -61,7 +69,11 @@ fn header_text(raw: &[u8]) -> Result<String, ApiError> {
 }
 
 fn malformed() -> ApiError {
-    sigil_core::Error::unauthorized("token_malformed", "the credential contains invalid characters").into()
+    sigil_core::Error::unauthorized(
+        "token_malformed",
+        "the credential contains invalid characters",
+    )
+    .into()
 }
 
 /// Minimal `application/x-www-form-urlencoded` decoding (also used for query strings).
@@ -83,7 +95,9 @@ fn percent_decode(text: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                let hex = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = text
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -110,7 +124,10 @@ pub fn client_ip(req: &Request, trusted: &[IpNet]) -> Option<IpAddr> {
     let mut hops: Vec<IpAddr> = Vec::new();
     for value in req.headers().get_all("x-forwarded-for") {
         if let Ok(text) = value.to_str() {
-            hops.extend(text.split(',').filter_map(|h| h.trim().parse::<IpAddr>().ok()));
+            hops.extend(
+                text.split(',')
+                    .filter_map(|h| h.trim().parse::<IpAddr>().ok()),
+            );
         }
     }
     if hops.is_empty() {
@@ -123,7 +140,9 @@ pub fn client_ip(req: &Request, trusted: &[IpNet]) -> Option<IpAddr> {
                     }
                     let v = v.trim_matches('"').trim_start_matches('[');
                     let v = v.split(']').next().unwrap_or(v);
-                    v.parse::<IpAddr>().ok().or_else(|| v.rsplit_once(':').and_then(|(h, _)| h.parse().ok()))
+                    v.parse::<IpAddr>()
+                        .ok()
+                        .or_else(|| v.rsplit_once(':').and_then(|(h, _)| h.parse().ok()))
                 }));
             }
         }
@@ -133,13 +152,20 @@ pub fn client_ip(req: &Request, trusted: &[IpNet]) -> Option<IpAddr> {
             hops.extend(real.trim().parse::<IpAddr>().ok());
         }
     }
-    let found = hops.iter().rev().map(|ip| canonical(*ip)).find(|ip| !trusted.iter().any(|n| n.contains(ip)));
+    let found = hops
+        .iter()
+        .rev()
+        .map(|ip| canonical(*ip))
+        .find(|ip| !trusted.iter().any(|n| n.contains(ip)));
     Some(found.or_else(|| hops.first().copied()).unwrap_or(peer))
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }

@@ -76,9 +76,22 @@ pub struct ConfigError {
 }
 
 const KEYS: &[&str] = &[
-    "listen", "database_url", "data_dir", "public_url", "master_key", "log_format", "log_level",
-    "body_limit", "db_max_connections", "trusted_proxies", "cache_max_entries", "cache_ttl_secs",
-    "usage_flush_secs", "audit_retention_days", "plugins", "shutdown_grace_secs",
+    "listen",
+    "database_url",
+    "data_dir",
+    "public_url",
+    "master_key",
+    "log_format",
+    "log_level",
+    "body_limit",
+    "db_max_connections",
+    "trusted_proxies",
+    "cache_max_entries",
+    "cache_ttl_secs",
+    "usage_flush_secs",
+    "audit_retention_days",
+    "plugins",
+    "shutdown_grace_secs",
 ];
 
 fn is_known_key(key: &str) -> bool {
@@ -97,9 +110,12 @@ impl ListOrCsv {
     fn items(self) -> Vec<String> {
         match self {
             ListOrCsv::List(v) => v,
-            ListOrCsv::Csv(s) => {
-                s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect()
-            }
+            ListOrCsv::Csv(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
         }
     }
 }
@@ -109,11 +125,18 @@ fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 }
 
 fn paths_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
-    Ok(ListOrCsv::deserialize(d)?.items().into_iter().map(PathBuf::from).collect())
+    Ok(ListOrCsv::deserialize(d)?
+        .items()
+        .into_iter()
+        .map(PathBuf::from)
+        .collect())
 }
 
 fn bad(setting: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError { setting: setting.to_owned(), message: message.into() }
+    ConfigError {
+        setting: setting.to_owned(),
+        message: message.into(),
+    }
 }
 
 impl Config {
@@ -122,7 +145,10 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(bad("--config", format!("file {} does not exist", file.display())));
+                return Err(bad(
+                    "--config",
+                    format!("file {} does not exist", file.display()),
+                ));
             }
             figment = figment.merge(Toml::file(file));
         }
@@ -151,28 +177,47 @@ impl Config {
             && !self.database_url.starts_with("sqlite:")
             && !sigil_core::db::is_postgres(&self.database_url)
         {
-            return Err(bad("SIGIL_DATABASE_URL", "must start with sqlite:, postgres:// or postgresql://"));
+            return Err(bad(
+                "SIGIL_DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
         }
-        if !self.public_url.is_empty()
-            && !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://"))
+        let url = &self.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(bad(
+                "SIGIL_PUBLIC_URL",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if !self.master_key.is_empty()
+            && sigil_core::crypto::MasterKey::from_base64(&self.master_key).is_err()
         {
-            return Err(bad("SIGIL_PUBLIC_URL", "must be an http:// or https:// URL"));
-        }
-        if !self.master_key.is_empty() && sigil_core::crypto::MasterKey::from_base64(&self.master_key).is_err() {
-            return Err(bad("SIGIL_MASTER_KEY", "must be base64 of exactly 32 bytes"));
+            return Err(bad(
+                "SIGIL_MASTER_KEY",
+                "must be base64 of exactly 32 bytes",
+            ));
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(bad("SIGIL_LOG_FORMAT", "must be text or json"));
         }
         if self.body_limit < 1024 || self.body_limit > 64 * 1024 * 1024 {
-            return Err(bad("SIGIL_BODY_LIMIT", "must be between 1024 and 67108864 bytes"));
+            return Err(bad(
+                "SIGIL_BODY_LIMIT",
+                "must be between 1024 and 67108864 bytes",
+            ));
         }
         if self.db_max_connections == 0 || self.db_max_connections > 1000 {
-            return Err(bad("SIGIL_DB_MAX_CONNECTIONS", "must be between 1 and 1000"));
+            return Err(bad(
+                "SIGIL_DB_MAX_CONNECTIONS",
+                "must be between 1 and 1000",
+            ));
         }
         for entry in &self.trusted_proxies {
             if sigil_tenant::policy::parse_ip_net(entry).is_none() {
-                return Err(bad("SIGIL_TRUSTED_PROXIES", format!("{entry:?} is not an IP or CIDR")));
+                return Err(bad(
+                    "SIGIL_TRUSTED_PROXIES",
+                    format!("{entry:?} is not an IP or CIDR"),
+                ));
             }
         }
         if self.cache_ttl_secs == 0 || self.cache_ttl_secs > 3600 {
@@ -181,16 +226,25 @@ impl Config {
         if self.usage_flush_secs == 0 || self.usage_flush_secs > 300 {
             return Err(bad("SIGIL_USAGE_FLUSH_SECS", "must be between 1 and 300"));
         }
-        if self.argon2.memory_kib < 8 * 1024 || self.argon2.iterations == 0 || self.argon2.parallelism == 0 {
-            return Err(bad("SIGIL_ARGON2_MEMORY_KIB", "argon2 needs at least 8192 KiB, 1 iteration, 1 lane"));
+        if self.argon2.memory_kib < 8 * 1024
+            || self.argon2.iterations == 0
+            || self.argon2.parallelism == 0
+        {
+            return Err(bad(
+                "SIGIL_ARGON2_MEMORY_KIB",
+                "argon2 needs at least 8192 KiB, 1 iteration, 1 lane",
+            ));
         }
         Ok(())
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen
-            .parse()
-            .map_err(|_| bad("SIGIL_LISTEN", format!("{:?} is not host:port (e.g. 127.0.0.1:8080)", self.listen)))
+        self.listen.parse().map_err(|_| {
+            bad(
+                "SIGIL_LISTEN",
+                format!("{:?} is not host:port (e.g. 127.0.0.1:8080)", self.listen),
+            )
+        })
     }
 
     /// The database URL, defaulting to a SQLite file in the data directory.
@@ -203,6 +257,9 @@ impl Config {
     }
 
     pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
-        self.trusted_proxies.iter().filter_map(|e| sigil_tenant::policy::parse_ip_net(e)).collect()
+        self.trusted_proxies
+            .iter()
+            .filter_map(|e| sigil_tenant::policy::parse_ip_net(e))
+            .collect()
     }
 }

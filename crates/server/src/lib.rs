@@ -1,6 +1,9 @@
 //! Sigil's HTTP server: configuration, the REST API (poem + poem-openapi), the console,
 //! background work and graceful shutdown. The only crate that knows HTTP; it knows no SQL.
 
+// Handlers return poem-openapi's `ApiError` response enum directly; it is large by design.
+#![allow(clippy::result_large_err)]
+
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -14,4 +17,4 @@ pub mod state;
 pub mod telemetry;
 
 pub use config::{Config, ConfigError};
-pub use run::{open_database, prepare, serve, Prepared};
+pub use run::{open_database, prepare, serve, spawn, Prepared, Running};

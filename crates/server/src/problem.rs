@@ -88,16 +88,27 @@ fn bad_request(err: poem::Error) -> ApiError {
     let status = err.status();
     let detail = err.to_string();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::PayloadTooLarge(Json(Problem::new(status, "payload_too_large", "the request body is too large")));
+        return ApiError::PayloadTooLarge(Json(Problem::new(
+            status,
+            "payload_too_large",
+            "the request body is too large",
+        )));
     }
-    if status == StatusCode::UNSUPPORTED_MEDIA_TYPE || detail.contains("content type") || detail.contains("Content-Type") {
+    if status == StatusCode::UNSUPPORTED_MEDIA_TYPE
+        || detail.contains("content type")
+        || detail.contains("Content-Type")
+    {
         return ApiError::UnsupportedMediaType(Json(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             detail,
         )));
     }
-    ApiError::BadRequest(Json(Problem::new(StatusCode::BAD_REQUEST, "bad_request", detail)))
+    ApiError::BadRequest(Json(Problem::new(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        detail,
+    )))
 }
 
 pub fn www_authenticate(code: &str, detail: &str) -> String {
@@ -115,7 +126,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        ApiError::NotFound(Json(Problem::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))))
+        ApiError::NotFound(Json(Problem::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )))
     }
 
     pub fn status(&self) -> StatusCode {
@@ -159,7 +174,11 @@ impl From<Error> for ApiError {
             Error::Conflict { code, detail } => {
                 ApiError::Conflict(Json(Problem::new(StatusCode::CONFLICT, code, detail)))
             }
-            Error::Invalid { code, detail, errors } => ApiError::Unprocessable(Json(
+            Error::Invalid {
+                code,
+                detail,
+                errors,
+            } => ApiError::Unprocessable(Json(
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).with_errors(errors),
             )),
             Error::Unauthorized { code, detail } => ApiError::Unauthorized(
@@ -169,7 +188,11 @@ impl From<Error> for ApiError {
             Error::Forbidden { code, detail } => {
                 ApiError::Forbidden(Json(Problem::new(StatusCode::FORBIDDEN, code, detail)))
             }
-            Error::TooMany { code, detail, retry_after_secs } => ApiError::TooManyRequests(
+            Error::TooMany {
+                code,
+                detail,
+                retry_after_secs,
+            } => ApiError::TooManyRequests(
                 Json(Problem::new(StatusCode::TOO_MANY_REQUESTS, code, detail)),
                 retry_after_secs,
             ),
@@ -220,20 +243,37 @@ pub fn from_poem_error(err: poem::Error) -> Response {
     // Operations answer errors as complete problem responses already; keep them.
     if err.is_from_response() {
         let resp = err.into_response();
-        if resp.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json")) {
+        if resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"))
+        {
             return resp;
         }
-        return problem_response(resp.status(), "error", resp.status().canonical_reason().unwrap_or("error"));
+        return problem_response(
+            resp.status(),
+            "error",
+            resp.status().canonical_reason().unwrap_or("error"),
+        );
     }
     let status = err.status();
     let (code, detail) = match status {
         StatusCode::NOT_FOUND => ("not_found", "no such resource".to_owned()),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed on this resource".to_owned()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "method not allowed on this resource".to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is too large".to_owned(),
+        ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", err.to_string()),
         s if s.is_server_error() => {
             tracing::error!(error = %err, "unhandled server error");
-            ("internal_error", "an unexpected error occurred; it has been logged".to_owned())
+            (
+                "internal_error",
+                "an unexpected error occurred; it has been logged".to_owned(),
+            )
         }
         StatusCode::UNAUTHORIZED => ("credential_missing", err.to_string()),
         _ => ("bad_request", err.to_string()),

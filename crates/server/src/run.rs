@@ -26,7 +26,10 @@ pub async fn open_database(config: &Config) -> sigil_core::Result<Db> {
     let url = config.effective_database_url();
     if url.starts_with("sqlite:") && !url.contains(":memory:") {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            Error::invalid("data_dir", format!("cannot create {}: {e}", config.data_dir.display()))
+            Error::invalid(
+                "data_dir",
+                format!("cannot create {}: {e}", config.data_dir.display()),
+            )
         })?;
     }
     sigil_core::db::connect(&url, config.db_max_connections).await
@@ -65,7 +68,9 @@ fn write_private(path: &Path, data: &[u8]) -> sigil_core::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
+    let mut file = options
+        .open(path)
+        .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
     file.write_all(data).map_err(Error::internal)
 }
 
@@ -83,7 +88,9 @@ pub async fn prepare(config: Config) -> sigil_core::Result<Prepared> {
 /// Connects cache invalidation and registry reloads to the change feed.
 fn wire_changes(state: &Arc<AppState>) {
     let verifier = state.verifier.clone();
-    state.changes.on_change(move |change| verifier.apply(change));
+    state
+        .changes
+        .on_change(move |change| verifier.apply(change));
     let mut rx = state.changes.subscribe();
     let reloader = state.clone();
     tokio::spawn(async move {
@@ -107,7 +114,10 @@ fn wire_changes(state: &Arc<AppState>) {
 
 /// Periodic work: usage flushes, refused-verification aggregates, registry version
 /// checks (in case a notification was lost), audit retention.
-fn spawn_background(state: Arc<AppState>, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+fn spawn_background(
+    state: Arc<AppState>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut stop = stop;
         let mut tick = tokio::time::interval(Duration::from_secs(state.config.usage_flush_secs));
@@ -157,8 +167,72 @@ fn banner(state: &AppState, bound: &str) {
 
 /// Serves until SIGINT/SIGTERM, then drains requests and flushes background work.
 pub async fn serve(prepared: Prepared) -> sigil_core::Result<()> {
+    serve_with(prepared, shutdown_signal(), |state, bound| {
+        banner(state, bound)
+    })
+    .await
+}
+
+/// A server running in this process (tests, embedding): its address and a stop switch.
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub state: Arc<AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<sigil_core::Result<()>>,
+}
+
+impl Running {
+    /// Graceful stop: drains requests and flushes usage, as on SIGTERM.
+    pub async fn stop(mut self) -> sigil_core::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.map_err(Error::internal)?
+    }
+}
+
+/// Starts serving in the background and returns once the listener is bound.
+pub async fn spawn(prepared: Prepared) -> sigil_core::Result<Running> {
+    let state = prepared.state.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel::<String>();
+    let task = tokio::spawn(async move {
+        let mut bound_tx = Some(bound_tx);
+        serve_with(
+            prepared,
+            async {
+                let _ = stop_rx.await;
+            },
+            move |_, bound| {
+                if let Some(tx) = bound_tx.take() {
+                    let _ = tx.send(bound.to_owned());
+                }
+            },
+        )
+        .await
+    });
+    let bound = bound_rx
+        .await
+        .map_err(|_| Error::internal("server did not start"))?;
+    let addr = bound.parse().map_err(Error::internal)?;
+    Ok(Running {
+        addr,
+        state,
+        stop: Some(stop_tx),
+        task,
+    })
+}
+
+async fn serve_with(
+    prepared: Prepared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(&AppState, &str) + Send,
+) -> sigil_core::Result<()> {
     let Prepared { state, app } = prepared;
-    let addr = state.config.listen_addr().map_err(|e| Error::invalid("listen", e.to_string()))?;
+    let addr = state
+        .config
+        .listen_addr()
+        .map_err(|e| Error::invalid("listen", e.to_string()))?;
     let acceptor = TcpListener::bind(addr)
         .into_acceptor()
         .await
@@ -168,12 +242,12 @@ pub async fn serve(prepared: Prepared) -> sigil_core::Result<()> {
         .first()
         .and_then(|a| a.as_socket_addr().map(|s| s.to_string()))
         .unwrap_or_else(|| addr.to_string());
-    banner(&state, &bound);
+    on_bound(&state, &bound);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = spawn_background(state.clone(), stop_rx);
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     let result = poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app.endpoint, shutdown_signal(), Some(grace))
+        .run_with_graceful_shutdown(app.endpoint, shutdown, Some(grace))
         .await;
     tracing::info!("shutting down: flushing usage and audit");
     let _ = stop_tx.send(true);
@@ -182,7 +256,6 @@ pub async fn serve(prepared: Prepared) -> sigil_core::Result<()> {
         tracing::error!(error = %e, "final usage flush failed");
     }
     let _ = state.audit.flush_refusals().await;
-    let _ = state.db.clone().close().await;
     result.map_err(|e| Error::internal(format!("server error: {e}")))
 }
 

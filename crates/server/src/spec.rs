@@ -25,7 +25,9 @@ pub fn finish(raw: &str) -> Result<Value, String> {
     if let Some(paths) = doc["paths"].as_object_mut() {
         for item in paths.values_mut() {
             for verb in VERBS {
-                let Some(op) = item.get_mut(verb) else { continue };
+                let Some(op) = item.get_mut(verb) else {
+                    continue;
+                };
                 let op_id = op["operationId"].as_str().unwrap_or_default().to_owned();
                 if let Some(method) = method_of(&op_id) {
                     op["x-sigil-method"] = json!(method);
@@ -51,7 +53,9 @@ pub fn builtin_plugin(doc: &Value) -> Result<PluginManifest, Vec<String>> {
                 let Some(op) = item.get(verb) else { continue };
                 let op_id = op["operationId"].as_str().unwrap_or_default();
                 let Some(method) = method_of(op_id) else {
-                    errors.push(format!("operation {op_id} ({verb} {path}) has no registry method"));
+                    errors.push(format!(
+                        "operation {op_id} ({verb} {path}) has no registry method"
+                    ));
                     continue;
                 };
                 seen.push(op_id.to_owned());
@@ -65,14 +69,19 @@ pub fn builtin_plugin(doc: &Value) -> Result<PluginManifest, Vec<String>> {
                     http: HttpRoute::new(verb, path),
                     access,
                     description: op["summary"].as_str().unwrap_or_default().to_owned(),
-                    docs_url: Some(format!("/docs#/{}/{op_id}", op["tags"][0].as_str().unwrap_or("default"))),
+                    docs_url: Some(format!(
+                        "/docs#/{}/{op_id}",
+                        op["tags"][0].as_str().unwrap_or("default")
+                    )),
                 });
             }
         }
     }
     for (op, _) in METHODS {
         if !seen.iter().any(|s| s == op) {
-            errors.push(format!("method table names {op}, which is not an operation"));
+            errors.push(format!(
+                "method table names {op}, which is not an operation"
+            ));
         }
     }
     if !errors.is_empty() {

@@ -108,16 +108,26 @@ impl AppState {
     async fn load_plugin_files(&self) -> sigil_core::Result<()> {
         for path in &self.config.plugins {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                sigil_core::Error::invalid("plugin_file", format!("cannot read {}: {e}", path.display()))
+                sigil_core::Error::invalid(
+                    "plugin_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
             })?;
             let manifest = PluginManifest::from_json_str(&text).map_err(|errors| {
-                sigil_core::Error::invalid_with("invalid_manifest", format!("{} is not a valid plugin manifest", path.display()), errors)
+                sigil_core::Error::invalid_with(
+                    "invalid_manifest",
+                    format!("{} is not a valid plugin manifest", path.display()),
+                    errors,
+                )
             })?;
             let unchanged = self
                 .plugins
                 .get(None, &manifest.id)
                 .await?
-                .is_some_and(|stored| serde_json::to_value(&stored.manifest).ok() == serde_json::to_value(&manifest).ok());
+                .is_some_and(|stored| {
+                    serde_json::to_value(&stored.manifest).ok()
+                        == serde_json::to_value(&manifest).ok()
+                });
             if !unchanged {
                 self.plugins.upsert(None, &manifest).await?;
                 tracing::info!(plugin = %manifest.id, version = %manifest.version, "plugin loaded from file");
@@ -129,11 +139,20 @@ impl AppState {
     /// Rebuilds the compiled registry from the built-in plugin and the stored ones.
     pub async fn reload_registry(&self) -> sigil_core::Result<()> {
         let (version, stored) = self.plugins.load_all().await?;
-        let mut all: Vec<RegisteredPlugin> =
-            self.builtin.get().cloned().map(RegisteredPlugin::global).into_iter().collect();
+        let mut all: Vec<RegisteredPlugin> = self
+            .builtin
+            .get()
+            .cloned()
+            .map(RegisteredPlugin::global)
+            .into_iter()
+            .collect();
         all.extend(stored);
         let snapshot = Snapshot::build_with_version(all, version).map_err(|errors| {
-            sigil_core::Error::invalid_with("invalid_registry", "the stored plugins do not compile", errors)
+            sigil_core::Error::invalid_with(
+                "invalid_registry",
+                "the stored plugins do not compile",
+                errors,
+            )
         })?;
         self.registry.publish(snapshot);
         Ok(())
@@ -144,15 +163,29 @@ impl AppState {
         self.caller_with(req, None, method).await
     }
 
-    pub async fn caller_with(&self, req: &Request, form: Option<&str>, method: &str) -> ApiResult<Caller> {
+    pub async fn caller_with(
+        &self,
+        req: &Request,
+        form: Option<&str>,
+        method: &str,
+    ) -> ApiResult<Caller> {
         let ip = auth::client_ip(req, self.verifier.trusted_proxies());
         let Some((credential, transport)) = auth::credential(req, None, form)? else {
             return Err(sigil_token::verifier::MISSING.into());
         };
-        match self.verifier.verify(&credential, transport, ip, Some(method)).await {
+        match self
+            .verifier
+            .verify(&credential, transport, ip, Some(method))
+            .await
+        {
             Ok(caller) => Ok(caller),
             Err(refusal) => {
-                self.audit.note_refusal(refusal.tenant_id(), refusal.token_id(), refusal.code, ip.map(|i| i.to_string()));
+                self.audit.note_refusal(
+                    refusal.tenant_id(),
+                    refusal.token_id(),
+                    refusal.code,
+                    ip.map(|i| i.to_string()),
+                );
                 Err(refusal.into())
             }
         }
@@ -162,7 +195,11 @@ impl AppState {
     pub async fn principal(&self, req: &Request, method: &str) -> ApiResult<Arc<Principal>> {
         match self.caller(req, method).await? {
             Caller::Tenant(p) => Ok(p),
-            Caller::Operator => Err(sigil_core::Error::forbidden("tenant_only", "this method needs a tenant user's token").into()),
+            Caller::Operator => Err(sigil_core::Error::forbidden(
+                "tenant_only",
+                "this method needs a tenant user's token",
+            )
+            .into()),
         }
     }
 
@@ -170,12 +207,26 @@ impl AppState {
     pub async fn operator(&self, req: &Request, method: &str) -> ApiResult<()> {
         match self.caller(req, method).await? {
             Caller::Operator => Ok(()),
-            Caller::Tenant(_) => Err(sigil_core::Error::forbidden("operator_only", "only the platform operator may call this method").into()),
+            Caller::Tenant(_) => Err(sigil_core::Error::forbidden(
+                "operator_only",
+                "only the platform operator may call this method",
+            )
+            .into()),
         }
     }
 
     /// Writes an audit event for a change; a failure to audit is logged, not hidden.
-    pub async fn audit(&self, req: &Request, caller: Option<&Principal>, action: &str, target_type: &str, target_id: Option<String>, before: Option<serde_json::Value>, after: Option<serde_json::Value>) {
+    #[allow(clippy::too_many_arguments)]
+    pub async fn audit(
+        &self,
+        req: &Request,
+        caller: Option<&Principal>,
+        action: &str,
+        target_type: &str,
+        target_id: Option<String>,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) {
         let event = NewEvent {
             tenant: caller.map(|p| p.tenant_id),
             actor: caller.map(|p| p.user_id),

@@ -71,8 +71,13 @@ enum OperatorCommand {
 
 fn parse_ttl(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a duration like 15m or 1h"))?;
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 15m or 1h"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
@@ -136,7 +141,15 @@ async fn main() -> ExitCode {
                 Err(e) => fail(1, e),
             }
         }
-        Command::Tenant { command: TenantCommand::Create { slug, name, admin_username, admin_password_stdin } } => {
+        Command::Tenant {
+            command:
+                TenantCommand::Create {
+                    slug,
+                    name,
+                    admin_username,
+                    admin_password_stdin,
+                },
+        } => {
             let password = if admin_password_stdin {
                 let mut text = String::new();
                 if let Err(e) = std::io::stdin().read_to_string(&mut text) {
@@ -156,7 +169,11 @@ async fn main() -> ExitCode {
                 &s.tenants,
                 &s.keys,
                 &s.users,
-                sigil_tenant::NewTenant { slug, name, policy: None },
+                sigil_tenant::NewTenant {
+                    slug,
+                    name,
+                    policy: None,
+                },
                 Some(admin_username),
                 password,
             )
@@ -174,7 +191,9 @@ async fn main() -> ExitCode {
                 Err(e) => fail(1, describe(&e)),
             }
         }
-        Command::Operator { command: OperatorCommand::Token { ttl } } => {
+        Command::Operator {
+            command: OperatorCommand::Token { ttl },
+        } => {
             let prepared = match sigil_server::prepare(config).await {
                 Ok(p) => p,
                 Err(e) => return fail(1, e),

@@ -110,7 +110,11 @@ pub(crate) fn generate_key(master: &MasterKey, kid_prefix: &str) -> Result<Gener
     let kid = format!("{kid_prefix}{}", &digest[..16]);
     let der = signing.to_pkcs8_der().map_err(Error::internal)?;
     let sealed = master.seal(der.as_bytes(), &kid)?;
-    Ok(GeneratedKey { kid, public_x, sealed })
+    Ok(GeneratedKey {
+        kid,
+        public_x,
+        sealed,
+    })
 }
 
 pub(crate) fn load_encoding_key(
@@ -142,8 +146,14 @@ impl KeyRing {
         Self {
             db,
             master,
-            by_kid: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
-            active: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(ttl).build(),
+            by_kid: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+            active: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 
@@ -192,7 +202,9 @@ impl KeyRing {
         let cached = match self.by_kid.get(kid) {
             Some(entry) => entry,
             None => {
-                let model = signing_key::Entity::find_by_id(kid.to_owned()).one(&self.db).await?;
+                let model = signing_key::Entity::find_by_id(kid.to_owned())
+                    .one(&self.db)
+                    .await?;
                 let entry = match model {
                     Some(m) => Some(Arc::new(self.materialise(&m, false)?)),
                     None => None,
@@ -207,7 +219,11 @@ impl KeyRing {
     fn materialise(&self, model: &signing_key::Model, with_private: bool) -> Result<TenantKey> {
         let state = KeyState::of(model, Utc::now());
         let encoding = if with_private && state == KeyState::Active {
-            Some(load_encoding_key(&self.master, &model.kid, &model.private_key_sealed)?)
+            Some(load_encoding_key(
+                &self.master,
+                &model.kid,
+                &model.private_key_sealed,
+            )?)
         } else {
             None
         };
@@ -246,8 +262,7 @@ impl KeyRing {
     pub async fn rotate(&self, tenant_id: TenantId, overlap: Duration) -> Result<SigningKeyInfo> {
         let key = generate_key(&self.master, "")?;
         let now = sigil_core::now();
-        let retire_after =
-            now + chrono::Duration::from_std(overlap).map_err(Error::internal)?;
+        let retire_after = now + chrono::Duration::from_std(overlap).map_err(Error::internal)?;
         let txn = self.db.begin().await?;
         tenant::Entity::find_by_id(tenant_id)
             .lock_exclusive()
@@ -278,9 +293,9 @@ impl KeyRing {
     /// Drops cached keys of a tenant (after a rotation here or on another replica).
     pub fn invalidate_tenant(&self, tenant_id: TenantId) {
         self.active.invalidate(&tenant_id);
-        let _ = self.by_kid.invalidate_entries_if(move |_, v| {
-            v.as_ref().is_none_or(|k| k.tenant_id == tenant_id)
-        });
+        let _ = self
+            .by_kid
+            .invalidate_entries_if(move |_, v| v.as_ref().is_none_or(|k| k.tenant_id == tenant_id));
     }
 
     pub fn invalidate_all(&self) {

@@ -45,7 +45,11 @@ impl PlatformKey {
             return Ok(found);
         }
         let key = generate_key(master, "op-")?;
-        let stored = StoredKey { kid: key.kid, public_x: key.public_x, sealed: key.sealed };
+        let stored = StoredKey {
+            kid: key.kid,
+            public_x: key.public_x,
+            sealed: key.sealed,
+        };
         let value = serde_json::to_string(&stored).map_err(Error::internal)?;
         let _ = platform_secret::Entity::insert(platform_secret::ActiveModel {
             name: Set(KEY_NAME.to_owned()),
@@ -54,11 +58,15 @@ impl PlatformKey {
         })
         .exec_without_returning(db)
         .await;
-        Self::load(db, master).await?.ok_or_else(|| Error::internal("operator key missing"))
+        Self::load(db, master)
+            .await?
+            .ok_or_else(|| Error::internal("operator key missing"))
     }
 
     async fn load(db: &Db, master: &MasterKey) -> Result<Option<Arc<Self>>> {
-        let Some(row) = platform_secret::Entity::find_by_id(KEY_NAME.to_owned()).one(db).await?
+        let Some(row) = platform_secret::Entity::find_by_id(KEY_NAME.to_owned())
+            .one(db)
+            .await?
         else {
             return Ok(None);
         };
@@ -77,8 +85,12 @@ impl PlatformKey {
     pub fn issue(&self, ttl: std::time::Duration) -> Result<(String, i64)> {
         let now = Utc::now().timestamp();
         let exp = now + i64::try_from(ttl.as_secs()).map_err(Error::internal)?;
-        let claims =
-            OperatorClaims { iss: OPERATOR_ISSUER.to_owned(), sub: "operator".into(), iat: now, exp };
+        let claims = OperatorClaims {
+            iss: OPERATOR_ISSUER.to_owned(),
+            sub: "operator".into(),
+            iat: now,
+            exp,
+        };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
         header.typ = Some("JWT".into());

@@ -83,12 +83,19 @@ impl TenantPolicy {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(Error::invalid_with("invalid_policy", "the tenant policy is invalid", errors))
+            Err(Error::invalid_with(
+                "invalid_policy",
+                "the tenant policy is invalid",
+                errors,
+            ))
         }
     }
 
     pub fn ip_nets(&self) -> Vec<ipnet::IpNet> {
-        self.ip_allowlist.iter().filter_map(|e| parse_ip_net(e)).collect()
+        self.ip_allowlist
+            .iter()
+            .filter_map(|e| parse_ip_net(e))
+            .collect()
     }
 }
 
@@ -98,5 +105,9 @@ pub fn parse_ip_net(text: &str) -> Option<ipnet::IpNet> {
     text.parse::<ipnet::IpNet>()
         .ok()
         .map(|n| n.trunc())
-        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+        .or_else(|| {
+            text.parse::<std::net::IpAddr>()
+                .ok()
+                .map(ipnet::IpNet::from)
+        })
 }

@@ -54,7 +54,9 @@ pub struct TenantPatch {
 
 pub fn validate_slug(slug: &str) -> Result<()> {
     let ok = (2..=63).contains(&slug.len())
-        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !slug.starts_with('-')
         && !slug.ends_with('-');
     if ok {
@@ -69,7 +71,10 @@ pub fn validate_slug(slug: &str) -> Result<()> {
 
 fn validate_name(name: &str) -> Result<()> {
     if name.trim().is_empty() || name.chars().count() > 200 {
-        return Err(Error::invalid("invalid_name", "name must be 1-200 characters"));
+        return Err(Error::invalid(
+            "invalid_name",
+            "name must be 1-200 characters",
+        ));
     }
     Ok(())
 }
@@ -97,7 +102,10 @@ impl TenantService {
             .count(conn)
             .await?;
         if exists > 0 {
-            return Err(Error::conflict("tenant_exists", "a tenant with this slug exists"));
+            return Err(Error::conflict(
+                "tenant_exists",
+                "a tenant with this slug exists",
+            ));
         }
         let now = sigil_core::now();
         let model = tenant::ActiveModel {
@@ -129,7 +137,11 @@ impl TenantService {
     }
 
     pub async fn find(&self, id: TenantId) -> Result<Option<Tenant>> {
-        tenant::Entity::find_by_id(id).one(&self.db).await?.map(Tenant::try_from).transpose()
+        tenant::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(Tenant::try_from)
+            .transpose()
     }
 
     pub async fn get_by_slug(&self, slug: &str) -> Result<Option<Tenant>> {

@@ -17,12 +17,24 @@ pub const CHANNEL: &str = "sigil_changes";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
-    Token { tenant: TenantId, token: TokenId },
-    User { tenant: TenantId, user: UserId },
-    Tenant { tenant: TenantId },
-    Keys { tenant: TenantId },
+    Token {
+        tenant: TenantId,
+        token: TokenId,
+    },
+    User {
+        tenant: TenantId,
+        user: UserId,
+    },
+    Tenant {
+        tenant: TenantId,
+    },
+    Keys {
+        tenant: TenantId,
+    },
     /// Plugins or scope sets changed; the registry snapshot must be rebuilt.
-    Registry { tenant: Option<TenantId> },
+    Registry {
+        tenant: Option<TenantId>,
+    },
     /// Everything may be stale (e.g. after a lost listener connection).
     All,
 }
@@ -48,7 +60,12 @@ pub struct ChangeFeed {
 impl ChangeFeed {
     pub fn new(db: Db) -> Self {
         let (local, _) = broadcast::channel(4096);
-        Self { db, origin: uuid::Uuid::new_v4(), local, handlers: Arc::default() }
+        Self {
+            db,
+            origin: uuid::Uuid::new_v4(),
+            local,
+            handlers: Arc::default(),
+        }
     }
 
     /// Registers a cache that must drop entries synchronously on every change.
@@ -82,7 +99,10 @@ impl ChangeFeed {
         if !self.is_postgres() {
             return;
         }
-        let Ok(payload) = serde_json::to_string(&Envelope { origin: self.origin, change }) else {
+        let Ok(payload) = serde_json::to_string(&Envelope {
+            origin: self.origin,
+            change,
+        }) else {
             return;
         };
         let stmt = Statement::from_sql_and_values(

@@ -38,7 +38,10 @@ pub fn parse_jti(jti: &str) -> Option<(TokenId, i32)> {
 }
 
 pub fn sign(key: &TenantKey, claims: &Claims) -> Result<String> {
-    let encoding = key.encoding.as_ref().ok_or_else(|| Error::internal("key cannot sign"))?;
+    let encoding = key
+        .encoding
+        .as_ref()
+        .ok_or_else(|| Error::internal("key cannot sign"))?;
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(key.kid.clone());
     header.typ = Some("JWT".into());
@@ -49,7 +52,8 @@ pub fn sign(key: &TenantKey, claims: &Claims) -> Result<String> {
 /// claims. Refuses anything but a plain EdDSA header with a kid.
 pub struct Unverified {
     pub kid: String,
-    pub tenant: TenantId,
+    /// Absent in operator tokens.
+    pub tenant: Option<TenantId>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -59,7 +63,8 @@ pub enum ParseError {
 
 #[derive(Deserialize)]
 struct TenantOnly {
-    tid: TenantId,
+    #[serde(default)]
+    tid: Option<TenantId>,
 }
 
 pub fn inspect(token: &str) -> std::result::Result<Unverified, ParseError> {
@@ -73,12 +78,19 @@ pub fn inspect(token: &str) -> std::result::Result<Unverified, ParseError> {
         && header.jwk.is_none()
         && header.x5c.is_none()
         && header.crit.is_none();
-    let kid = header.kid.filter(|k| pinned && !k.is_empty() && k.len() <= 64);
+    let kid = header
+        .kid
+        .filter(|k| pinned && !k.is_empty() && k.len() <= 64);
     let kid = kid.ok_or(ParseError::Malformed)?;
     let payload = token.split('.').nth(1).ok_or(ParseError::Malformed)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| ParseError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| ParseError::Malformed)?;
     let claims: TenantOnly = serde_json::from_slice(&bytes).map_err(|_| ParseError::Malformed)?;
-    Ok(Unverified { kid, tenant: claims.tid })
+    Ok(Unverified {
+        kid,
+        tenant: claims.tid,
+    })
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -89,7 +101,11 @@ pub enum VerifyError {
     Malformed,
 }
 
-pub fn verify(token: &str, key: &TenantKey, tenant: TenantId) -> std::result::Result<Claims, VerifyError> {
+pub fn verify(
+    token: &str,
+    key: &TenantKey,
+    tenant: TenantId,
+) -> std::result::Result<Claims, VerifyError> {
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.leeway = LEEWAY_SECS;
     validation.validate_nbf = true;

@@ -6,8 +6,13 @@ use sigil_user::Role;
 use uuid::Uuid;
 
 /// Methods only the platform operator may call.
-pub const OPERATOR_METHODS: &[&str] =
-    &["tenants.create", "tenants.list", "tenants.get", "tenants.update", "tenants.disable"];
+pub const OPERATOR_METHODS: &[&str] = &[
+    "tenants.create",
+    "tenants.list",
+    "tenants.get",
+    "tenants.update",
+    "tenants.disable",
+];
 
 /// Administration a token manager may not do.
 const ADMIN_ONLY: &[&str] = &[
@@ -28,9 +33,21 @@ const ADMIN_ONLY: &[&str] = &[
 const MANAGER_ONLY: &[&str] = &["users.list", "users.get", "signing_keys.list"];
 
 pub fn denied_for(role: Role) -> impl Iterator<Item = &'static str> {
-    let admin_only = if role == Role::Admin { &[][..] } else { ADMIN_ONLY };
-    let manager_only = if role == Role::Member { MANAGER_ONLY } else { &[][..] };
-    OPERATOR_METHODS.iter().chain(admin_only).chain(manager_only).copied()
+    let admin_only = if role == Role::Admin {
+        &[][..]
+    } else {
+        ADMIN_ONLY
+    };
+    let manager_only = if role == Role::Member {
+        MANAGER_ONLY
+    } else {
+        &[][..]
+    };
+    OPERATOR_METHODS
+        .iter()
+        .chain(admin_only)
+        .chain(manager_only)
+        .copied()
 }
 
 /// The methods a user of `role` in `tenant` may call under the given snapshot.

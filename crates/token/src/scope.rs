@@ -18,15 +18,20 @@ pub async fn resolve_strict(
         Scope::All => Ok(snapshot.visible(Some(tenant.0)).clone()),
         Scope::Methods(entries) => {
             if entries.is_empty() {
-                return Err(Error::invalid("invalid_scope", "a custom scope needs at least one method"));
+                return Err(Error::invalid(
+                    "invalid_scope",
+                    "a custom scope needs at least one method",
+                ));
             }
-            snapshot.resolve(Some(tenant.0), entries, None).map_err(|unknown| {
-                Error::invalid_with(
-                    "unknown_methods",
-                    "some methods or patterns match no method of the registry",
-                    unknown,
-                )
-            })
+            snapshot
+                .resolve(Some(tenant.0), entries, None)
+                .map_err(|unknown| {
+                    Error::invalid_with(
+                        "unknown_methods",
+                        "some methods or patterns match no method of the registry",
+                        unknown,
+                    )
+                })
         }
         Scope::Set(id) => match resolve_set(snapshot, sets, tenant, id).await? {
             Some(set) => Ok(set),
@@ -50,7 +55,9 @@ pub async fn resolve_lenient(
     Ok(match scope {
         Scope::All => snapshot.visible(Some(tenant.0)).clone(),
         Scope::Methods(entries) => snapshot.resolve_lenient(Some(tenant.0), entries, None),
-        Scope::Set(id) => resolve_set(snapshot, sets, tenant, id).await?.unwrap_or_default(),
+        Scope::Set(id) => resolve_set(snapshot, sets, tenant, id)
+            .await?
+            .unwrap_or_default(),
     })
 }
 

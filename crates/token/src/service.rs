@@ -8,8 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select, Set, TransactionTrait,
 };
 use sigil_core::crypto::sha256_hex;
 use sigil_core::db::Db;
@@ -98,7 +98,11 @@ fn validate_text(name: &str, description: &str) -> Result<()> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(Error::invalid_with("invalid_token", "the token's fields are invalid", errors))
+        Err(Error::invalid_with(
+            "invalid_token",
+            "the token's fields are invalid",
+            errors,
+        ))
     }
 }
 
@@ -117,7 +121,11 @@ pub fn validate_ip_filter(entries: &[String]) -> Result<Vec<String>> {
     if bad.is_empty() {
         Ok(normalised)
     } else {
-        Err(Error::invalid_with("invalid_ip_filter", "some IP filter entries are not IPs or CIDRs", bad))
+        Err(Error::invalid_with(
+            "invalid_ip_filter",
+            "some IP filter entries are not IPs or CIDRs",
+            bad,
+        ))
     }
 }
 
@@ -129,7 +137,10 @@ fn check_expiry(
     let now = Utc::now();
     match expires_at {
         Some(t) if t <= now => {
-            return Err(Error::invalid("expiry_in_past", "expires_at must be in the future"))
+            return Err(Error::invalid(
+                "expiry_in_past",
+                "expires_at must be in the future",
+            ))
         }
         None if !policy.allow_non_expiring_tokens => {
             return Err(Error::invalid(
@@ -170,7 +181,14 @@ impl TokenService {
         sets: ScopeSetStore,
         changes: Arc<ChangeFeed>,
     ) -> Self {
-        Self { db, keys, users, registry, sets, changes }
+        Self {
+            db,
+            keys,
+            users,
+            registry,
+            sets,
+            changes,
+        }
     }
 
     async fn mint_secret(
@@ -223,8 +241,7 @@ impl TokenService {
         if actor.is_session() && actor.user_id == owner.id {
             return Ok(());
         }
-        let owner_rights =
-            crate::rights::role_rights(&snapshot, actor.tenant_id.0, owner.role);
+        let owner_rights = crate::rights::role_rights(&snapshot, actor.tenant_id.0, owner.role);
         if !wanted.intersect(&owner_rights).is_subset(&actor.rights) {
             return Err(Error::forbidden(
                 "scope_exceeds_credential",
@@ -248,19 +265,26 @@ impl TokenService {
             .await?
             .ok_or_else(|| Error::invalid("unknown_owner", "the owner does not exist"))?;
         if owner.is_system {
-            return Err(Error::invalid("system_user", "the system user cannot own a token"));
+            return Err(Error::invalid(
+                "system_user",
+                "the system user cannot own a token",
+            ));
         }
         if !owner.active {
-            return Err(Error::invalid("owner_deactivated", "the owner is deactivated"));
+            return Err(Error::invalid(
+                "owner_deactivated",
+                "the owner is deactivated",
+            ));
         }
         match new.kind {
             TokenKind::Application if owner.kind != UserKind::Api => Err(Error::invalid(
                 "owner_not_api_user",
                 "an application token must be owned by an api user",
             )),
-            TokenKind::Session => {
-                Err(Error::invalid("invalid_kind", "kind must be personal or application"))
-            }
+            TokenKind::Session => Err(Error::invalid(
+                "invalid_kind",
+                "kind must be personal or application",
+            )),
             _ => Ok(owner),
         }
     }
@@ -279,10 +303,21 @@ impl TokenService {
         if owned >= u64::from(actor.policy.max_tokens_per_user) {
             return Err(Error::conflict(
                 "token_limit_reached",
-                format!("a user may own at most {} tokens", actor.policy.max_tokens_per_user),
+                format!(
+                    "a user may own at most {} tokens",
+                    actor.policy.max_tokens_per_user
+                ),
             ));
         }
-        self.insert(actor.tenant_id, &owner, Some(actor.user_id), new.kind, new, ip_filter).await
+        self.insert(
+            actor.tenant_id,
+            &owner,
+            Some(actor.user_id),
+            new.kind,
+            new,
+            ip_filter,
+        )
+        .await
     }
 
     async fn insert(
@@ -295,11 +330,16 @@ impl TokenService {
         ip_filter: Vec<String>,
     ) -> Result<Minted> {
         let id = TokenId::new();
-        let secret = self.mint_secret(tenant, owner.id, id, 1, kind, new.expires_at).await?;
+        let secret = self
+            .mint_secret(tenant, owner.id, id, 1, kind, new.expires_at)
+            .await?;
         let now = sigil_core::now();
         let (scope_set, scope_methods) = match &new.scope {
             Scope::Set(s) => (Some(s.clone()), None),
-            Scope::Methods(m) => (None, Some(serde_json::to_string(m).map_err(Error::internal)?)),
+            Scope::Methods(m) => (
+                None,
+                Some(serde_json::to_string(m).map_err(Error::internal)?),
+            ),
             Scope::All => (None, None),
         };
         let model = entity::ActiveModel {
@@ -329,7 +369,10 @@ impl TokenService {
         }
         .insert(&self.db)
         .await?;
-        Ok(Minted { token: Token::try_from(&model)?, secret })
+        Ok(Minted {
+            token: Token::try_from(&model)?,
+            secret,
+        })
     }
 
     /// A login session for a user who just proved their password.
@@ -346,7 +389,15 @@ impl TokenService {
             enabled: true,
         };
         self.prune_sessions(user).await?;
-        self.insert(user.tenant_id, user, Some(user.id), TokenKind::Session, new, Vec::new()).await
+        self.insert(
+            user.tenant_id,
+            user,
+            Some(user.id),
+            TokenKind::Session,
+            new,
+            Vec::new(),
+        )
+        .await
     }
 
     /// Removes a user's expired or revoked sessions so the table does not grow forever.
@@ -381,14 +432,27 @@ impl TokenService {
             .filter(entity::Column::Id.eq(actor.token_id))
             .exec(&self.db)
             .await?;
-        self.changes.publish(Change::Token { tenant: actor.tenant_id, token: actor.token_id }).await;
+        self.changes
+            .publish(Change::Token {
+                tenant: actor.tenant_id,
+                token: actor.token_id,
+            })
+            .await;
         Ok(until)
     }
 
     /// Ends every login session of a user except `keep`.
-    pub async fn revoke_sessions(&self, tenant: TenantId, user: UserId, keep: Option<TokenId>) -> Result<()> {
+    pub async fn revoke_sessions(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        keep: Option<TokenId>,
+    ) -> Result<()> {
         let mut update = entity::Entity::update_many()
-            .col_expr(entity::Column::RevokedAt, Expr::value(Some(sigil_core::now())))
+            .col_expr(
+                entity::Column::RevokedAt,
+                Expr::value(Some(sigil_core::now())),
+            )
             .filter(entity::Column::TenantId.eq(tenant))
             .filter(entity::Column::OwnerId.eq(user))
             .filter(entity::Column::Kind.eq(TokenKind::Session.as_str()))
@@ -405,10 +469,19 @@ impl TokenService {
         Token::try_from(&self.managed(actor, id).await?)
     }
 
-    pub async fn list(&self, actor: &Principal, filter: TokenFilter, page: PageRequest) -> Result<Page<Token>> {
-        let mut query = in_tenant(actor.tenant_id)
-            .filter(entity::Column::Kind.ne(TokenKind::Session.as_str()));
-        let owner = if actor.role.manages_all_tokens() { filter.owner } else { Some(actor.user_id) };
+    pub async fn list(
+        &self,
+        actor: &Principal,
+        filter: TokenFilter,
+        page: PageRequest,
+    ) -> Result<Page<Token>> {
+        let mut query =
+            in_tenant(actor.tenant_id).filter(entity::Column::Kind.ne(TokenKind::Session.as_str()));
+        let owner = if actor.role.manages_all_tokens() {
+            filter.owner
+        } else {
+            Some(actor.user_id)
+        };
         if let Some(owner) = owner {
             query = query.filter(entity::Column::OwnerId.eq(owner));
         }
@@ -437,11 +510,13 @@ impl TokenService {
         }
         if let Some(since) = filter.unused_since {
             query = query.filter(
-                Condition::any().add(entity::Column::LastUsedAt.lt(since)).add(
-                    Condition::all()
-                        .add(entity::Column::LastUsedAt.is_null())
-                        .add(entity::Column::CreatedAt.lt(since)),
-                ),
+                Condition::any()
+                    .add(entity::Column::LastUsedAt.lt(since))
+                    .add(
+                        Condition::all()
+                            .add(entity::Column::LastUsedAt.is_null())
+                            .add(entity::Column::CreatedAt.lt(since)),
+                    ),
             );
         }
         if let Some(set) = filter.scope_set {
@@ -503,7 +578,8 @@ impl TokenService {
                 }
                 Scope::Methods(m) => {
                     model.scope_set = Set(None);
-                    model.scope_methods = Set(Some(serde_json::to_string(m).map_err(Error::internal)?));
+                    model.scope_methods =
+                        Set(Some(serde_json::to_string(m).map_err(Error::internal)?));
                 }
                 Scope::All => return Err(Error::invalid("invalid_scope", "a scope is required")),
             }
@@ -514,8 +590,11 @@ impl TokenService {
             if !expiring_now {
                 check_expiry(&actor.policy, actor, expires_at)?;
             }
-            model.expires_at =
-                Set(if expiring_now { Some(sigil_core::now()) } else { expires_at });
+            model.expires_at = Set(if expiring_now {
+                Some(sigil_core::now())
+            } else {
+                expires_at
+            });
         }
         if let Some(ip_filter) = &patch.ip_filter {
             let normalised = validate_ip_filter(ip_filter)?;
@@ -526,32 +605,57 @@ impl TokenService {
         }
         model.updated_at = Set(sigil_core::now());
         let updated = model.update(&self.db).await?;
-        self.changes.publish(Change::Token { tenant: actor.tenant_id, token: id }).await;
+        self.changes
+            .publish(Change::Token {
+                tenant: actor.tenant_id,
+                token: id,
+            })
+            .await;
         Token::try_from(&updated)
     }
 
     /// New secret, generation + 1. The old secret stops at once, or after `grace_secs`.
-    pub async fn regenerate(&self, actor: &Principal, id: TokenId, grace_secs: u32) -> Result<Minted> {
+    pub async fn regenerate(
+        &self,
+        actor: &Principal,
+        id: TokenId,
+        grace_secs: u32,
+    ) -> Result<Minted> {
         if grace_secs > 86_400 {
-            return Err(Error::invalid("invalid_grace_period", "grace_period_secs must be at most 86400"));
+            return Err(Error::invalid(
+                "invalid_grace_period",
+                "grace_period_secs must be at most 86400",
+            ));
         }
         let current = self.managed(actor, id).await?;
         let generation = current.generation + 1;
         let secret = self
-            .mint_secret(actor.tenant_id, current.owner_id, id, generation, TokenKind::parse(&current.kind)?, current.expires_at)
+            .mint_secret(
+                actor.tenant_id,
+                current.owner_id,
+                id,
+                generation,
+                TokenKind::parse(&current.kind)?,
+                current.expires_at,
+            )
             .await?;
         let now = sigil_core::now();
         let txn = self.db.begin().await?;
         let res = entity::Entity::update_many()
             .col_expr(entity::Column::Generation, Expr::value(generation))
-            .col_expr(entity::Column::SecretHash, Expr::value(sha256_hex(secret.as_bytes())))
+            .col_expr(
+                entity::Column::SecretHash,
+                Expr::value(sha256_hex(secret.as_bytes())),
+            )
             .col_expr(
                 entity::Column::PrevSecretHash,
                 Expr::value((grace_secs > 0).then(|| current.secret_hash.clone())),
             )
             .col_expr(
                 entity::Column::PrevValidUntil,
-                Expr::value((grace_secs > 0).then(|| now + Duration::seconds(i64::from(grace_secs)))),
+                Expr::value(
+                    (grace_secs > 0).then(|| now + Duration::seconds(i64::from(grace_secs))),
+                ),
             )
             .col_expr(entity::Column::UpdatedAt, Expr::value(now))
             .filter(entity::Column::TenantId.eq(actor.tenant_id))
@@ -560,21 +664,41 @@ impl TokenService {
             .exec(&txn)
             .await?;
         if res.rows_affected != 1 {
-            return Err(Error::conflict("concurrent_change", "the token changed meanwhile; retry"));
+            return Err(Error::conflict(
+                "concurrent_change",
+                "the token changed meanwhile; retry",
+            ));
         }
         txn.commit().await?;
-        self.changes.publish(Change::Token { tenant: actor.tenant_id, token: id }).await;
+        self.changes
+            .publish(Change::Token {
+                tenant: actor.tenant_id,
+                token: id,
+            })
+            .await;
         let model = self.model(actor.tenant_id, id).await?;
-        Ok(Minted { token: Token::try_from(&model)?, secret })
+        Ok(Minted {
+            token: Token::try_from(&model)?,
+            secret,
+        })
     }
 
     /// A new, independent token with the same parameters and a new secret.
-    pub async fn copy(&self, actor: &Principal, id: TokenId, name: Option<String>) -> Result<Minted> {
+    pub async fn copy(
+        &self,
+        actor: &Principal,
+        id: TokenId,
+        name: Option<String>,
+    ) -> Result<Minted> {
         let source = Token::try_from(&self.managed(actor, id).await?)?;
         let new = NewToken {
             kind: source.kind,
             owner: Some(source.owner_id),
-            name: name.unwrap_or_else(|| format!("{} (copy)", source.name)).chars().take(200).collect(),
+            name: name
+                .unwrap_or_else(|| format!("{} (copy)", source.name))
+                .chars()
+                .take(200)
+                .collect(),
             description: source.description,
             scope: source.scope,
             expires_at: source.expires_at.filter(|t| *t > Utc::now()),
@@ -592,14 +716,22 @@ impl TokenService {
             .filter(entity::Column::Id.eq(id))
             .exec(&self.db)
             .await?;
-        self.changes.publish(Change::Token { tenant: actor.tenant_id, token: id }).await;
+        self.changes
+            .publish(Change::Token {
+                tenant: actor.tenant_id,
+                token: id,
+            })
+            .await;
         Ok(token)
     }
 
     /// Deletes all the given tokens or none: an unknown or foreign id aborts the lot.
     pub async fn delete_many(&self, actor: &Principal, ids: &[TokenId]) -> Result<Vec<Token>> {
         if ids.is_empty() || ids.len() > 500 {
-            return Err(Error::invalid("invalid_ids", "give between 1 and 500 token ids"));
+            return Err(Error::invalid(
+                "invalid_ids",
+                "give between 1 and 500 token ids",
+            ));
         }
         let mut unique = ids.to_vec();
         unique.sort();
@@ -631,14 +763,22 @@ impl TokenService {
             .await?;
         txn.commit().await?;
         for m in &found {
-            self.changes.publish(Change::Token { tenant: actor.tenant_id, token: m.id }).await;
+            self.changes
+                .publish(Change::Token {
+                    tenant: actor.tenant_id,
+                    token: m.id,
+                })
+                .await;
         }
         found.iter().map(Token::try_from).collect()
     }
 
     /// Number of tokens whose scope names the given set (to refuse deleting a set in use).
     pub async fn count_using_set(&self, tenant: TenantId, set: &str) -> Result<u64> {
-        Ok(in_tenant(tenant).filter(entity::Column::ScopeSet.eq(set)).count(&self.db).await?)
+        Ok(in_tenant(tenant)
+            .filter(entity::Column::ScopeSet.eq(set))
+            .count(&self.db)
+            .await?)
     }
 }
 
@@ -650,7 +790,12 @@ impl TokenService {
             .filter(entity::Column::OwnerId.eq(owner))
             .exec(&self.db)
             .await?;
-        self.changes.publish(Change::User { tenant, user: owner }).await;
+        self.changes
+            .publish(Change::User {
+                tenant,
+                user: owner,
+            })
+            .await;
         Ok(res.rows_affected)
     }
 }

@@ -26,7 +26,10 @@ impl TokenKind {
             "personal" => Ok(TokenKind::Personal),
             "application" => Ok(TokenKind::Application),
             "session" => Ok(TokenKind::Session),
-            _ => Err(Error::invalid("invalid_kind", "kind must be personal or application")),
+            _ => Err(Error::invalid(
+                "invalid_kind",
+                "kind must be personal or application",
+            )),
         }
     }
 }

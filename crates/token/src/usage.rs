@@ -32,8 +32,14 @@ impl UsageRecorder {
 
     pub fn record(&self, token: TokenId, ip: Option<std::net::IpAddr>) {
         let now = Utc::now();
-        let Ok(mut pending) = self.pending.lock() else { return };
-        let tally = pending.entry(token).or_insert(Tally { count: 0, last_at: now, last_ip: None });
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        let tally = pending.entry(token).or_insert(Tally {
+            count: 0,
+            last_at: now,
+            last_ip: None,
+        });
         tally.count += 1;
         tally.last_at = now;
         if let Some(ip) = ip {
@@ -61,7 +67,10 @@ impl UsageRecorder {
             Err(e) => {
                 if let Ok(mut p) = self.pending.lock() {
                     for (id, t) in batch {
-                        let slot = p.entry(id).or_insert(Tally { count: 0, ..t.clone() });
+                        let slot = p.entry(id).or_insert(Tally {
+                            count: 0,
+                            ..t.clone()
+                        });
                         slot.count += t.count;
                         if t.last_at > slot.last_at {
                             slot.last_at = t.last_at;

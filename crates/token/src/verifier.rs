@@ -42,12 +42,31 @@ pub struct Refusal {
 
 impl Refusal {
     const fn unauthorized(code: &'static str, detail: &'static str) -> Self {
-        Self { code, detail, forbidden: false, token: None, user: None, tenant: None }
+        Self {
+            code,
+            detail,
+            forbidden: false,
+            token: None,
+            user: None,
+            tenant: None,
+        }
     }
     const fn forbidden(code: &'static str, detail: &'static str) -> Self {
-        Self { code, detail, forbidden: true, token: None, user: None, tenant: None }
+        Self {
+            code,
+            detail,
+            forbidden: true,
+            token: None,
+            user: None,
+            tenant: None,
+        }
     }
-    fn about(mut self, tenant: Option<TenantId>, user: Option<UserId>, token: Option<TokenId>) -> Self {
+    fn about(
+        mut self,
+        tenant: Option<TenantId>,
+        user: Option<UserId>,
+        token: Option<TokenId>,
+    ) -> Self {
         self.tenant = tenant.or(self.tenant);
         self.user = user.or(self.user);
         self.token = token.or(self.token);
@@ -71,15 +90,17 @@ impl From<Refusal> for Error {
     }
 }
 
-pub const MISSING: Refusal =
-    Refusal::unauthorized("credential_missing", "no credential was given");
-const MALFORMED: Refusal =
-    Refusal::unauthorized("token_malformed", "the credential is not a well-formed Sigil token");
+pub const MISSING: Refusal = Refusal::unauthorized("credential_missing", "no credential was given");
+const MALFORMED: Refusal = Refusal::unauthorized(
+    "token_malformed",
+    "the credential is not a well-formed Sigil token",
+);
 const BAD_SIGNATURE: Refusal = Refusal::unauthorized(
     "token_invalid_signature",
     "the token's signature does not verify with a key of its tenant",
 );
-const UNKNOWN: Refusal = Refusal::unauthorized("token_unknown", "the token does not exist (deleted)");
+const UNKNOWN: Refusal =
+    Refusal::unauthorized("token_unknown", "the token does not exist (deleted)");
 const REPLACED: Refusal = Refusal::unauthorized(
     "token_replaced",
     "the token was regenerated; use the newest secret",
@@ -93,22 +114,30 @@ const TENANT_DISABLED: Refusal =
     Refusal::unauthorized("tenant_disabled", "the token's tenant is disabled");
 const USER_DEACTIVATED: Refusal =
     Refusal::unauthorized("user_deactivated", "the token's user is deactivated");
-const API_ACCESS_DENIED: Refusal =
-    Refusal::forbidden("api_access_denied", "the user lacks the api_access permission");
-const IP_NOT_ALLOWED: Refusal =
-    Refusal::unauthorized("ip_not_allowed", "the client address is not in the token's IP filter");
+const API_ACCESS_DENIED: Refusal = Refusal::forbidden(
+    "api_access_denied",
+    "the user lacks the api_access permission",
+);
+const IP_NOT_ALLOWED: Refusal = Refusal::unauthorized(
+    "ip_not_allowed",
+    "the client address is not in the token's IP filter",
+);
 const TRANSPORT_NOT_ALLOWED: Refusal = Refusal::unauthorized(
     "transport_not_allowed",
     "the tenant does not accept credentials in the query string or form body",
 );
-const NOT_IN_SCOPE: Refusal =
-    Refusal::forbidden("method_not_in_scope", "the token's scope does not include this method");
+const NOT_IN_SCOPE: Refusal = Refusal::forbidden(
+    "method_not_in_scope",
+    "the token's scope does not include this method",
+);
 const LACKS_PERMISSION: Refusal = Refusal::forbidden(
     "user_lacks_permission",
     "the token's user is not allowed to call this method",
 );
-const OPERATOR_ONLY: Refusal =
-    Refusal::forbidden("operator_only", "only the platform operator may call this method");
+const OPERATOR_ONLY: Refusal = Refusal::forbidden(
+    "operator_only",
+    "only the platform operator may call this method",
+);
 const NOT_FOR_OPERATOR: Refusal =
     Refusal::forbidden("tenant_only", "this method needs a tenant user's token");
 
@@ -358,7 +387,9 @@ impl Verifier {
                 return Err(OPERATOR_ONLY);
             }
             let snapshot = self.deps.registry.load();
-            let idx = snapshot.lookup(Some(p.tenant_id.0), method).ok_or(NOT_IN_SCOPE)?;
+            let idx = snapshot
+                .lookup(Some(p.tenant_id.0), method)
+                .ok_or(NOT_IN_SCOPE)?;
             p.check_method(idx)
                 .map_err(|r| r.about(Some(p.tenant_id), Some(p.user_id), Some(p.token_id)))?;
         }
@@ -377,12 +408,21 @@ impl Verifier {
     }
 
     /// Per-request checks without a method: transport and client address.
-    pub fn check_request(&self, p: &Principal, transport: Transport, client_ip: Option<IpAddr>) -> Result<(), Refusal> {
+    pub fn check_request(
+        &self,
+        p: &Principal,
+        transport: Transport,
+        client_ip: Option<IpAddr>,
+    ) -> Result<(), Refusal> {
         self.per_request(p, transport, IpCheck::Required(client_ip), None)
     }
 
     /// A cache miss: full checks. `Ok(None)` means "not a tenant token" (maybe operator).
-    async fn resolve(&self, credential: &str, key: &CacheKey) -> Result<Option<Arc<Principal>>, Refusal> {
+    async fn resolve(
+        &self,
+        credential: &str,
+        key: &CacheKey,
+    ) -> Result<Option<Arc<Principal>>, Refusal> {
         let epoch = self.epoch.load(Ordering::Acquire);
         match self.resolve_uncached(credential).await {
             Ok(Some(p)) => {
@@ -415,9 +455,14 @@ impl Verifier {
         if unverified.kid.starts_with("op-") {
             return Ok(None);
         }
-        let tenant_id = unverified.tenant;
+        let tenant_id = unverified.tenant.ok_or(Outcome::Refused(MALFORMED))?;
         let about = |r: Refusal| Outcome::Refused(r.about(Some(tenant_id), None, None));
-        let tenant = self.deps.tenants.find(tenant_id).await?.ok_or(about(BAD_SIGNATURE))?;
+        let tenant = self
+            .deps
+            .tenants
+            .find(tenant_id)
+            .await?
+            .ok_or(about(BAD_SIGNATURE))?;
         let key = self
             .deps
             .keys
@@ -441,14 +486,18 @@ impl Verifier {
             .one(&self.deps.db)
             .await
             .map_err(Error::from)?;
-        let on_token = |r: Refusal| Outcome::Refused(r.about(Some(tenant_id), None, Some(token_id)));
+        let on_token =
+            |r: Refusal| Outcome::Refused(r.about(Some(tenant_id), None, Some(token_id)));
         let record = record.ok_or(on_token(UNKNOWN))?;
         let now = Utc::now();
         let hash = sha256(credential.as_bytes());
         let current = generation == record.generation && hash_matches(&record.secret_hash, &hash);
         let in_grace = generation + 1 == record.generation
             && record.prev_valid_until.is_some_and(|t| t > now)
-            && record.prev_secret_hash.as_deref().is_some_and(|h| hash_matches(h, &hash));
+            && record
+                .prev_secret_hash
+                .as_deref()
+                .is_some_and(|h| hash_matches(h, &hash));
         if !current && !in_grace {
             return Err(on_token(REPLACED));
         }
@@ -464,7 +513,12 @@ impl Verifier {
         let owner_ref = |r: Refusal| {
             Outcome::Refused(r.about(Some(tenant_id), Some(record.owner_id), Some(token_id)))
         };
-        let user = self.deps.users.find(tenant_id, record.owner_id).await?.ok_or(on_token(UNKNOWN))?;
+        let user = self
+            .deps
+            .users
+            .find(tenant_id, record.owner_id)
+            .await?
+            .ok_or(on_token(UNKNOWN))?;
         if !user.active || user.is_system {
             return Err(owner_ref(USER_DEACTIVATED));
         }
@@ -472,8 +526,9 @@ impl Verifier {
             return Err(owner_ref(API_ACCESS_DENIED));
         }
         let snapshot = self.deps.registry.current();
-        let token_scope = scope::resolve_lenient(&snapshot, &self.deps.sets, tenant_id, &scope_of(&record))
-            .await?;
+        let token_scope =
+            scope::resolve_lenient(&snapshot, &self.deps.sets, tenant_id, &scope_of(&record))
+                .await?;
         let role_rights = role_rights(&snapshot, tenant_id.0, user.role);
         let rights = token_scope.intersect(&role_rights);
         let mut expires_at = record.expires_at;
@@ -481,7 +536,9 @@ impl Verifier {
             expires_at = Some(expires_at.map_or(exp, |t| t.min(exp)));
         }
         if in_grace {
-            expires_at = record.prev_valid_until.map(|g| expires_at.map_or(g, |t| t.min(g)));
+            expires_at = record
+                .prev_valid_until
+                .map(|g| expires_at.map_or(g, |t| t.min(g)));
         }
         let ip_filter: Vec<String> = serde_json::from_str(&record.ip_filter).unwrap_or_default();
         Ok(Some(Principal {
@@ -498,7 +555,10 @@ impl Verifier {
             scope: token_scope,
             role_rights,
             rights,
-            ip_filter: ip_filter.iter().filter_map(|e| sigil_tenant::policy::parse_ip_net(e)).collect(),
+            ip_filter: ip_filter
+                .iter()
+                .filter_map(|e| sigil_tenant::policy::parse_ip_net(e))
+                .collect(),
             policy: Arc::new(tenant.policy),
             registry_version: snapshot.version(),
         }))
@@ -509,19 +569,31 @@ impl Verifier {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         match *change {
             Change::Token { token, .. } => {
-                let _ = self.positive.invalidate_entries_if(move |_, p| p.token_id == token);
-                let _ = self.negative.invalidate_entries_if(move |_, r| r.token == Some(token));
+                let _ = self
+                    .positive
+                    .invalidate_entries_if(move |_, p| p.token_id == token);
+                let _ = self
+                    .negative
+                    .invalidate_entries_if(move |_, r| r.token == Some(token));
             }
             Change::User { user, .. } => {
-                let _ = self.positive.invalidate_entries_if(move |_, p| p.user_id == user);
-                let _ = self.negative.invalidate_entries_if(move |_, r| r.user == Some(user));
+                let _ = self
+                    .positive
+                    .invalidate_entries_if(move |_, p| p.user_id == user);
+                let _ = self
+                    .negative
+                    .invalidate_entries_if(move |_, r| r.user == Some(user));
             }
             Change::Tenant { tenant } | Change::Keys { tenant } => {
                 if matches!(change, Change::Keys { .. }) {
                     self.deps.keys.invalidate_tenant(tenant);
                 }
-                let _ = self.positive.invalidate_entries_if(move |_, p| p.tenant_id == tenant);
-                let _ = self.negative.invalidate_entries_if(move |_, r| r.tenant == Some(tenant));
+                let _ = self
+                    .positive
+                    .invalidate_entries_if(move |_, p| p.tenant_id == tenant);
+                let _ = self
+                    .negative
+                    .invalidate_entries_if(move |_, r| r.tenant == Some(tenant));
             }
             Change::Registry { .. } => {
                 let _ = self.positive.invalidate_entries_if(|_, _| true);

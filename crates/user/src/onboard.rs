@@ -48,5 +48,9 @@ pub async fn onboard_tenant(
         )
         .await?;
     txn.commit().await?;
-    Ok(Onboarded { tenant, admin, admin_password: password })
+    Ok(Onboarded {
+        tenant,
+        admin,
+        admin_password: password,
+    })
 }

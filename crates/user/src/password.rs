@@ -24,7 +24,13 @@ pub struct PasswordParams {
 
 impl Default for PasswordParams {
     fn default() -> Self {
-        Self { memory_kib: 19_456, iterations: 2, parallelism: 1, max_concurrent: 4, min_length: 12 }
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent: 4,
+            min_length: 12,
+        }
     }
 }
 
@@ -38,8 +44,13 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     pub fn new(params: PasswordParams) -> Result<Self> {
-        let p = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
-            .map_err(|e| Error::invalid("invalid_argon2_params", e.to_string()))?;
+        let p = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|e| Error::invalid("invalid_argon2_params", e.to_string()))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, p);
         let salt = SaltString::generate(&mut OsRng);
         let dummy = argon
@@ -59,7 +70,10 @@ impl PasswordHasher {
         let len = password.chars().count();
         let mut errors = Vec::new();
         if len < self.min_length {
-            errors.push(format!("password must have at least {} characters", self.min_length));
+            errors.push(format!(
+                "password must have at least {} characters",
+                self.min_length
+            ));
         }
         if len > 256 {
             errors.push("password must have at most 256 characters".to_owned());
@@ -70,7 +84,11 @@ impl PasswordHasher {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(Error::invalid_with("weak_password", "the password does not meet the policy", errors))
+            Err(Error::invalid_with(
+                "weak_password",
+                "the password does not meet the policy",
+                errors,
+            ))
         }
     }
 
@@ -79,7 +97,9 @@ impl PasswordHasher {
         let argon = self.argon.clone();
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::generate(&mut OsRng);
-            argon.hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+            argon
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
         })
         .await
         .map_err(Error::internal)?

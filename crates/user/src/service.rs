@@ -67,7 +67,9 @@ fn validate_contact(display_name: &str, email: Option<&str>) -> Result<()> {
     }
     if let Some(email) = email {
         let valid = email.len() <= 254
-            && email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+            && email
+                .split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
             && !email.chars().any(char::is_whitespace);
         if !valid {
             errors.push("email is not a valid address".to_owned());
@@ -76,7 +78,11 @@ fn validate_contact(display_name: &str, email: Option<&str>) -> Result<()> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(Error::invalid_with("invalid_user", "the user's fields are invalid", errors))
+        Err(Error::invalid_with(
+            "invalid_user",
+            "the user's fields are invalid",
+            errors,
+        ))
     }
 }
 
@@ -104,7 +110,10 @@ impl UserService {
     ) -> Result<User> {
         validate_username(&new.username)?;
         if new.username.eq_ignore_ascii_case(SYSTEM_USERNAME) {
-            return Err(Error::conflict("user_exists", "the username 'system' is reserved"));
+            return Err(Error::conflict(
+                "user_exists",
+                "the username 'system' is reserved",
+            ));
         }
         let display_name = new.display_name.unwrap_or_else(|| new.username.clone());
         validate_contact(&display_name, new.email.as_deref())?;
@@ -120,7 +129,10 @@ impl UserService {
             .count(conn)
             .await?;
         if taken > 0 {
-            return Err(Error::conflict("user_exists", "a user with this username exists"));
+            return Err(Error::conflict(
+                "user_exists",
+                "a user with this username exists",
+            ));
         }
         let now = sigil_core::now();
         let model = entity::ActiveModel {
@@ -183,7 +195,9 @@ impl UserService {
             let pattern = format!("%{}%", q.to_lowercase());
             query = query.filter(
                 Condition::any()
-                    .add(Expr::expr(Func::lower(Expr::col(entity::Column::Username))).like(&pattern))
+                    .add(
+                        Expr::expr(Func::lower(Expr::col(entity::Column::Username))).like(&pattern),
+                    )
                     .add(
                         Expr::expr(Func::lower(Expr::col(entity::Column::DisplayName)))
                             .like(&pattern),
@@ -235,14 +249,24 @@ impl UserService {
     pub async fn update(&self, tenant: TenantId, id: UserId, patch: UserPatch) -> Result<User> {
         let current = self.model(tenant, id).await?;
         if current.is_system {
-            return Err(Error::forbidden("system_user", "the system user cannot be changed"));
+            return Err(Error::forbidden(
+                "system_user",
+                "the system user cannot be changed",
+            ));
         }
         let was_admin = current.role == Role::Admin.as_str() && current.active;
-        let loses_admin = patch.role.is_some_and(|r| r != Role::Admin) || patch.active == Some(false);
+        let loses_admin =
+            patch.role.is_some_and(|r| r != Role::Admin) || patch.active == Some(false);
         if was_admin && loses_admin && self.active_admins_other_than(tenant, id).await? == 0 {
-            return Err(Error::conflict("last_admin", "the tenant must keep one active admin"));
+            return Err(Error::conflict(
+                "last_admin",
+                "the tenant must keep one active admin",
+            ));
         }
-        let display_name = patch.display_name.clone().unwrap_or(current.display_name.clone());
+        let display_name = patch
+            .display_name
+            .clone()
+            .unwrap_or(current.display_name.clone());
         let email = patch.email.clone().unwrap_or(current.email.clone());
         validate_contact(&display_name, email.as_deref())?;
         let mut model: entity::ActiveModel = current.into();
@@ -264,13 +288,19 @@ impl UserService {
     pub async fn delete(&self, tenant: TenantId, id: UserId) -> Result<User> {
         let current = self.model(tenant, id).await?;
         if current.is_system {
-            return Err(Error::forbidden("system_user", "the system user cannot be deleted"));
+            return Err(Error::forbidden(
+                "system_user",
+                "the system user cannot be deleted",
+            ));
         }
         if current.role == Role::Admin.as_str()
             && current.active
             && self.active_admins_other_than(tenant, id).await? == 0
         {
-            return Err(Error::conflict("last_admin", "the tenant must keep one active admin"));
+            return Err(Error::conflict(
+                "last_admin",
+                "the tenant must keep one active admin",
+            ));
         }
         let user = User::try_from(&current)?;
         entity::Entity::delete_many()
@@ -307,12 +337,20 @@ impl UserService {
             }
         };
         if !model.active {
-            return Err(Error::unauthorized("user_deactivated", "the user is deactivated"));
+            return Err(Error::unauthorized(
+                "user_deactivated",
+                "the user is deactivated",
+            ));
         }
         User::try_from(&model)
     }
 
-    pub async fn check_password(&self, tenant: TenantId, id: UserId, password: String) -> Result<bool> {
+    pub async fn check_password(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        password: String,
+    ) -> Result<bool> {
         let model = self.model(tenant, id).await?;
         self.hasher.verify(password, model.password_hash).await
     }
@@ -320,7 +358,10 @@ impl UserService {
     pub async fn set_password(&self, tenant: TenantId, id: UserId, password: String) -> Result<()> {
         let current = self.model(tenant, id).await?;
         if current.is_system {
-            return Err(Error::forbidden("system_user", "the system user has no password"));
+            return Err(Error::forbidden(
+                "system_user",
+                "the system user has no password",
+            ));
         }
         self.hasher.check_policy(&current.username, &password)?;
         let hash = self.hasher.hash(password).await?;

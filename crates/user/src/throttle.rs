@@ -28,8 +28,14 @@ impl LoginThrottle {
     pub fn new() -> Self {
         let ttl = Duration::from_secs(86_400);
         Self {
-            by_user: moka::sync::Cache::builder().max_capacity(200_000).time_to_idle(ttl).build(),
-            by_ip: moka::sync::Cache::builder().max_capacity(200_000).time_to_idle(ttl).build(),
+            by_user: moka::sync::Cache::builder()
+                .max_capacity(200_000)
+                .time_to_idle(ttl)
+                .build(),
+            by_ip: moka::sync::Cache::builder()
+                .max_capacity(200_000)
+                .time_to_idle(ttl)
+                .build(),
         }
     }
 
@@ -48,7 +54,11 @@ impl LoginThrottle {
         max: u32,
         window: Duration,
     ) -> Result<()> {
-        let user = Self::retry_after(self.by_user.get(&(tenant, username.to_owned())), max, window);
+        let user = Self::retry_after(
+            self.by_user.get(&(tenant, username.to_owned())),
+            max,
+            window,
+        );
         // An IP gets more room than a single user: several people may share a NAT.
         let ip = ip.and_then(|ip| Self::retry_after(self.by_ip.get(&ip), max * 4, window));
         match user.or(ip) {
@@ -69,11 +79,18 @@ impl LoginThrottle {
         window: Duration,
     ) {
         let bump = |f: Option<Failures>| match f {
-            Some(f) if f.since.elapsed() < window => Failures { count: f.count + 1, ..f },
-            _ => Failures { count: 1, since: Instant::now() },
+            Some(f) if f.since.elapsed() < window => Failures {
+                count: f.count + 1,
+                ..f
+            },
+            _ => Failures {
+                count: 1,
+                since: Instant::now(),
+            },
         };
         let key = (tenant, username.to_owned());
-        self.by_user.insert(key.clone(), bump(self.by_user.get(&key)));
+        self.by_user
+            .insert(key.clone(), bump(self.by_user.get(&key)));
         if let Some(ip) = ip {
             self.by_ip.insert(ip, bump(self.by_ip.get(&ip)));
         }

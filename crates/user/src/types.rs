@@ -28,7 +28,10 @@ impl Role {
             "member" => Ok(Role::Member),
             "token_manager" => Ok(Role::TokenManager),
             "admin" => Ok(Role::Admin),
-            _ => Err(Error::invalid("invalid_role", "role must be admin, token_manager or member")),
+            _ => Err(Error::invalid(
+                "invalid_role",
+                "role must be admin, token_manager or member",
+            )),
         }
     }
 

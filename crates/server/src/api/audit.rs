@@ -54,7 +54,11 @@ pub enum AuditResponse {
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Audit")]
 impl AuditApi {
     /// Audit events of your tenant, newest first (members see events about their tokens).
-    #[oai(path = "/audit-events", method = "get", operation_id = "listAuditEvents")]
+    #[oai(
+        path = "/audit-events",
+        method = "get",
+        operation_id = "listAuditEvents"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
@@ -81,11 +85,24 @@ impl AuditApi {
             limit,
         };
         if p.role != sigil_user::Role::Admin {
-            let own = self.0.tokens.list(&p, TokenFilter { owner: Some(p.user_id), ..TokenFilter::default() }, PageRequest::new(Some(0), Some(200))?).await?;
+            let own = self
+                .0
+                .tokens
+                .list(
+                    &p,
+                    TokenFilter {
+                        owner: Some(p.user_id),
+                        ..TokenFilter::default()
+                    },
+                    PageRequest::new(Some(0), Some(200))?,
+                )
+                .await?;
             filter.targets_in = Some(own.items.iter().map(|t| t.id.to_string()).collect());
         }
         let events = self.0.audit.list(Some(p.tenant_id), filter).await?;
-        let next_cursor = (events.len() as u64 == limit).then(|| events.last().map(|e| e.id)).flatten();
+        let next_cursor = (events.len() as u64 == limit)
+            .then(|| events.last().map(|e| e.id))
+            .flatten();
         let items = events
             .into_iter()
             .map(|e| AuditEventDto {

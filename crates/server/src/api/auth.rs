@@ -138,31 +138,57 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
 impl AuthApi {
     /// Sign in with username, password and tenant (JSON, form, or HTTP Basic plus tenant).
     #[oai(path = "/auth/login", method = "post", operation_id = "login")]
-    async fn login(&self, req: &Request, tenant: Query<Option<String>>, body: LoginRequest) -> ApiResult<LoginResponse> {
+    async fn login(
+        &self,
+        req: &Request,
+        tenant: Query<Option<String>>,
+        body: LoginRequest,
+    ) -> ApiResult<LoginResponse> {
         let body = match body {
             LoginRequest::Json(Json(b)) | LoginRequest::Form(Form(b)) => b,
         };
         let (username, password) = match (body.username, body.password, basic_credentials(req)) {
             (Some(u), Some(p), _) => (u, p),
             (_, _, Some((u, p))) => (u, p),
-            _ => return Err(Error::invalid("credentials_required", "give username and password (or HTTP Basic)").into()),
+            _ => {
+                return Err(Error::invalid(
+                    "credentials_required",
+                    "give username and password (or HTTP Basic)",
+                )
+                .into())
+            }
         };
-        let slug = body.tenant.or(tenant.0).ok_or_else(|| Error::invalid("tenant_required", "give the tenant"))?;
+        let slug = body
+            .tenant
+            .or(tenant.0)
+            .ok_or_else(|| Error::invalid("tenant_required", "give the tenant"))?;
         let state = &self.0;
         let ip = client_ip(req, state.verifier.trusted_proxies());
         let tenant = state.tenants.get_by_slug(&slug).await?;
         let Some(tenant) = tenant else {
             // Same work as a real attempt, so unknown tenants cannot be told apart.
             let _ = state.users.hasher().verify(password, None).await;
-            return Err(Error::unauthorized("invalid_credentials", "the username or password is wrong").into());
+            return Err(Error::unauthorized(
+                "invalid_credentials",
+                "the username or password is wrong",
+            )
+            .into());
         };
         let policy = &tenant.policy;
         let window = std::time::Duration::from_secs(u64::from(policy.login_lockout_secs));
-        state.throttle.check(tenant.id, &username, ip, policy.login_max_failures, window)?;
-        let user = match state.users.authenticate(tenant.id, &username, password).await {
+        state
+            .throttle
+            .check(tenant.id, &username, ip, policy.login_max_failures, window)?;
+        let user = match state
+            .users
+            .authenticate(tenant.id, &username, password)
+            .await
+        {
             Ok(user) => user,
             Err(e) => {
-                state.throttle.record_failure(tenant.id, &username, ip, window);
+                state
+                    .throttle
+                    .record_failure(tenant.id, &username, ip, window);
                 return Err(e.into());
             }
         };
@@ -170,10 +196,17 @@ impl AuthApi {
             return Err(Error::unauthorized("tenant_disabled", "the tenant is disabled").into());
         }
         if !user.api_access {
-            return Err(Error::forbidden("api_access_denied", "the user lacks the api_access permission").into());
+            return Err(Error::forbidden(
+                "api_access_denied",
+                "the user lacks the api_access permission",
+            )
+            .into());
         }
         state.throttle.record_success(tenant.id, &username);
-        let minted = state.tokens.create_session(&user, policy.session_lifetime_secs).await?;
+        let minted = state
+            .tokens
+            .create_session(&user, policy.session_lifetime_secs)
+            .await?;
         let expires_at = minted.token.expires_at.unwrap_or_else(Utc::now);
         Ok(LoginResponse::Ok(Json(LoginResult {
             token: minted.secret,
@@ -186,19 +219,42 @@ impl AuthApi {
     }
 
     /// Confirm your password to change tokens with this login session for a few minutes.
-    #[oai(path = "/auth/confirm-password", method = "post", operation_id = "confirmPassword")]
-    async fn confirm_password(&self, req: &Request, body: Json<ConfirmPasswordBody>) -> ApiResult<ConfirmResponse> {
+    #[oai(
+        path = "/auth/confirm-password",
+        method = "post",
+        operation_id = "confirmPassword"
+    )]
+    async fn confirm_password(
+        &self,
+        req: &Request,
+        body: Json<ConfirmPasswordBody>,
+    ) -> ApiResult<ConfirmResponse> {
         let p = self.0.principal(req, "auth.confirm_password").await?;
         let policy = &p.policy;
         let ip = client_ip(req, self.0.verifier.trusted_proxies());
         let window = std::time::Duration::from_secs(u64::from(policy.login_lockout_secs));
-        self.0.throttle.check(p.tenant_id, &p.username, ip, policy.login_max_failures, window)?;
-        if !self.0.users.check_password(p.tenant_id, p.user_id, body.0.password).await? {
-            self.0.throttle.record_failure(p.tenant_id, &p.username, ip, window);
+        self.0.throttle.check(
+            p.tenant_id,
+            &p.username,
+            ip,
+            policy.login_max_failures,
+            window,
+        )?;
+        if !self
+            .0
+            .users
+            .check_password(p.tenant_id, p.user_id, body.0.password)
+            .await?
+        {
+            self.0
+                .throttle
+                .record_failure(p.tenant_id, &p.username, ip, window);
             return Err(Error::forbidden("invalid_password", "the password is wrong").into());
         }
         let until = self.0.tokens.confirm_session(&p).await?;
-        Ok(ConfirmResponse::Ok(Json(Confirmation { confirmed_until: until })))
+        Ok(ConfirmResponse::Ok(Json(Confirmation {
+            confirmed_until: until,
+        })))
     }
 
     /// The signed-in user, their tenant and the rights of the credential in use.
@@ -222,8 +278,16 @@ impl AuthApi {
     }
 
     /// Change your display name or email.
-    #[oai(path = "/users/me", method = "patch", operation_id = "updateCurrentUser")]
-    async fn update_current_user(&self, req: &Request, body: Json<UpdateCurrentUserBody>) -> ApiResult<UserResponse> {
+    #[oai(
+        path = "/users/me",
+        method = "patch",
+        operation_id = "updateCurrentUser"
+    )]
+    async fn update_current_user(
+        &self,
+        req: &Request,
+        body: Json<UpdateCurrentUserBody>,
+    ) -> ApiResult<UserResponse> {
         let p = self.0.principal(req, "me.update").await?;
         let before = self.0.users.get(p.tenant_id, p.user_id).await?;
         let patch = UserPatch {
@@ -233,25 +297,64 @@ impl AuthApi {
         };
         let user = self.0.users.update(p.tenant_id, p.user_id, patch).await?;
         self.0
-            .audit(req, Some(&p), "user.update", "user", Some(user.id.to_string()),
-                Some(serde_json::json!({"display_name": before.display_name, "email": before.email})),
-                Some(serde_json::json!({"display_name": user.display_name, "email": user.email})))
+            .audit(
+                req,
+                Some(&p),
+                "user.update",
+                "user",
+                Some(user.id.to_string()),
+                Some(
+                    serde_json::json!({"display_name": before.display_name, "email": before.email}),
+                ),
+                Some(serde_json::json!({"display_name": user.display_name, "email": user.email})),
+            )
             .await;
         Ok(UserResponse::Ok(Json(UserDto::from(&user))))
     }
 
     /// Change your password; every other login session of yours ends.
-    #[oai(path = "/users/me/password", method = "post", operation_id = "changePassword")]
-    async fn change_password(&self, req: &Request, body: Json<ChangePasswordBody>) -> ApiResult<NoContent> {
+    #[oai(
+        path = "/users/me/password",
+        method = "post",
+        operation_id = "changePassword"
+    )]
+    async fn change_password(
+        &self,
+        req: &Request,
+        body: Json<ChangePasswordBody>,
+    ) -> ApiResult<NoContent> {
         let p = self.0.principal(req, "me.change_password").await?;
         let body = body.0;
-        if !self.0.users.check_password(p.tenant_id, p.user_id, body.current_password).await? {
-            return Err(Error::forbidden("invalid_password", "the current password is wrong").into());
+        if !self
+            .0
+            .users
+            .check_password(p.tenant_id, p.user_id, body.current_password)
+            .await?
+        {
+            return Err(
+                Error::forbidden("invalid_password", "the current password is wrong").into(),
+            );
         }
-        self.0.users.set_password(p.tenant_id, p.user_id, body.new_password).await?;
+        self.0
+            .users
+            .set_password(p.tenant_id, p.user_id, body.new_password)
+            .await?;
         let keep = p.is_session().then_some(p.token_id);
-        self.0.tokens.revoke_sessions(p.tenant_id, p.user_id, keep).await?;
-        self.0.audit(req, Some(&p), "user.change_password", "user", Some(p.user_id.to_string()), None, None).await;
+        self.0
+            .tokens
+            .revoke_sessions(p.tenant_id, p.user_id, keep)
+            .await?;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "user.change_password",
+                "user",
+                Some(p.user_id.to_string()),
+                None,
+                None,
+            )
+            .await;
         Ok(NoContent::Done)
     }
 }

@@ -114,9 +114,17 @@ pub const METHODS: &[(&str, &str)] = &[
 ];
 
 /// Operations anyone may call without a credential.
-pub const PUBLIC_OPERATIONS: &[&str] =
-    &["login", "getJwks", "getHealth", "getReadiness", "authorizeRequest"];
+pub const PUBLIC_OPERATIONS: &[&str] = &[
+    "login",
+    "getJwks",
+    "getHealth",
+    "getReadiness",
+    "authorizeRequest",
+];
 
 pub fn method_of(operation_id: &str) -> Option<&'static str> {
-    METHODS.iter().find(|(op, _)| *op == operation_id).map(|(_, m)| *m)
+    METHODS
+        .iter()
+        .find(|(op, _)| *op == operation_id)
+        .map(|(_, m)| *m)
 }

@@ -13,7 +13,6 @@ use sigil_scope_registry::{
 };
 use sigil_token::{Caller, Change};
 
-
 use super::ApiTags;
 use crate::problem::ApiResult;
 use crate::state::AppState;
@@ -310,22 +309,40 @@ fn method_dto(m: &sigil_scope_registry::MethodInfo) -> MethodDto {
     }
 }
 
-fn plugin_dto(snapshot: &Snapshot, p: &RegisteredPlugin, stamps: Option<(DateTime<Utc>, DateTime<Utc>)>) -> PluginDto {
+fn plugin_dto(
+    snapshot: &Snapshot,
+    p: &RegisteredPlugin,
+    stamps: Option<(DateTime<Utc>, DateTime<Utc>)>,
+) -> PluginDto {
     let methods = p
         .manifest
         .methods
         .iter()
-        .filter_map(|m| snapshot.lookup(p.tenant, &m.id).map(|idx| method_dto(snapshot.method(idx))))
+        .filter_map(|m| {
+            snapshot
+                .lookup(p.tenant, &m.id)
+                .map(|idx| method_dto(snapshot.method(idx)))
+        })
         .collect();
     PluginDto {
         id: p.manifest.id.clone(),
         name: p.manifest.name.clone(),
         version: p.manifest.version.clone(),
         description: p.manifest.description.clone(),
-        visibility: if p.tenant.is_some() { "tenant" } else { "global" }.into(),
+        visibility: if p.tenant.is_some() {
+            "tenant"
+        } else {
+            "global"
+        }
+        .into(),
         built_in: p.manifest.id == BUILTIN_PLUGIN && p.tenant.is_none(),
         methods,
-        scope_sets: p.manifest.scope_sets.iter().map(|s| format!("{}.{}", p.manifest.id, s.id)).collect(),
+        scope_sets: p
+            .manifest
+            .scope_sets
+            .iter()
+            .map(|s| format!("{}.{}", p.manifest.id, s.id))
+            .collect(),
         created_at: stamps.map(|s| s.0),
         updated_at: stamps.map(|s| s.1),
     }
@@ -348,7 +365,11 @@ fn custom_dto(snapshot: &Snapshot, set: &CustomSet, with_methods: bool) -> Scope
 
 /// Compares dotted numeric versions; non-numeric parts compare as text.
 fn is_newer(new: &str, old: &str) -> bool {
-    let parts = |v: &str| v.split(['.', '-']).map(|p| p.parse::<u64>().map_err(|_| p.to_owned())).collect::<Vec<_>>();
+    let parts = |v: &str| {
+        v.split(['.', '-'])
+            .map(|p| p.parse::<u64>().map_err(|_| p.to_owned()))
+            .collect::<Vec<_>>()
+    };
     let (a, b) = (parts(new), parts(old));
     for (x, y) in a.iter().zip(b.iter()) {
         match (x, y) {
@@ -364,7 +385,11 @@ fn is_newer(new: &str, old: &str) -> bool {
 
 impl RegistryApi {
     /// Who is asking: the operator (global plugins) or a tenant principal.
-    async fn scope_of(&self, req: &Request, method: &str) -> ApiResult<(Option<TenantId>, Option<Arc<sigil_token::Principal>>)> {
+    async fn scope_of(
+        &self,
+        req: &Request,
+        method: &str,
+    ) -> ApiResult<(Option<TenantId>, Option<Arc<sigil_token::Principal>>)> {
         Ok(match self.0.caller(req, method).await? {
             Caller::Operator => (None, None),
             Caller::Tenant(p) => (Some(p.tenant_id), Some(p)),
@@ -377,8 +402,16 @@ impl RegistryApi {
         Ok(())
     }
 
-    fn find_visible<'a>(snapshot: &'a Snapshot, tenant: Option<TenantId>, id: &str) -> Option<&'a RegisteredPlugin> {
-        let own = tenant.and_then(|t| snapshot.plugin(Some(t.0), id).filter(|p| p.tenant == Some(t.0)));
+    fn find_visible<'a>(
+        snapshot: &'a Snapshot,
+        tenant: Option<TenantId>,
+        id: &str,
+    ) -> Option<&'a RegisteredPlugin> {
+        let own = tenant.and_then(|t| {
+            snapshot
+                .plugin(Some(t.0), id)
+                .filter(|p| p.tenant == Some(t.0))
+        });
         own.or_else(|| snapshot.plugin(None, id).filter(|p| p.tenant.is_none()))
     }
 }
@@ -401,39 +434,86 @@ impl RegistryApi {
 
     /// Register or upgrade a plugin (operator: global; tenant admin: private to the tenant).
     #[oai(path = "/plugins", method = "post", operation_id = "registerPlugin")]
-    async fn register_plugin(&self, req: &Request, body: Json<RegisterPluginBody>) -> ApiResult<RegisterResponse> {
+    async fn register_plugin(
+        &self,
+        req: &Request,
+        body: Json<RegisterPluginBody>,
+    ) -> ApiResult<RegisterResponse> {
         let (caller_tenant, principal) = self.scope_of(req, "plugins.register").await?;
         let b = body.0;
         let target = match (caller_tenant, b.global) {
-            (None, Some(false)) => return Err(Error::invalid("tenant_required", "the operator registers global plugins").into()),
+            (None, Some(false)) => {
+                return Err(Error::invalid(
+                    "tenant_required",
+                    "the operator registers global plugins",
+                )
+                .into())
+            }
             (None, _) => None,
-            (Some(_), Some(true)) => return Err(Error::forbidden("operator_only", "only the operator registers global plugins").into()),
+            (Some(_), Some(true)) => {
+                return Err(Error::forbidden(
+                    "operator_only",
+                    "only the operator registers global plugins",
+                )
+                .into())
+            }
             (Some(t), _) => Some(t),
         };
         let mut manifest: PluginManifest = match (b.manifest, b.openapi) {
             (Some(m), None) => m.into(),
             (None, Some(doc)) => {
-                let id = b.id.ok_or_else(|| Error::invalid("id_required", "give the plugin id for an OpenAPI document"))?;
+                let id = b.id.ok_or_else(|| {
+                    Error::invalid("id_required", "give the plugin id for an OpenAPI document")
+                })?;
                 PluginManifest::from_openapi(&doc.0, &id, b.name.as_deref(), b.version.as_deref())
-                    .map_err(|errors| Error::invalid_with("invalid_openapi", "the OpenAPI document cannot be imported", errors))?
+                    .map_err(|errors| {
+                    Error::invalid_with(
+                        "invalid_openapi",
+                        "the OpenAPI document cannot be imported",
+                        errors,
+                    )
+                })?
             }
-            _ => return Err(Error::invalid("manifest_required", "give exactly one of manifest or openapi").into()),
+            _ => {
+                return Err(Error::invalid(
+                    "manifest_required",
+                    "give exactly one of manifest or openapi",
+                )
+                .into())
+            }
         };
         manifest.normalize();
-        manifest.validate().map_err(|errors| Error::invalid_with("invalid_manifest", "the manifest is invalid", errors))?;
+        manifest.validate().map_err(|errors| {
+            Error::invalid_with("invalid_manifest", "the manifest is invalid", errors)
+        })?;
         if manifest.id == BUILTIN_PLUGIN {
-            return Err(Error::conflict("reserved_plugin", "the plugin id 'sigil' is reserved").into());
+            return Err(
+                Error::conflict("reserved_plugin", "the plugin id 'sigil' is reserved").into(),
+            );
         }
         let existing = self.0.plugins.get(target, &manifest.id).await?;
         if let Some(old) = &existing {
             if old.manifest == manifest {
                 let snapshot = self.0.registry.current();
-                let reg = RegisteredPlugin { tenant: target.map(|t| t.0), manifest };
+                let reg = RegisteredPlugin {
+                    tenant: target.map(|t| t.0),
+                    manifest,
+                };
                 let dto = plugin_dto(&snapshot, &reg, Some((old.created_at, old.updated_at)));
-                return Ok(RegisterResponse::Updated(Json(RegisteredPluginDto { plugin: dto, removed_methods: vec![] })));
+                return Ok(RegisterResponse::Updated(Json(RegisteredPluginDto {
+                    plugin: dto,
+                    removed_methods: vec![],
+                })));
             }
             if !is_newer(&manifest.version, &old.manifest.version) {
-                return Err(Error::conflict("version_not_newer", format!("version {} is not newer than the registered {}", manifest.version, old.manifest.version)).into());
+                return Err(Error::conflict(
+                    "version_not_newer",
+                    format!(
+                        "version {} is not newer than the registered {}",
+                        manifest.version, old.manifest.version
+                    ),
+                )
+                .into());
             }
         }
         // The whole registry must still compile with the new plugin (no id conflicts).
@@ -444,53 +524,146 @@ impl RegistryApi {
             .filter(|p| !(p.manifest.id == manifest.id && p.tenant == target.map(|t| t.0)))
             .cloned()
             .collect();
-        plugins.push(RegisteredPlugin { tenant: target.map(|t| t.0), manifest: manifest.clone() });
-        Snapshot::build(plugins).map_err(|errors| Error::invalid_with("registry_conflict", "the plugin conflicts with registered methods", errors))?;
+        plugins.push(RegisteredPlugin {
+            tenant: target.map(|t| t.0),
+            manifest: manifest.clone(),
+        });
+        Snapshot::build(plugins).map_err(|errors| {
+            Error::invalid_with(
+                "registry_conflict",
+                "the plugin conflicts with registered methods",
+                errors,
+            )
+        })?;
         let removed_methods: Vec<String> = existing
             .as_ref()
-            .map(|old| old.manifest.methods.iter().filter(|m| !manifest.methods.iter().any(|n| n.id == m.id)).map(|m| m.id.clone()).collect())
+            .map(|old| {
+                old.manifest
+                    .methods
+                    .iter()
+                    .filter(|m| !manifest.methods.iter().any(|n| n.id == m.id))
+                    .map(|m| m.id.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         let created = self.0.plugins.upsert(target, &manifest).await?;
         self.registry_changed(target).await?;
         let snapshot = self.0.registry.current();
         let stored = self.0.plugins.get(target, &manifest.id).await?;
-        let reg = RegisteredPlugin { tenant: target.map(|t| t.0), manifest };
-        let dto = plugin_dto(&snapshot, &reg, stored.map(|s| (s.created_at, s.updated_at)));
-        self.0.audit(req, principal.as_deref(), if created { "plugin.register" } else { "plugin.update" }, "plugin", Some(dto.id.clone()),
-            existing.map(|o| serde_json::json!({"version": o.manifest.version})), Some(serde_json::json!({"version": dto.version, "methods": dto.methods.len()}))).await;
-        let body = Json(RegisteredPluginDto { plugin: dto, removed_methods });
-        Ok(if created { RegisterResponse::Created(body) } else { RegisterResponse::Updated(body) })
+        let reg = RegisteredPlugin {
+            tenant: target.map(|t| t.0),
+            manifest,
+        };
+        let dto = plugin_dto(
+            &snapshot,
+            &reg,
+            stored.map(|s| (s.created_at, s.updated_at)),
+        );
+        self.0
+            .audit(
+                req,
+                principal.as_deref(),
+                if created {
+                    "plugin.register"
+                } else {
+                    "plugin.update"
+                },
+                "plugin",
+                Some(dto.id.clone()),
+                existing.map(|o| serde_json::json!({"version": o.manifest.version})),
+                Some(serde_json::json!({"version": dto.version, "methods": dto.methods.len()})),
+            )
+            .await;
+        let body = Json(RegisteredPluginDto {
+            plugin: dto,
+            removed_methods,
+        });
+        Ok(if created {
+            RegisterResponse::Created(body)
+        } else {
+            RegisterResponse::Updated(body)
+        })
     }
 
     /// A plugin with its methods and predefined sets.
-    #[oai(path = "/plugins/:plugin_id", method = "get", operation_id = "getPlugin")]
-    async fn get_plugin(&self, req: &Request, plugin_id: Path<String>) -> ApiResult<PluginResponse> {
+    #[oai(
+        path = "/plugins/:plugin_id",
+        method = "get",
+        operation_id = "getPlugin"
+    )]
+    async fn get_plugin(
+        &self,
+        req: &Request,
+        plugin_id: Path<String>,
+    ) -> ApiResult<PluginResponse> {
         let (tenant, _) = self.scope_of(req, "plugins.get").await?;
         let snapshot = self.0.registry.current();
-        let plugin = Self::find_visible(&snapshot, tenant, &plugin_id.0).ok_or(Error::not_found("plugin"))?;
-        let stamps = match self.0.plugins.get(plugin.tenant.map(TenantId), &plugin.manifest.id).await? {
+        let plugin = Self::find_visible(&snapshot, tenant, &plugin_id.0)
+            .ok_or(Error::not_found("plugin"))?;
+        let stamps = match self
+            .0
+            .plugins
+            .get(plugin.tenant.map(TenantId), &plugin.manifest.id)
+            .await?
+        {
             Some(r) => Some((r.created_at, r.updated_at)),
             None => None,
         };
-        Ok(PluginResponse::Ok(Json(plugin_dto(&snapshot, plugin, stamps))))
+        Ok(PluginResponse::Ok(Json(plugin_dto(
+            &snapshot, plugin, stamps,
+        ))))
     }
 
     /// Remove a plugin; tokens whose scope named its methods simply lose them.
-    #[oai(path = "/plugins/:plugin_id", method = "delete", operation_id = "deletePlugin")]
-    async fn delete_plugin(&self, req: &Request, plugin_id: Path<String>) -> ApiResult<DeletePluginResponse> {
+    #[oai(
+        path = "/plugins/:plugin_id",
+        method = "delete",
+        operation_id = "deletePlugin"
+    )]
+    async fn delete_plugin(
+        &self,
+        req: &Request,
+        plugin_id: Path<String>,
+    ) -> ApiResult<DeletePluginResponse> {
         let (tenant, principal) = self.scope_of(req, "plugins.delete").await?;
         if plugin_id.0 == BUILTIN_PLUGIN && tenant.is_none() {
-            return Err(Error::conflict("reserved_plugin", "the built-in plugin cannot be removed").into());
+            return Err(Error::conflict(
+                "reserved_plugin",
+                "the built-in plugin cannot be removed",
+            )
+            .into());
         }
-        let stored = self.0.plugins.get(tenant, &plugin_id.0).await?.ok_or(Error::not_found("plugin"))?;
+        let stored = self
+            .0
+            .plugins
+            .get(tenant, &plugin_id.0)
+            .await?
+            .ok_or(Error::not_found("plugin"))?;
         self.0.plugins.delete(tenant, &plugin_id.0).await?;
         self.registry_changed(tenant).await?;
-        let removed: Vec<String> = stored.manifest.methods.iter().map(|m| m.id.clone()).collect();
-        self.0.audit(req, principal.as_deref(), "plugin.delete", "plugin", Some(plugin_id.0.clone()),
-            Some(serde_json::json!({"version": stored.manifest.version})), None).await;
+        let removed: Vec<String> = stored
+            .manifest
+            .methods
+            .iter()
+            .map(|m| m.id.clone())
+            .collect();
+        self.0
+            .audit(
+                req,
+                principal.as_deref(),
+                "plugin.delete",
+                "plugin",
+                Some(plugin_id.0.clone()),
+                Some(serde_json::json!({"version": stored.manifest.version})),
+                None,
+            )
+            .await;
         Ok(DeletePluginResponse::Ok(Json(DeletedPluginDto {
             id: plugin_id.0.clone(),
-            note: format!("{} methods removed; tokens whose scope named them no longer grant them", removed.len()),
+            note: format!(
+                "{} methods removed; tokens whose scope named them no longer grant them",
+                removed.len()
+            ),
             removed_methods: removed,
         })))
     }
@@ -514,19 +687,37 @@ impl RegistryApi {
             .map(|(_, m)| m)
             .filter(|m| plugin.0.as_deref().is_none_or(|p| m.plugin == p))
             .filter(|m| access.0.is_none_or(|a| Access::from(a) == m.access))
-            .filter(|m| needle.is_empty() || m.id.to_lowercase().contains(&needle) || m.description.to_lowercase().contains(&needle))
+            .filter(|m| {
+                needle.is_empty()
+                    || m.id.to_lowercase().contains(&needle)
+                    || m.description.to_lowercase().contains(&needle)
+            })
             .map(method_dto)
             .collect();
         let offset = offset.0.unwrap_or(0);
         let limit = limit.0.unwrap_or(200);
         let total = matching.len() as u64;
-        let items = matching.into_iter().skip(offset as usize).take(limit as usize).collect();
-        Ok(MethodListResponse::Ok(Json(MethodList { items, total, offset, limit })))
+        let items = matching
+            .into_iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .collect();
+        Ok(MethodListResponse::Ok(Json(MethodList {
+            items,
+            total,
+            offset,
+            limit,
+        })))
     }
 
     /// Predefined and custom scope sets.
     #[oai(path = "/scope-sets", method = "get", operation_id = "listScopeSets")]
-    async fn list_scope_sets(&self, req: &Request, q: Query<Option<String>>, kind: Query<Option<SetKind>>) -> ApiResult<ScopeSetListResponse> {
+    async fn list_scope_sets(
+        &self,
+        req: &Request,
+        q: Query<Option<String>>,
+        kind: Query<Option<SetKind>>,
+    ) -> ApiResult<ScopeSetListResponse> {
         let p = self.0.principal(req, "scope_sets.list").await?;
         let snapshot = self.0.registry.current();
         let needle = q.0.clone().unwrap_or_default().to_lowercase();
@@ -535,7 +726,11 @@ impl RegistryApi {
             items.extend(
                 snapshot
                     .predefined_sets(Some(p.tenant_id.0))
-                    .filter(|s| needle.is_empty() || s.id.contains(&needle) || s.name.to_lowercase().contains(&needle))
+                    .filter(|s| {
+                        needle.is_empty()
+                            || s.id.contains(&needle)
+                            || s.name.to_lowercase().contains(&needle)
+                    })
                     .map(|s| ScopeSetDto {
                         id: s.id.clone(),
                         name: s.name.clone(),
@@ -558,28 +753,62 @@ impl RegistryApi {
 
     /// Define a custom scope set (admin).
     #[oai(path = "/scope-sets", method = "post", operation_id = "createScopeSet")]
-    async fn create_scope_set(&self, req: &Request, body: Json<CreateScopeSetBody>) -> ApiResult<ScopeSetCreatedResponse> {
+    async fn create_scope_set(
+        &self,
+        req: &Request,
+        body: Json<CreateScopeSetBody>,
+    ) -> ApiResult<ScopeSetCreatedResponse> {
         let p = self.0.principal(req, "scope_sets.create").await?;
         let b = body.0;
         let snapshot = self.0.registry.current();
-        if snapshot.predefined_set(Some(p.tenant_id.0), &b.id).is_some() {
+        if snapshot
+            .predefined_set(Some(p.tenant_id.0), &b.id)
+            .is_some()
+        {
             return Err(Error::conflict("scope_set_exists", "a predefined set has this id").into());
         }
         check_entries(&snapshot, p.tenant_id, &b.methods, b.access)?;
         let set = self
             .0
             .sets
-            .create(p.tenant_id, CustomSetInput { slug: b.id, name: b.name, description: b.description.unwrap_or_default(), entries: b.methods, access: b.access.map(Into::into) })
+            .create(
+                p.tenant_id,
+                CustomSetInput {
+                    slug: b.id,
+                    name: b.name,
+                    description: b.description.unwrap_or_default(),
+                    entries: b.methods,
+                    access: b.access.map(Into::into),
+                },
+            )
             .await?;
         self.registry_changed(Some(p.tenant_id)).await?;
         let dto = custom_dto(&snapshot, &set, true);
-        self.0.audit(req, Some(&p), "scope_set.create", "scope_set", Some(set.slug.clone()), None, Some(serde_json::json!({"name": set.name, "entries": set.entries}))).await;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "scope_set.create",
+                "scope_set",
+                Some(set.slug.clone()),
+                None,
+                Some(serde_json::json!({"name": set.name, "entries": set.entries})),
+            )
+            .await;
         Ok(ScopeSetCreatedResponse::Created(Json(dto)))
     }
 
     /// A scope set with its resolved methods.
-    #[oai(path = "/scope-sets/:set_id", method = "get", operation_id = "getScopeSet")]
-    async fn get_scope_set(&self, req: &Request, set_id: Path<String>) -> ApiResult<ScopeSetResponse> {
+    #[oai(
+        path = "/scope-sets/:set_id",
+        method = "get",
+        operation_id = "getScopeSet"
+    )]
+    async fn get_scope_set(
+        &self,
+        req: &Request,
+        set_id: Path<String>,
+    ) -> ApiResult<ScopeSetResponse> {
         let p = self.0.principal(req, "scope_sets.get").await?;
         let snapshot = self.0.registry.current();
         if let Some(s) = snapshot.predefined_set(Some(p.tenant_id.0), &set_id.0) {
@@ -595,50 +824,129 @@ impl RegistryApi {
                 methods: Some(snapshot.method_ids(&s.methods).map(str::to_owned).collect()),
             })));
         }
-        let set = self.0.sets.find(p.tenant_id, &set_id.0).await?.ok_or(Error::not_found("scope set"))?;
-        Ok(ScopeSetResponse::Ok(Json(custom_dto(&snapshot, &set, true))))
+        let set = self
+            .0
+            .sets
+            .find(p.tenant_id, &set_id.0)
+            .await?
+            .ok_or(Error::not_found("scope set"))?;
+        Ok(ScopeSetResponse::Ok(Json(custom_dto(
+            &snapshot, &set, true,
+        ))))
     }
 
     /// Change a custom scope set (admin); tokens using it change with it.
-    #[oai(path = "/scope-sets/:set_id", method = "patch", operation_id = "updateScopeSet")]
-    async fn update_scope_set(&self, req: &Request, set_id: Path<String>, body: Json<UpdateScopeSetBody>) -> ApiResult<ScopeSetResponse> {
+    #[oai(
+        path = "/scope-sets/:set_id",
+        method = "patch",
+        operation_id = "updateScopeSet"
+    )]
+    async fn update_scope_set(
+        &self,
+        req: &Request,
+        set_id: Path<String>,
+        body: Json<UpdateScopeSetBody>,
+    ) -> ApiResult<ScopeSetResponse> {
         let p = self.0.principal(req, "scope_sets.update").await?;
         let b = body.0;
         let snapshot = self.0.registry.current();
-        let before = self.0.sets.find(p.tenant_id, &set_id.0).await?.ok_or(Error::not_found("scope set"))?;
+        let before = self
+            .0
+            .sets
+            .find(p.tenant_id, &set_id.0)
+            .await?
+            .ok_or(Error::not_found("scope set"))?;
         let entries = b.methods.clone().unwrap_or_else(|| before.entries.clone());
         let access = b.access.map(Access::from).or(before.access);
         check_entries(&snapshot, p.tenant_id, &entries, access.map(Into::into))?;
-        let set = self.0.sets.update(p.tenant_id, &set_id.0, b.name, b.description, b.methods, b.access.map(|a| Some(a.into()))).await?;
+        let set = self
+            .0
+            .sets
+            .update(
+                p.tenant_id,
+                &set_id.0,
+                b.name,
+                b.description,
+                b.methods,
+                b.access.map(|a| Some(a.into())),
+            )
+            .await?;
         self.registry_changed(Some(p.tenant_id)).await?;
-        self.0.audit(req, Some(&p), "scope_set.update", "scope_set", Some(set.slug.clone()),
-            Some(serde_json::json!({"name": before.name, "entries": before.entries})), Some(serde_json::json!({"name": set.name, "entries": set.entries}))).await;
-        Ok(ScopeSetResponse::Ok(Json(custom_dto(&snapshot, &set, true))))
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "scope_set.update",
+                "scope_set",
+                Some(set.slug.clone()),
+                Some(serde_json::json!({"name": before.name, "entries": before.entries})),
+                Some(serde_json::json!({"name": set.name, "entries": set.entries})),
+            )
+            .await;
+        Ok(ScopeSetResponse::Ok(Json(custom_dto(
+            &snapshot, &set, true,
+        ))))
     }
 
     /// Delete a custom scope set (admin); refused while tokens use it unless `force`.
-    #[oai(path = "/scope-sets/:set_id", method = "delete", operation_id = "deleteScopeSet")]
-    async fn delete_scope_set(&self, req: &Request, set_id: Path<String>, force: Query<Option<bool>>) -> ApiResult<ScopeSetDeletedResponse> {
+    #[oai(
+        path = "/scope-sets/:set_id",
+        method = "delete",
+        operation_id = "deleteScopeSet"
+    )]
+    async fn delete_scope_set(
+        &self,
+        req: &Request,
+        set_id: Path<String>,
+        force: Query<Option<bool>>,
+    ) -> ApiResult<ScopeSetDeletedResponse> {
         let p = self.0.principal(req, "scope_sets.delete").await?;
-        self.0.sets.find(p.tenant_id, &set_id.0).await?.ok_or(Error::not_found("scope set"))?;
-        let in_use = self.0.tokens.count_using_set(p.tenant_id, &set_id.0).await?;
+        self.0
+            .sets
+            .find(p.tenant_id, &set_id.0)
+            .await?
+            .ok_or(Error::not_found("scope set"))?;
+        let in_use = self
+            .0
+            .tokens
+            .count_using_set(p.tenant_id, &set_id.0)
+            .await?;
         if in_use > 0 && !force.0.unwrap_or(false) {
             return Err(Error::conflict("scope_set_in_use", format!("{in_use} tokens use this set; delete with ?force=true to leave them with no rights from it")).into());
         }
         let set = self.0.sets.delete(p.tenant_id, &set_id.0).await?;
         self.registry_changed(Some(p.tenant_id)).await?;
-        self.0.audit(req, Some(&p), "scope_set.delete", "scope_set", Some(set.slug.clone()), Some(serde_json::json!({"name": set.name, "entries": set.entries})), None).await;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "scope_set.delete",
+                "scope_set",
+                Some(set.slug.clone()),
+                Some(serde_json::json!({"name": set.name, "entries": set.entries})),
+                None,
+            )
+            .await;
         Ok(ScopeSetDeletedResponse::Deleted)
     }
 }
 
-fn check_entries(snapshot: &Snapshot, tenant: TenantId, entries: &[String], access: Option<AccessDto>) -> Result<(), Error> {
+fn check_entries(
+    snapshot: &Snapshot,
+    tenant: TenantId,
+    entries: &[String],
+    access: Option<AccessDto>,
+) -> Result<(), Error> {
     if entries.len() > MAX_SET_ENTRIES {
-        return Err(Error::invalid("too_many_methods", format!("a custom set has at most {MAX_SET_ENTRIES} entries")));
+        return Err(Error::invalid(
+            "too_many_methods",
+            format!("a custom set has at most {MAX_SET_ENTRIES} entries"),
+        ));
     }
     snapshot
         .resolve(Some(tenant.0), entries, access.map(Into::into))
         .map(|_| ())
-        .map_err(|unknown| Error::invalid_with("unknown_methods", "some entries match no method", unknown))
+        .map_err(|unknown| {
+            Error::invalid_with("unknown_methods", "some entries match no method", unknown)
+        })
 }
-

@@ -34,7 +34,10 @@ pub enum ReadinessResponse {
 }
 
 fn status(text: &str) -> Json<HealthStatus> {
-    Json(HealthStatus { status: text.to_owned(), version: env!("CARGO_PKG_VERSION").to_owned() })
+    Json(HealthStatus {
+        status: text.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
 }
 
 #[OpenApi(tag = "ApiTags::Service")]
@@ -49,12 +52,18 @@ impl ServiceApi {
     #[oai(path = "/readyz", method = "get", operation_id = "getReadiness")]
     async fn readiness(&self) -> ApiResult<ReadinessResponse> {
         if !sigil_core::db::ping(&self.0.db).await {
-            return Ok(ReadinessResponse::NotReady(status("database unreachable"), 2));
+            return Ok(ReadinessResponse::NotReady(
+                status("database unreachable"),
+                2,
+            ));
         }
         match sigil_migrations::is_up_to_date(&self.0.db).await {
             Ok(true) => Ok(ReadinessResponse::Ready(status("ok"))),
             Ok(false) => Ok(ReadinessResponse::NotReady(status("migrations pending"), 5)),
-            Err(_) => Ok(ReadinessResponse::NotReady(status("database unreachable"), 2)),
+            Err(_) => Ok(ReadinessResponse::NotReady(
+                status("database unreachable"),
+                2,
+            )),
         }
     }
 }

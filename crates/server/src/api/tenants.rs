@@ -242,7 +242,11 @@ pub enum JwksResponse {
 impl TenantsApi {
     /// Onboard a tenant with its first admin (operator).
     #[oai(path = "/tenants", method = "post", operation_id = "createTenant")]
-    async fn create_tenant(&self, req: &Request, body: Json<CreateTenantBody>) -> ApiResult<CreateTenantResponse> {
+    async fn create_tenant(
+        &self,
+        req: &Request,
+        body: Json<CreateTenantBody>,
+    ) -> ApiResult<CreateTenantResponse> {
         self.0.operator(req, "tenants.create").await?;
         let body = body.0;
         let s = &self.0;
@@ -251,13 +255,26 @@ impl TenantsApi {
             &s.tenants,
             &s.keys,
             &s.users,
-            NewTenant { slug: body.slug, name: body.name, policy: None },
+            NewTenant {
+                slug: body.slug,
+                name: body.name,
+                policy: None,
+            },
             body.admin_username,
             body.admin_password,
         )
         .await?;
         let dto = TenantDto::from(&onboarded.tenant);
-        s.audit(req, None, "tenant.create", "tenant", Some(dto.id.to_string()), None, Some(serde_json::json!({"slug": dto.slug, "name": dto.name}))).await;
+        s.audit(
+            req,
+            None,
+            "tenant.create",
+            "tenant",
+            Some(dto.id.to_string()),
+            None,
+            Some(serde_json::json!({"slug": dto.slug, "name": dto.name})),
+        )
+        .await;
         Ok(CreateTenantResponse::Created(Json(CreatedTenant {
             tenant: dto,
             admin_username: onboarded.admin.username,
@@ -287,7 +304,11 @@ impl TenantsApi {
     }
 
     /// Get a tenant (operator).
-    #[oai(path = "/tenants/:tenant_id", method = "get", operation_id = "getTenant")]
+    #[oai(
+        path = "/tenants/:tenant_id",
+        method = "get",
+        operation_id = "getTenant"
+    )]
     async fn get_tenant(&self, req: &Request, tenant_id: Path<Uuid>) -> ApiResult<TenantResponse> {
         self.0.operator(req, "tenants.get").await?;
         let tenant = self.0.tenants.get(TenantId(tenant_id.0)).await?;
@@ -295,32 +316,92 @@ impl TenantsApi {
     }
 
     /// Rename, enable or disable a tenant (operator).
-    #[oai(path = "/tenants/:tenant_id", method = "patch", operation_id = "updateTenant")]
-    async fn update_tenant(&self, req: &Request, tenant_id: Path<Uuid>, body: Json<UpdateTenantBody>) -> ApiResult<TenantResponse> {
+    #[oai(
+        path = "/tenants/:tenant_id",
+        method = "patch",
+        operation_id = "updateTenant"
+    )]
+    async fn update_tenant(
+        &self,
+        req: &Request,
+        tenant_id: Path<Uuid>,
+        body: Json<UpdateTenantBody>,
+    ) -> ApiResult<TenantResponse> {
         self.0.operator(req, "tenants.update").await?;
         let id = TenantId(tenant_id.0);
         let before = self.0.tenants.get(id).await?;
-        let tenant = self.0.tenants.update(id, TenantPatch { name: body.0.name, enabled: body.0.enabled }).await?;
+        let tenant = self
+            .0
+            .tenants
+            .update(
+                id,
+                TenantPatch {
+                    name: body.0.name,
+                    enabled: body.0.enabled,
+                },
+            )
+            .await?;
         self.0.changed(Change::Tenant { tenant: id }).await;
-        self.0.audit(req, None, "tenant.update", "tenant", Some(id.to_string()),
-            Some(serde_json::json!({"name": before.name, "enabled": before.enabled})),
-            Some(serde_json::json!({"name": tenant.name, "enabled": tenant.enabled}))).await;
+        self.0
+            .audit(
+                req,
+                None,
+                "tenant.update",
+                "tenant",
+                Some(id.to_string()),
+                Some(serde_json::json!({"name": before.name, "enabled": before.enabled})),
+                Some(serde_json::json!({"name": tenant.name, "enabled": tenant.enabled})),
+            )
+            .await;
         Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
     }
 
     /// Disable a tenant: its logins and tokens stop working at once (operator).
-    #[oai(path = "/tenants/:tenant_id/disable", method = "post", operation_id = "disableTenant")]
-    async fn disable_tenant(&self, req: &Request, tenant_id: Path<Uuid>) -> ApiResult<TenantResponse> {
+    #[oai(
+        path = "/tenants/:tenant_id/disable",
+        method = "post",
+        operation_id = "disableTenant"
+    )]
+    async fn disable_tenant(
+        &self,
+        req: &Request,
+        tenant_id: Path<Uuid>,
+    ) -> ApiResult<TenantResponse> {
         self.0.operator(req, "tenants.disable").await?;
         let id = TenantId(tenant_id.0);
-        let tenant = self.0.tenants.update(id, TenantPatch { name: None, enabled: Some(false) }).await?;
+        let tenant = self
+            .0
+            .tenants
+            .update(
+                id,
+                TenantPatch {
+                    name: None,
+                    enabled: Some(false),
+                },
+            )
+            .await?;
         self.0.changed(Change::Tenant { tenant: id }).await;
-        self.0.audit(req, None, "tenant.disable", "tenant", Some(id.to_string()), None, Some(serde_json::json!({"enabled": false}))).await;
+        self.0
+            .audit(
+                req,
+                None,
+                "tenant.disable",
+                "tenant",
+                Some(id.to_string()),
+                None,
+                Some(serde_json::json!({"enabled": false})),
+            )
+            .await;
         Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
     }
 
     /// Your tenant and its policy.
-    #[oai(path = "/tenant", method = "get", operation_id = "getMyTenant", tag = "ApiTags::Tenant")]
+    #[oai(
+        path = "/tenant",
+        method = "get",
+        operation_id = "getMyTenant",
+        tag = "ApiTags::Tenant"
+    )]
     async fn my_tenant(&self, req: &Request) -> ApiResult<TenantResponse> {
         let p = self.0.principal(req, "tenant.get").await?;
         let tenant = self.0.tenants.get(p.tenant_id).await?;
@@ -328,49 +409,135 @@ impl TenantsApi {
     }
 
     /// Replace your tenant's policy (admin).
-    #[oai(path = "/tenant/policy", method = "put", operation_id = "updateTenantPolicy", tag = "ApiTags::Tenant")]
-    async fn update_policy(&self, req: &Request, body: Json<PolicyDto>) -> ApiResult<TenantResponse> {
+    #[oai(
+        path = "/tenant/policy",
+        method = "put",
+        operation_id = "updateTenantPolicy",
+        tag = "ApiTags::Tenant"
+    )]
+    async fn update_policy(
+        &self,
+        req: &Request,
+        body: Json<PolicyDto>,
+    ) -> ApiResult<TenantResponse> {
         let p = self.0.principal(req, "tenant.update_policy").await?;
         let before = PolicyDto::from(p.policy.as_ref());
-        let tenant = self.0.tenants.update_policy(p.tenant_id, body.0.into()).await?;
-        self.0.changed(Change::Tenant { tenant: p.tenant_id }).await;
+        let tenant = self
+            .0
+            .tenants
+            .update_policy(p.tenant_id, body.0.into())
+            .await?;
+        self.0
+            .changed(Change::Tenant {
+                tenant: p.tenant_id,
+            })
+            .await;
         let after = PolicyDto::from(&tenant.policy);
-        self.0.audit(req, Some(&p), "tenant.update_policy", "tenant", Some(p.tenant_id.to_string()),
-            serde_json::to_value(policy_json(&before)).ok(), serde_json::to_value(policy_json(&after)).ok()).await;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "tenant.update_policy",
+                "tenant",
+                Some(p.tenant_id.to_string()),
+                serde_json::to_value(policy_json(&before)).ok(),
+                serde_json::to_value(policy_json(&after)).ok(),
+            )
+            .await;
         Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
     }
 
     /// Your tenant's signing keys (admin, token manager).
-    #[oai(path = "/tenant/signing-keys", method = "get", operation_id = "listSigningKeys", tag = "ApiTags::Tenant")]
+    #[oai(
+        path = "/tenant/signing-keys",
+        method = "get",
+        operation_id = "listSigningKeys",
+        tag = "ApiTags::Tenant"
+    )]
     async fn list_keys(&self, req: &Request) -> ApiResult<SigningKeysResponse> {
         let p = self.0.principal(req, "signing_keys.list").await?;
         let keys = self.0.keys.list(p.tenant_id).await?;
-        Ok(SigningKeysResponse::Ok(Json(keys.into_iter().map(SigningKeyDto::from).collect())))
+        Ok(SigningKeysResponse::Ok(Json(
+            keys.into_iter().map(SigningKeyDto::from).collect(),
+        )))
     }
 
     /// Rotate the signing key: a new key signs; the old one verifies until the overlap ends.
-    #[oai(path = "/tenant/signing-keys/rotate", method = "post", operation_id = "rotateSigningKey", tag = "ApiTags::Tenant")]
-    async fn rotate_key(&self, req: &Request, body: Json<RotateKeyBody>) -> ApiResult<RotateKeyResponse> {
+    #[oai(
+        path = "/tenant/signing-keys/rotate",
+        method = "post",
+        operation_id = "rotateSigningKey",
+        tag = "ApiTags::Tenant"
+    )]
+    async fn rotate_key(
+        &self,
+        req: &Request,
+        body: Json<RotateKeyBody>,
+    ) -> ApiResult<RotateKeyResponse> {
         let p = self.0.principal(req, "signing_keys.rotate").await?;
         let overlap = body.0.overlap_secs.unwrap_or(p.policy.key_overlap_secs);
-        let key = self.0.keys.rotate(p.tenant_id, std::time::Duration::from_secs(u64::from(overlap))).await?;
-        self.0.changed(Change::Keys { tenant: p.tenant_id }).await;
-        self.0.audit(req, Some(&p), "signing_key.rotate", "signing_key", Some(key.kid.clone()), None,
-            Some(serde_json::json!({"kid": key.kid, "overlap_secs": overlap}))).await;
+        let key = self
+            .0
+            .keys
+            .rotate(
+                p.tenant_id,
+                std::time::Duration::from_secs(u64::from(overlap)),
+            )
+            .await?;
+        self.0
+            .changed(Change::Keys {
+                tenant: p.tenant_id,
+            })
+            .await;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "signing_key.rotate",
+                "signing_key",
+                Some(key.kid.clone()),
+                None,
+                Some(serde_json::json!({"kid": key.kid, "overlap_secs": overlap})),
+            )
+            .await;
         Ok(RotateKeyResponse::Created(Json(SigningKeyDto::from(key))))
     }
 
     /// A tenant's public signing keys as a JWKS (public; for offline verification).
-    #[oai(path = "/tenants/:tenant/jwks.json", method = "get", operation_id = "getJwks", tag = "ApiTags::Tenant")]
-    async fn jwks(&self, /** Tenant slug. */ tenant: Path<String>) -> ApiResult<JwksResponse> {
-        let tenant = self.0.tenants.get_by_slug(&tenant.0).await?.ok_or(Error::not_found("tenant"))?;
+    #[oai(
+        path = "/tenants/:tenant/jwks.json",
+        method = "get",
+        operation_id = "getJwks",
+        tag = "ApiTags::Tenant"
+    )]
+    async fn jwks(
+        &self,
+        /** Tenant slug. */
+        tenant: Path<String>,
+    ) -> ApiResult<JwksResponse> {
+        let tenant = self
+            .0
+            .tenants
+            .get_by_slug(&tenant.0)
+            .await?
+            .ok_or(Error::not_found("tenant"))?;
         let jwks = self.0.keys.jwks(tenant.id).await?;
         let keys = jwks
             .keys
             .into_iter()
-            .map(|k| JwkDto { kty: k.kty.into(), crv: k.crv.into(), x: k.x, kid: k.kid, use_: k.use_.into(), alg: k.alg.into() })
+            .map(|k| JwkDto {
+                kty: k.kty.into(),
+                crv: k.crv.into(),
+                x: k.x,
+                kid: k.kid,
+                use_: k.use_.into(),
+                alg: k.alg.into(),
+            })
             .collect();
-        Ok(JwksResponse::Ok(Json(JwksDto { keys }), "public, max-age=300".into()))
+        Ok(JwksResponse::Ok(
+            Json(JwksDto { keys }),
+            "public, max-age=300".into(),
+        ))
     }
 }
 

@@ -210,9 +210,17 @@ pub enum HygieneResponse {
 
 const WARNING: &str = "Copy this token now. It will not be shown again.";
 
-fn scope_from(set: Option<String>, methods: Option<Vec<String>>, read: Option<bool>, change: Option<bool>) -> Result<Option<Scope>, Error> {
+fn scope_from(
+    set: Option<String>,
+    methods: Option<Vec<String>>,
+    read: Option<bool>,
+    change: Option<bool>,
+) -> Result<Option<Scope>, Error> {
     match (set, methods) {
-        (Some(_), Some(_)) => Err(Error::invalid("ambiguous_scope", "give either scope_set or methods, not both")),
+        (Some(_), Some(_)) => Err(Error::invalid(
+            "ambiguous_scope",
+            "give either scope_set or methods, not both",
+        )),
         (Some(s), None) => Ok(Some(Scope::Set(s))),
         (None, Some(m)) => Ok(Some(Scope::Methods(m))),
         (None, None) => Ok(match (read, change) {
@@ -239,9 +247,21 @@ impl TokensApi {
 
     fn dto(t: &Token, names: &HashMap<String, String>) -> TokenDto {
         let scope = match &t.scope {
-            Scope::Set(s) => ScopeDto { set: Some(s.clone()), methods: None, name: names.get(s).cloned().unwrap_or_else(|| s.clone()) },
-            Scope::Methods(m) => ScopeDto { set: None, methods: Some(m.clone()), name: format!("Custom ({} methods)", m.len()) },
-            Scope::All => ScopeDto { set: None, methods: None, name: "Everything the user may do".into() },
+            Scope::Set(s) => ScopeDto {
+                set: Some(s.clone()),
+                methods: None,
+                name: names.get(s).cloned().unwrap_or_else(|| s.clone()),
+            },
+            Scope::Methods(m) => ScopeDto {
+                set: None,
+                methods: Some(m.clone()),
+                name: format!("Custom ({} methods)", m.len()),
+            },
+            Scope::All => ScopeDto {
+                set: None,
+                methods: None,
+                name: "Everything the user may do".into(),
+            },
         };
         TokenDto {
             id: t.id.0,
@@ -266,7 +286,11 @@ impl TokensApi {
 
     async fn minted(&self, p: &Principal, m: &sigil_token::Minted) -> MintedTokenDto {
         let names = self.set_names(p).await;
-        MintedTokenDto { token: Self::dto(&m.token, &names), secret: m.secret.clone(), warning: WARNING.into() }
+        MintedTokenDto {
+            token: Self::dto(&m.token, &names),
+            secret: m.secret.clone(),
+            warning: WARNING.into(),
+        }
     }
 }
 
@@ -282,12 +306,17 @@ fn audit_view(t: &TokenDto) -> serde_json::Value {
 impl TokensApi {
     /// Mint a personal or application token; the secret is in this answer only.
     #[oai(path = "/tokens", method = "post", operation_id = "createToken")]
-    async fn create_token(&self, req: &Request, body: Json<CreateTokenBody>) -> ApiResult<MintedResponse> {
+    async fn create_token(
+        &self,
+        req: &Request,
+        body: Json<CreateTokenBody>,
+    ) -> ApiResult<MintedResponse> {
         let p = self.0.principal(req, "tokens.create").await?;
         p.require_confirmation()?;
         let b = body.0;
-        let scope = scope_from(b.scope_set, b.methods, b.read, b.change)?
-            .ok_or_else(|| Error::invalid("scope_required", "give scope_set, methods, or read/change"))?;
+        let scope = scope_from(b.scope_set, b.methods, b.read, b.change)?.ok_or_else(|| {
+            Error::invalid("scope_required", "give scope_set, methods, or read/change")
+        })?;
         let minted = self
             .0
             .tokens
@@ -306,7 +335,17 @@ impl TokensApi {
             )
             .await?;
         let dto = self.minted(&p, &minted).await;
-        self.0.audit(req, Some(&p), "token.create", "token", Some(dto.token.id.to_string()), None, Some(audit_view(&dto.token))).await;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "token.create",
+                "token",
+                Some(dto.token.id.to_string()),
+                None,
+                Some(audit_view(&dto.token)),
+            )
+            .await;
         Ok(MintedResponse::Created(Json(dto)))
     }
 
@@ -357,18 +396,28 @@ impl TokensApi {
     }
 
     /// Tokens needing attention: expiring soon, or unused for long.
-    #[oai(path = "/tokens/hygiene", method = "get", operation_id = "getTokenHygiene")]
+    #[oai(
+        path = "/tokens/hygiene",
+        method = "get",
+        operation_id = "getTokenHygiene"
+    )]
     async fn hygiene(
         &self,
         req: &Request,
-        #[oai(validator(minimum(value = "1"), maximum(value = "365")))] expiring_within_days: Query<Option<u32>>,
-        #[oai(validator(minimum(value = "1"), maximum(value = "3650")))] unused_for_days: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "365")))] expiring_within_days: Query<
+            Option<u32>,
+        >,
+        #[oai(validator(minimum(value = "1"), maximum(value = "3650")))] unused_for_days: Query<
+            Option<u32>,
+        >,
     ) -> ApiResult<HygieneResponse> {
         let p = self.0.principal(req, "tokens.hygiene").await?;
         let now = Utc::now();
         let page = PageRequest::new(Some(0), Some(200))?;
         let expiring = TokenFilter {
-            expiring_before: Some(now + Duration::days(i64::from(expiring_within_days.0.unwrap_or(7)))),
+            expiring_before: Some(
+                now + Duration::days(i64::from(expiring_within_days.0.unwrap_or(7))),
+            ),
             sort: TokenSort::ExpiresAt,
             ..TokenFilter::default()
         };
@@ -381,7 +430,11 @@ impl TokensApi {
         let unused = self.0.tokens.list(&p, unused, page).await?;
         let names = self.set_names(&p).await;
         Ok(HygieneResponse::Ok(Json(TokenHygiene {
-            expiring: expiring.items.iter().map(|t| Self::dto(t, &names)).collect(),
+            expiring: expiring
+                .items
+                .iter()
+                .map(|t| Self::dto(t, &names))
+                .collect(),
             unused: unused.items.iter().map(|t| Self::dto(t, &names)).collect(),
         })))
     }
@@ -396,8 +449,17 @@ impl TokensApi {
     }
 
     /// Change a token's name, description, scope, expiry, IP filter or enabled flag.
-    #[oai(path = "/tokens/:token_id", method = "patch", operation_id = "updateToken")]
-    async fn update_token(&self, req: &Request, token_id: Path<Uuid>, body: Json<UpdateTokenBody>) -> ApiResult<TokenResponse> {
+    #[oai(
+        path = "/tokens/:token_id",
+        method = "patch",
+        operation_id = "updateToken"
+    )]
+    async fn update_token(
+        &self,
+        req: &Request,
+        token_id: Path<Uuid>,
+        body: Json<UpdateTokenBody>,
+    ) -> ApiResult<TokenResponse> {
         let p = self.0.principal(req, "tokens.update").await?;
         p.require_confirmation()?;
         let b = body.0;
@@ -418,24 +480,43 @@ impl TokensApi {
         };
         let token = self.0.tokens.update(&p, id, patch).await?;
         let dto = Self::dto(&token, &names);
-        self.0.audit(req, Some(&p), "token.update", "token", Some(id.to_string()), Some(audit_view(&before)), Some(audit_view(&dto))).await;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "token.update",
+                "token",
+                Some(id.to_string()),
+                Some(audit_view(&before)),
+                Some(audit_view(&dto)),
+            )
+            .await;
         Ok(TokenResponse::Ok(Json(dto)))
     }
 
     /// New secret for the token; the old one stops working at once (or after the grace
     /// period).
-    #[oai(path = "/tokens/:token_id/regenerate", method = "post", operation_id = "regenerateToken")]
+    #[oai(
+        path = "/tokens/:token_id/regenerate",
+        method = "post",
+        operation_id = "regenerateToken"
+    )]
     async fn regenerate_token(
         &self,
         req: &Request,
         token_id: Path<Uuid>,
         /// Seconds the old secret keeps working (default 0, at most 86400).
-        #[oai(validator(maximum(value = "86400")))] grace_period_secs: Query<Option<u32>>,
+        #[oai(validator(maximum(value = "86400")))]
+        grace_period_secs: Query<Option<u32>>,
     ) -> ApiResult<RegeneratedResponse> {
         let p = self.0.principal(req, "tokens.regenerate").await?;
         p.require_confirmation()?;
         let id = TokenId(token_id.0);
-        let minted = self.0.tokens.regenerate(&p, id, grace_period_secs.0.unwrap_or(0)).await?;
+        let minted = self
+            .0
+            .tokens
+            .regenerate(&p, id, grace_period_secs.0.unwrap_or(0))
+            .await?;
         let dto = self.minted(&p, &minted).await;
         self.0.audit(req, Some(&p), "token.regenerate", "token", Some(id.to_string()), None,
             Some(serde_json::json!({"generation": dto.token.generation, "grace_period_secs": grace_period_secs.0.unwrap_or(0)}))).await;
@@ -443,49 +524,104 @@ impl TokensApi {
     }
 
     /// A new token with the same parameters and a new secret.
-    #[oai(path = "/tokens/:token_id/copy", method = "post", operation_id = "copyToken")]
+    #[oai(
+        path = "/tokens/:token_id/copy",
+        method = "post",
+        operation_id = "copyToken"
+    )]
     async fn copy_token(
         &self,
         req: &Request,
         token_id: Path<Uuid>,
         /// Name of the copy (default: "<name> (copy)").
-        #[oai(validator(min_length = 1, max_length = 200))] name: Query<Option<String>>,
+        #[oai(validator(min_length = 1, max_length = 200))]
+        name: Query<Option<String>>,
     ) -> ApiResult<MintedResponse> {
         let p = self.0.principal(req, "tokens.copy").await?;
         p.require_confirmation()?;
         let minted = self.0.tokens.copy(&p, TokenId(token_id.0), name.0).await?;
         let dto = self.minted(&p, &minted).await;
-        self.0.audit(req, Some(&p), "token.copy", "token", Some(dto.token.id.to_string()),
-            Some(serde_json::json!({"source": token_id.0})), Some(audit_view(&dto.token))).await;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "token.copy",
+                "token",
+                Some(dto.token.id.to_string()),
+                Some(serde_json::json!({"source": token_id.0})),
+                Some(audit_view(&dto.token)),
+            )
+            .await;
         Ok(MintedResponse::Created(Json(dto)))
     }
 
     /// Delete a token; it stops working at once.
-    #[oai(path = "/tokens/:token_id", method = "delete", operation_id = "deleteToken")]
-    async fn delete_token(&self, req: &Request, token_id: Path<Uuid>) -> ApiResult<DeletedResponse> {
+    #[oai(
+        path = "/tokens/:token_id",
+        method = "delete",
+        operation_id = "deleteToken"
+    )]
+    async fn delete_token(
+        &self,
+        req: &Request,
+        token_id: Path<Uuid>,
+    ) -> ApiResult<DeletedResponse> {
         let p = self.0.principal(req, "tokens.delete").await?;
         p.require_confirmation()?;
         let id = TokenId(token_id.0);
         let token = self.0.tokens.delete(&p, id).await?;
         let names = self.set_names(&p).await;
-        self.0.audit(req, Some(&p), "token.delete", "token", Some(id.to_string()), Some(audit_view(&Self::dto(&token, &names))), None).await;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "token.delete",
+                "token",
+                Some(id.to_string()),
+                Some(audit_view(&Self::dto(&token, &names))),
+                None,
+            )
+            .await;
         Ok(DeletedResponse::Deleted)
     }
 
     /// Delete several tokens at once: all of them or, if one is unknown, none.
-    #[oai(path = "/tokens/bulk-delete", method = "post", operation_id = "deleteTokens")]
-    async fn delete_tokens(&self, req: &Request, body: Json<DeleteTokensBody>) -> ApiResult<BulkDeletedResponse> {
+    #[oai(
+        path = "/tokens/bulk-delete",
+        method = "post",
+        operation_id = "deleteTokens"
+    )]
+    async fn delete_tokens(
+        &self,
+        req: &Request,
+        body: Json<DeleteTokensBody>,
+    ) -> ApiResult<BulkDeletedResponse> {
         let p = self.0.principal(req, "tokens.delete_bulk").await?;
         p.require_confirmation()?;
         let ids: Vec<TokenId> = body.0.ids.into_iter().map(TokenId).collect();
         let removed = self.0.tokens.delete_many(&p, &ids).await?;
         for t in &removed {
-            self.0.audit(req, Some(&p), "token.delete", "token", Some(t.id.to_string()),
-                Some(serde_json::json!({"name": t.name, "bulk": true})), None).await;
+            self.0
+                .audit(
+                    req,
+                    Some(&p),
+                    "token.delete",
+                    "token",
+                    Some(t.id.to_string()),
+                    Some(serde_json::json!({"name": t.name, "bulk": true})),
+                    None,
+                )
+                .await;
         }
         Ok(BulkDeletedResponse::Ok(Json(DeletedTokens {
             count: removed.len() as u64,
-            removed: removed.iter().map(|t| Removed { id: t.id.0, name: t.name.clone() }).collect(),
+            removed: removed
+                .iter()
+                .map(|t| Removed {
+                    id: t.id.0,
+                    name: t.name.clone(),
+                })
+                .collect(),
         })))
     }
 }

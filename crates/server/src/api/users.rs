@@ -95,7 +95,11 @@ fn snapshot(u: &sigil_user::User) -> serde_json::Value {
 impl UsersApi {
     /// Create a user (admin).
     #[oai(path = "/users", method = "post", operation_id = "createUser")]
-    async fn create_user(&self, req: &Request, body: Json<CreateUserBody>) -> ApiResult<CreateUserResponse> {
+    async fn create_user(
+        &self,
+        req: &Request,
+        body: Json<CreateUserBody>,
+    ) -> ApiResult<CreateUserResponse> {
         let p = self.0.principal(req, "users.create").await?;
         let b = body.0;
         let user = self
@@ -114,7 +118,17 @@ impl UsersApi {
                 },
             )
             .await?;
-        self.0.audit(req, Some(&p), "user.create", "user", Some(user.id.to_string()), None, Some(snapshot(&user))).await;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "user.create",
+                "user",
+                Some(user.id.to_string()),
+                None,
+                Some(snapshot(&user)),
+            )
+            .await;
         Ok(CreateUserResponse::Created(Json(UserDto::from(&user))))
     }
 
@@ -134,7 +148,12 @@ impl UsersApi {
     ) -> ApiResult<UserListResponse> {
         let p = self.0.principal(req, "users.list").await?;
         let page = PageRequest::new(offset.0, limit.0)?;
-        let filter = UserFilter { q: q.0, role: role.0.map(Into::into), kind: kind.0.map(Into::into), active: active.0 };
+        let filter = UserFilter {
+            q: q.0,
+            role: role.0.map(Into::into),
+            kind: kind.0.map(Into::into),
+            active: active.0,
+        };
         let result = self.0.users.list(p.tenant_id, filter, page).await?;
         Ok(UserListResponse::Ok(Json(UserList {
             items: result.items.iter().map(UserDto::from).collect(),
@@ -153,8 +172,17 @@ impl UsersApi {
     }
 
     /// Change a user's contact, role, permission, state or password (admin).
-    #[oai(path = "/users/:user_id", method = "patch", operation_id = "updateUser")]
-    async fn update_user(&self, req: &Request, user_id: Path<Uuid>, body: Json<UpdateUserBody>) -> ApiResult<UserResponse> {
+    #[oai(
+        path = "/users/:user_id",
+        method = "patch",
+        operation_id = "updateUser"
+    )]
+    async fn update_user(
+        &self,
+        req: &Request,
+        user_id: Path<Uuid>,
+        body: Json<UpdateUserBody>,
+    ) -> ApiResult<UserResponse> {
         let p = self.0.principal(req, "users.update").await?;
         let id = UserId(user_id.0);
         let b = body.0;
@@ -172,28 +200,85 @@ impl UsersApi {
             self.0.tokens.revoke_sessions(p.tenant_id, id, None).await?;
             user = self.0.users.get(p.tenant_id, id).await?;
         }
-        self.0.changed(Change::User { tenant: p.tenant_id, user: id }).await;
-        self.0.audit(req, Some(&p), "user.update", "user", Some(id.to_string()), Some(snapshot(&before)), Some(snapshot(&user))).await;
+        self.0
+            .changed(Change::User {
+                tenant: p.tenant_id,
+                user: id,
+            })
+            .await;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "user.update",
+                "user",
+                Some(id.to_string()),
+                Some(snapshot(&before)),
+                Some(snapshot(&user)),
+            )
+            .await;
         Ok(UserResponse::Ok(Json(UserDto::from(&user))))
     }
 
     /// Deactivate a user: their logins and tokens stop working at once (admin).
-    #[oai(path = "/users/:user_id/deactivate", method = "post", operation_id = "deactivateUser")]
+    #[oai(
+        path = "/users/:user_id/deactivate",
+        method = "post",
+        operation_id = "deactivateUser"
+    )]
     async fn deactivate_user(&self, req: &Request, user_id: Path<Uuid>) -> ApiResult<UserResponse> {
         let p = self.0.principal(req, "users.deactivate").await?;
         let id = UserId(user_id.0);
         if id == p.user_id {
-            return Err(Error::conflict("cannot_deactivate_self", "you cannot deactivate yourself").into());
+            return Err(Error::conflict(
+                "cannot_deactivate_self",
+                "you cannot deactivate yourself",
+            )
+            .into());
         }
-        let user = self.0.users.update(p.tenant_id, id, UserPatch { active: Some(false), ..UserPatch::default() }).await?;
-        self.0.changed(Change::User { tenant: p.tenant_id, user: id }).await;
-        self.0.audit(req, Some(&p), "user.deactivate", "user", Some(id.to_string()), None, Some(snapshot(&user))).await;
+        let user = self
+            .0
+            .users
+            .update(
+                p.tenant_id,
+                id,
+                UserPatch {
+                    active: Some(false),
+                    ..UserPatch::default()
+                },
+            )
+            .await?;
+        self.0
+            .changed(Change::User {
+                tenant: p.tenant_id,
+                user: id,
+            })
+            .await;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "user.deactivate",
+                "user",
+                Some(id.to_string()),
+                None,
+                Some(snapshot(&user)),
+            )
+            .await;
         Ok(UserResponse::Ok(Json(UserDto::from(&user))))
     }
 
     /// Delete a user and their tokens (admin).
-    #[oai(path = "/users/:user_id", method = "delete", operation_id = "deleteUser")]
-    async fn delete_user(&self, req: &Request, user_id: Path<Uuid>) -> ApiResult<DeleteUserResponse> {
+    #[oai(
+        path = "/users/:user_id",
+        method = "delete",
+        operation_id = "deleteUser"
+    )]
+    async fn delete_user(
+        &self,
+        req: &Request,
+        user_id: Path<Uuid>,
+    ) -> ApiResult<DeleteUserResponse> {
         let p = self.0.principal(req, "users.delete").await?;
         let id = UserId(user_id.0);
         if id == p.user_id {
@@ -201,8 +286,23 @@ impl UsersApi {
         }
         let user = self.0.users.delete(p.tenant_id, id).await?;
         self.0.tokens.delete_owned_by(p.tenant_id, id).await?;
-        self.0.changed(Change::User { tenant: p.tenant_id, user: id }).await;
-        self.0.audit(req, Some(&p), "user.delete", "user", Some(id.to_string()), Some(snapshot(&user)), None).await;
+        self.0
+            .changed(Change::User {
+                tenant: p.tenant_id,
+                user: id,
+            })
+            .await;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "user.delete",
+                "user",
+                Some(id.to_string()),
+                Some(snapshot(&user)),
+                None,
+            )
+            .await;
         Ok(DeleteUserResponse::Deleted)
     }
 }

@@ -88,29 +88,59 @@ pub enum AuthorizeResponse {
 }
 
 fn header<'a>(req: &'a Request, names: &[&str]) -> Option<&'a str> {
-    names.iter().find_map(|n| req.headers().get(*n).and_then(|v| v.to_str().ok())).filter(|v| !v.is_empty())
+    names
+        .iter()
+        .find_map(|n| req.headers().get(*n).and_then(|v| v.to_str().ok()))
+        .filter(|v| !v.is_empty())
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Verification")]
 impl VerifyApi {
     /// Check a token for a plugin (RFC 7662 style); the caller needs `sigil.introspect`.
-    #[oai(path = "/introspect", method = "post", operation_id = "introspectToken")]
-    async fn introspect(&self, req: &Request, body: IntrospectRequest) -> ApiResult<IntrospectResponse> {
+    #[oai(
+        path = "/introspect",
+        method = "post",
+        operation_id = "introspectToken"
+    )]
+    async fn introspect(
+        &self,
+        req: &Request,
+        body: IntrospectRequest,
+    ) -> ApiResult<IntrospectResponse> {
         let caller = self.0.principal(req, "sigil.introspect").await?;
         let body = match body {
             IntrospectRequest::Json(Json(b)) | IntrospectRequest::Form(Form(b)) => b,
         };
         let ip = match body.client_ip.as_deref().map(str::parse::<IpAddr>) {
             Some(Ok(ip)) => Some(ip),
-            Some(Err(_)) => return Err(Error::invalid("invalid_client_ip", "client_ip is not an IP address").into()),
+            Some(Err(_)) => {
+                return Err(
+                    Error::invalid("invalid_client_ip", "client_ip is not an IP address").into(),
+                )
+            }
             None => None,
         };
         if let Some(m) = &body.method {
-            if self.0.registry.load().lookup(Some(caller.tenant_id.0), m).is_none() {
-                return Err(Error::invalid_with("unknown_methods", "the method is not in the registry", vec![m.clone()]).into());
+            if self
+                .0
+                .registry
+                .load()
+                .lookup(Some(caller.tenant_id.0), m)
+                .is_none()
+            {
+                return Err(Error::invalid_with(
+                    "unknown_methods",
+                    "the method is not in the registry",
+                    vec![m.clone()],
+                )
+                .into());
             }
         }
-        let outcome = self.0.verifier.introspect(&body.token, ip, body.method.as_deref()).await;
+        let outcome = self
+            .0
+            .verifier
+            .introspect(&body.token, ip, body.method.as_deref())
+            .await;
         let answer = match outcome {
             Ok(p) if p.tenant_id == caller.tenant_id => {
                 let snapshot = self.0.registry.load();
@@ -130,11 +160,16 @@ impl VerifyApi {
                 }
             }
             // Another tenant's token looks like an unknown one.
-            Ok(_) => Introspection { code: Some("token_unknown".into()), detail: Some("the token does not exist (deleted)".into()), ..Introspection::default() },
+            Ok(_) => Introspection {
+                code: Some("token_unknown".into()),
+                detail: Some("the token does not exist (deleted)".into()),
+                ..Introspection::default()
+            },
             Err(r) if r.code == "service_unavailable" => return Err(r.into()),
             Err(r) => Introspection {
                 client_ip_allowed: (r.code == "ip_not_allowed").then_some(false),
-                method_allowed: matches!(r.code, "method_not_in_scope" | "user_lacks_permission").then_some(false),
+                method_allowed: matches!(r.code, "method_not_in_scope" | "user_lacks_permission")
+                    .then_some(false),
                 code: Some(r.code.to_owned()),
                 detail: Some(r.detail.to_owned()),
                 ..Introspection::default()
@@ -147,31 +182,68 @@ impl VerifyApi {
     /// maps the original method and URI to a registry method and checks the token.
     #[oai(path = "/authorize", method = "get", operation_id = "authorizeRequest")]
     async fn authorize(&self, req: &Request) -> ApiResult<AuthorizeResponse> {
-        let method = header(req, &["x-original-method", "x-forwarded-method"]).unwrap_or("GET").to_ascii_uppercase();
-        let uri = header(req, &["x-original-uri", "x-forwarded-uri"])
-            .ok_or_else(|| ApiError::bad_request("original_uri_missing", "send X-Original-URI (or X-Forwarded-Uri)"))?;
+        let method = header(req, &["x-original-method", "x-forwarded-method"])
+            .unwrap_or("GET")
+            .to_ascii_uppercase();
+        let uri = header(req, &["x-original-uri", "x-forwarded-uri"]).ok_or_else(|| {
+            ApiError::bad_request(
+                "original_uri_missing",
+                "send X-Original-URI (or X-Forwarded-Uri)",
+            )
+        })?;
         let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
         let ip = client_ip(req, self.0.verifier.trusted_proxies());
         let (credential, transport) = auth::credential(req, Some(query), None)?
             .ok_or_else(|| ApiError::from(sigil_token::verifier::MISSING))?;
         let refused = |r: sigil_token::Refusal| {
-            self.0.audit.note_refusal(r.tenant_id(), r.token_id(), r.code, ip.map(|i| i.to_string()));
+            self.0.audit.note_refusal(
+                r.tenant_id(),
+                r.token_id(),
+                r.code,
+                ip.map(|i| i.to_string()),
+            );
             ApiError::from(r)
         };
-        let principal = match self.0.verifier.principal_for(&credential).await.map_err(refused)? {
+        let principal = match self
+            .0
+            .verifier
+            .principal_for(&credential)
+            .await
+            .map_err(refused)?
+        {
             Some(p) => p,
-            None => return Err(Error::forbidden("tenant_only", "forward auth needs a tenant token").into()),
+            None => {
+                return Err(
+                    Error::forbidden("tenant_only", "forward auth needs a tenant token").into(),
+                )
+            }
         };
-        self.0.verifier.check_request(&principal, transport, ip).map_err(refused)?;
+        self.0
+            .verifier
+            .check_request(&principal, transport, ip)
+            .map_err(refused)?;
         let snapshot = self.0.registry.load();
         let idx = snapshot
             .route(Some(principal.tenant_id.0), &method, path)
-            .ok_or_else(|| Error::forbidden("route_not_registered", "no registered method matches this request"))?;
+            .ok_or_else(|| {
+                Error::forbidden(
+                    "route_not_registered",
+                    "no registered method matches this request",
+                )
+            })?;
         let method_id = snapshot.method(idx).id.clone();
-        self.0.verifier.check(&principal, &method_id).map_err(refused)?;
+        self.0
+            .verifier
+            .check(&principal, &method_id)
+            .map_err(refused)?;
         self.0.verifier.record_use(&principal, ip);
         Ok(AuthorizeResponse::Allowed(
-            Json(AuthorizeResult { tenant: principal.tenant_slug.clone(), user: principal.username.clone(), token_id: principal.token_id.0, method: method_id.clone() }),
+            Json(AuthorizeResult {
+                tenant: principal.tenant_slug.clone(),
+                user: principal.username.clone(),
+                token_id: principal.token_id.0,
+                method: method_id.clone(),
+            }),
             principal.tenant_slug.clone(),
             principal.username.clone(),
             principal.token_id.to_string(),
@@ -179,4 +251,3 @@ impl VerifyApi {
         ))
     }
 }
-
