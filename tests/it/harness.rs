@@ -97,6 +97,29 @@ impl TestServer {
         }
     }
 
+    /// Another replica on the same database and master key.
+    pub async fn start_on(database_url: &str, master_key: &str) -> Self {
+        let dir = tempdir::TempDir::new();
+        let mut config = test_config(&dir.0, database_url);
+        config.master_key = master_key.to_owned();
+        let prepared = sigil_server::prepare(config)
+            .await
+            .expect("server prepares");
+        let running = sigil_server::spawn(prepared).await.expect("server starts");
+        let base = format!("http://{}", running.addr);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Self {
+            base,
+            client,
+            running: Some(running),
+            database_url: database_url.to_owned(),
+            _dir: dir,
+        }
+    }
+
     pub fn state(&self) -> &sigil_server::state::AppState {
         &self.running.as_ref().expect("running").state
     }
@@ -211,7 +234,7 @@ impl TestServer {
 
     /// Creates a user and returns a confirmed login session for them.
     pub async fn user(&self, t: &Tenant, username: &str, role: &str, kind: &str) -> User {
-        let password = format!("{username}-Pass-word-1234");
+        let password = format!("Pw-{}-horse", uuid::Uuid::new_v4().simple());
         let r = self
             .post(
                 "/api/v1/users",

@@ -7,4 +7,7 @@
 mod harness;
 
 mod foundation;
+mod registry;
 mod tenants_users;
+mod tokens;
+mod verification;

@@ -146,9 +146,12 @@ impl KeyRing {
         Self {
             db,
             master,
+            // `invalidate_tenant` drops entries by predicate, which moka only allows when
+            // invalidation closures are enabled (otherwise the call fails and is ignored).
             by_kid: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ttl)
+                .support_invalidation_closures()
                 .build(),
             active: moka::sync::Cache::builder()
                 .max_capacity(100_000)

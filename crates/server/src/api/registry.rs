@@ -363,24 +363,51 @@ fn custom_dto(snapshot: &Snapshot, set: &CustomSet, with_methods: bool) -> Scope
     }
 }
 
-/// Compares dotted numeric versions; non-numeric parts compare as text.
+/// Compares versions in semver order: dotted core parts (numbers as numbers, missing parts
+/// as 0), then a release is newer than its pre-releases (`2.0.0` > `2.0.0-rc.1`), whose
+/// dotted identifiers compare like the core; build metadata (`+...`) is ignored.
 fn is_newer(new: &str, old: &str) -> bool {
-    let parts = |v: &str| {
-        v.split(['.', '-'])
-            .map(|p| p.parse::<u64>().map_err(|_| p.to_owned()))
-            .collect::<Vec<_>>()
+    version_cmp(new, old) == std::cmp::Ordering::Greater
+}
+
+fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let split = |v: &str| -> (Vec<String>, Option<Vec<String>>) {
+        let v = v.trim().trim_start_matches(['v', 'V']);
+        let v = v.split_once('+').map_or(v, |(v, _build)| v);
+        let (core, pre) = match v.split_once('-') {
+            Some((core, pre)) => (core, Some(pre)),
+            None => (v, None),
+        };
+        let parts = |s: &str| s.split('.').map(str::to_owned).collect::<Vec<_>>();
+        (parts(core), pre.map(parts))
     };
-    let (a, b) = (parts(new), parts(old));
-    for (x, y) in a.iter().zip(b.iter()) {
-        match (x, y) {
-            (Ok(x), Ok(y)) if x != y => return x > y,
-            (Err(x), Err(y)) if x != y => return x > y,
-            (Ok(_), Err(_)) => return true,
-            (Err(_), Ok(_)) => return false,
-            _ => {}
+    let ident = |x: &str, y: &str| match (x.parse::<u64>(), y.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        (Ok(_), Err(_)) => Ordering::Less,
+        (Err(_), Ok(_)) => Ordering::Greater,
+        (Err(_), Err(_)) => x.cmp(y),
+    };
+    let ((core_a, pre_a), (core_b, pre_b)) = (split(a), split(b));
+    for i in 0..core_a.len().max(core_b.len()) {
+        let x = core_a.get(i).map_or("0", String::as_str);
+        let y = core_b.get(i).map_or("0", String::as_str);
+        match ident(x, y) {
+            Ordering::Equal => {}
+            other => return other,
         }
     }
-    a.len() > b.len()
+    match (pre_a, pre_b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) => x
+            .iter()
+            .zip(&y)
+            .map(|(x, y)| ident(x, y))
+            .find(|o| *o != Ordering::Equal)
+            .unwrap_or_else(|| x.len().cmp(&y.len())),
+    }
 }
 
 impl RegistryApi {
@@ -626,19 +653,25 @@ impl RegistryApi {
         plugin_id: Path<String>,
     ) -> ApiResult<DeletePluginResponse> {
         let (tenant, principal) = self.scope_of(req, "plugins.delete").await?;
-        if plugin_id.0 == BUILTIN_PLUGIN && tenant.is_none() {
+        if plugin_id.0 == BUILTIN_PLUGIN {
             return Err(Error::conflict(
                 "reserved_plugin",
                 "the built-in plugin cannot be removed",
             )
             .into());
         }
-        let stored = self
-            .0
-            .plugins
-            .get(tenant, &plugin_id.0)
-            .await?
-            .ok_or(Error::not_found("plugin"))?;
+        let stored = match self.0.plugins.get(tenant, &plugin_id.0).await? {
+            Some(stored) => stored,
+            // A tenant sees global plugins but may not remove them.
+            None if tenant.is_some() && self.0.plugins.get(None, &plugin_id.0).await?.is_some() => {
+                return Err(Error::forbidden(
+                    "operator_only",
+                    "only the operator removes global plugins",
+                )
+                .into())
+            }
+            None => return Err(Error::not_found("plugin").into()),
+        };
         self.0.plugins.delete(tenant, &plugin_id.0).await?;
         self.registry_changed(tenant).await?;
         let removed: Vec<String> = stored
@@ -856,9 +889,12 @@ impl RegistryApi {
             .find(p.tenant_id, &set_id.0)
             .await?
             .ok_or(Error::not_found("scope set"))?;
-        let entries = b.methods.clone().unwrap_or_else(|| before.entries.clone());
-        let access = b.access.map(Access::from).or(before.access);
-        check_entries(&snapshot, p.tenant_id, &entries, access.map(Into::into))?;
+        // Only new entries are checked: kept ones may name methods removed since, which
+        // simply grant nothing (as for the tokens using the set).
+        if let Some(entries) = &b.methods {
+            let access = b.access.map(Access::from).or(before.access);
+            check_entries(&snapshot, p.tenant_id, entries, access.map(Into::into))?;
+        }
         let set = self
             .0
             .sets
@@ -949,4 +985,29 @@ fn check_entries(
         .map_err(|unknown| {
             Error::invalid_with("unknown_methods", "some entries match no method", unknown)
         })
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::is_newer;
+
+    #[test]
+    fn semver_order() {
+        for (new, old) in [
+            ("1.10.0", "1.9.0"),
+            ("2.0.0", "2.0.0-rc.1"),
+            ("2.0.0-rc.1", "2.0.0-beta.10"),
+            ("2.0.0-beta.10", "2.0.0-beta.9"),
+            ("2.0.0-beta.1", "2.0.0-beta"),
+            ("2.0.0-alpha.beta", "2.0.0-alpha.1"),
+            ("1.0.1", "1.0"),
+            ("v1.2", "1.1.9"),
+        ] {
+            assert!(is_newer(new, old), "{new} > {old}");
+            assert!(!is_newer(old, new), "{old} < {new}");
+        }
+        for (a, b) in [("1.0", "1.0.0"), ("2.0.0+b1", "2.0.0+b2"), ("8.3", "8.3")] {
+            assert!(!is_newer(a, b) && !is_newer(b, a), "{a} = {b}");
+        }
+    }
 }

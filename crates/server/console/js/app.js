@@ -1,0 +1,126 @@
+// The console shell: session, navigation and hash routes.
+
+import { api, can, current, onConfirmationNeeded, onUnauthorized, session } from './api.js';
+import { askPassword, errorBox, h } from './ui.js';
+import { renderLogin } from './pages/login.js';
+import { renderProfile } from './pages/profile.js';
+import { renderTokens } from './pages/tokens.js';
+import { renderUsers } from './pages/users.js';
+import { renderScopeSets } from './pages/scope-sets.js';
+import { renderPolicy, renderSigningKeys } from './pages/tenant.js';
+
+const NOTICE_KEY = 'sigil.notice';
+
+const isManager = () => ['admin', 'token_manager'].includes(current.me?.role);
+
+const routes = {
+  '/login': { title: 'Sign in', public: true, render: renderLogin },
+  '/profile': { title: 'My profile', nav: 'My profile', render: renderProfile },
+  '/tokens': { title: 'My tokens', nav: 'My tokens', render: (main) => renderTokens(main, { all: false }) },
+  '/admin/tokens': { title: 'API tokens', nav: 'API tokens', admin: true, visible: isManager, render: (main) => renderTokens(main, { all: true }) },
+  '/admin/users': { title: 'Users', nav: 'Users', admin: true, visible: () => isManager() && can('users.list'), render: renderUsers },
+  '/admin/scope-sets': { title: 'Scope sets', nav: 'Scope sets', admin: true, visible: isManager, render: renderScopeSets },
+  '/admin/policy': { title: 'Tenant policy', nav: 'Policy', admin: true, visible: isManager, render: renderPolicy },
+  '/admin/signing-keys': { title: 'Signing keys', nav: 'Signing keys', admin: true, visible: () => isManager() && can('signing_keys.list'), render: renderSigningKeys },
+};
+
+const main = document.getElementById('main');
+
+function currentPath() {
+  const path = location.hash.replace(/^#/, '').split('?')[0];
+  return path || '/tokens';
+}
+
+export function go(path) {
+  if (location.hash === `#${path}`) route();
+  else location.hash = path;
+}
+
+/** Sends the person back to sign-in with a message (expired or invalid session). */
+export function signOut(message) {
+  session.clear();
+  current.me = null;
+  if (message) sessionStorage.setItem(NOTICE_KEY, message);
+  go('/login');
+}
+
+/** Takes the one-time notice left for the sign-in page. */
+export function takeNotice() {
+  const notice = sessionStorage.getItem(NOTICE_KEY);
+  sessionStorage.removeItem(NOTICE_KEY);
+  return notice;
+}
+
+/** Loads /users/me for the stored session; false when there is none or it is refused. */
+export async function loadMe() {
+  if (!session.get()?.token) return false;
+  current.me = await api.get('/users/me');
+  return true;
+}
+
+function renderChrome(path) {
+  const nav = document.getElementById('nav');
+  const account = document.getElementById('account');
+  if (!current.me) {
+    nav.hidden = true;
+    account.hidden = true;
+    return;
+  }
+  const link = (p, r) => h('a', { href: `#${p}`, 'aria-current': p === path ? 'page' : false }, r.nav);
+  const entries = Object.entries(routes).filter(([, r]) => r.nav && (!r.visible || r.visible()));
+  const mine = entries.filter(([, r]) => !r.admin).map(([p, r]) => link(p, r));
+  const admin = entries.filter(([, r]) => r.admin).map(([p, r]) => link(p, r));
+  nav.replaceChildren(...mine, ...(admin.length ? [h('span', { class: 'nav-group', id: 'nav-admin' }, 'Admin'), ...admin] : []));
+  nav.hidden = false;
+  const user = current.me.user;
+  account.replaceChildren(
+    h('span', { class: 'muted' }, h('span', { class: 'sr-only' }, 'Signed in as '), `${user.display_name || user.username} · ${current.me.tenant}`),
+    h('button', { type: 'button', class: 'small', onclick: () => signOut('You have signed out.') }, 'Sign out'),
+  );
+  account.hidden = false;
+}
+
+async function route() {
+  const path = currentPath();
+  let page = routes[path];
+  if (!page) {
+    go('/tokens');
+    return;
+  }
+  if (!page.public && !current.me) {
+    try {
+      if (!(await loadMe())) {
+        go('/login');
+        return;
+      }
+    } catch (err) {
+      if (!session.get()) return; // the 401 handler already went to sign-in
+      main.replaceChildren(errorBox(err));
+      return;
+    }
+  }
+  if (page.visible && !page.visible()) {
+    page = routes['/tokens'];
+  }
+  document.title = `${page.title} · Sigil`;
+  renderChrome(path);
+  main.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
+  try {
+    await page.render(main);
+  } catch (err) {
+    if (!session.get() && !page.public) return;
+    main.replaceChildren(errorBox(err));
+  }
+  const heading = main.querySelector('h1');
+  if (heading && !main.contains(document.activeElement)) heading.focus({ preventScroll: true });
+}
+
+onUnauthorized((err) => {
+  const why = err.code === 'token_expired'
+    ? 'Your session has expired. Please sign in again.'
+    : `Your session is no longer valid (${err.message}). Please sign in again.`;
+  signOut(why);
+});
+onConfirmationNeeded(askPassword);
+window.addEventListener('hashchange', route);
+route();

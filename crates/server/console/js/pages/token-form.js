@@ -1,0 +1,147 @@
+// The Generate / Edit token dialog: name, description, expiry, IP filter, enabled, and the
+// API access: a predefined or custom scope set, or a custom pick of methods.
+
+import { api, current, withConfirmation } from '../api.js';
+import { loadMethods, methodPicker } from '../method-picker.js';
+import { checkbox, endOfDay, field, formDialog, h, isoDay } from '../ui.js';
+
+const CUSTOM = 'custom';
+
+/** What the form needs from the server: sets, methods and (when readable) the tenant policy. */
+export async function loadTokenFormData() {
+  const [sets, methods, tenant] = await Promise.all([
+    api.get('/scope-sets'),
+    loadMethods(),
+    api.get('/tenant').catch(() => null),
+  ]);
+  return { sets, methods, policy: tenant?.policy || null };
+}
+
+/**
+ * Opens the dialog. Without `token` it generates (POST /tokens) and resolves with the minted
+ * token; with `token` it edits (PATCH) and resolves with the updated token, or with
+ * { regenerate: true } when the person chose "Regenerate secret".
+ */
+export async function tokenDialog({ token = null, users = null, data }) {
+  const { sets, methods, policy } = data;
+  const editing = Boolean(token);
+
+  let owner = null;
+  if (!editing && users) {
+    owner = h('select', { name: 'owner' },
+      users.filter((u) => u.active && !u.is_system).map((u) => h('option', { value: u.id, selected: u.id === current.me?.user.id },
+        `${u.display_name || u.username} (${u.username}${u.kind === 'api' ? ', service account' : ''})`)));
+  }
+
+  const name = h('input', { type: 'text', name: 'name', required: true, maxlength: 200, autocomplete: 'off' });
+  name.value = token?.name || '';
+  const description = h('textarea', { name: 'description', maxlength: 2000, rows: 2 });
+  description.value = token?.description || '';
+
+  const today = new Date();
+  const expires = h('input', { type: 'date', name: 'expires', min: isoDay(today) });
+  const maxDays = policy?.max_token_lifetime_days;
+  if (maxDays) expires.max = isoDay(new Date(today.getTime() + maxDays * 86400000));
+  const noExpiry = checkbox('Never expires', { name: 'no_expiry' });
+  const allowNever = policy ? policy.allow_non_expiring_tokens : true;
+  if (token) {
+    if (token.expires_at) expires.value = isoDay(new Date(token.expires_at));
+    else noExpiry.input.checked = true;
+  } else {
+    expires.value = isoDay(new Date(today.getTime() + Math.min(30, maxDays || 30) * 86400000));
+  }
+  const syncExpiry = () => { expires.disabled = noExpiry.input.checked; expires.required = !noExpiry.input.checked; };
+  noExpiry.input.addEventListener('change', syncExpiry);
+  syncExpiry();
+
+  const ipFilter = h('textarea', { name: 'ip_filter', rows: 2, spellcheck: 'false', placeholder: '203.0.113.7\n10.0.0.0/8' });
+  ipFilter.value = (token?.ip_filter || []).join('\n');
+  const enabled = checkbox('Enabled (the token can be used)', { name: 'enabled', checked: token ? token.enabled : true });
+
+  const scope = h('select', { name: 'scope' });
+  const predefined = sets.filter((s) => s.kind === 'predefined');
+  const custom = sets.filter((s) => s.kind !== 'predefined');
+  const option = (s) => h('option', { value: `set:${s.id}` }, `${s.name} (${s.method_count} methods)`);
+  if (predefined.length) scope.append(h('optgroup', { label: 'Predefined sets' }, predefined.map(option)));
+  if (custom.length) scope.append(h('optgroup', { label: 'Custom sets of this tenant' }, custom.map(option)));
+  scope.append(h('option', { value: CUSTOM }, 'Custom: choose methods'));
+  const initialSet = token ? token.scope?.set : (predefined[0]?.id || null);
+  scope.value = initialSet ? `set:${initialSet}` : CUSTOM;
+  const setInfo = h('div', { class: 'hint', 'aria-live': 'polite' });
+  const picker = methodPicker(methods, token?.scope?.methods || []);
+  const syncScope = () => {
+    const isCustom = scope.value === CUSTOM;
+    picker.el.hidden = !isCustom;
+    const set = sets.find((s) => `set:${s.id}` === scope.value);
+    setInfo.textContent = set
+      ? `${set.description || set.name}${set.access === 'read' ? ' (read only)' : ''}${set.plugin ? ` · from ${set.plugin}` : ''}`
+      : 'Tick the methods this token may call. You never get more than your own role allows.';
+  };
+  scope.addEventListener('change', syncScope);
+  syncScope();
+
+  const extraActions = [];
+  let regenerate = false;
+  if (editing) {
+    extraActions.push(h('button', { type: 'button', class: 'link', onclick: (e) => {
+      regenerate = true;
+      e.target.closest('dialog').close();
+    } }, 'Lost the secret? Regenerate it'));
+  }
+
+  const result = await formDialog({
+    title: editing ? `Edit token “${token.name}”` : 'Generate a token',
+    submitLabel: editing ? 'Save' : 'Generate',
+    wide: true,
+    extraActions,
+    build: (body) => body.append(
+      owner ? field('User', owner, 'The token acts as this user; a service account gets an application token.') : null,
+      h('div', { class: 'row' }, field('Name', name), field('Expires on', expires, maxDays ? `At most ${maxDays} days ahead.` : 'The token stops working after this day.')),
+      allowNever ? noExpiry.el : null,
+      field('Description', description),
+      field('IP filter', ipFilter, 'Addresses or CIDR ranges the token may be used from, one per line. Empty: anywhere.'),
+      enabled.el,
+      h('div', { style: 'height:10px' }),
+      field('API access', scope),
+      setInfo,
+      picker.el,
+    ),
+    submit: async () => {
+      const body = {};
+      const ips = ipFilter.value.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
+      const expiresAt = noExpiry.input.checked || !expires.value ? null : endOfDay(expires.value);
+      const isCustom = scope.value === CUSTOM;
+      if (!editing) {
+        body.name = name.value.trim();
+        if (description.value.trim()) body.description = description.value.trim();
+        if (expiresAt) body.expires_at = expiresAt;
+        if (ips.length) body.ip_filter = ips;
+        body.enabled = enabled.input.checked;
+        if (isCustom) body.methods = picker.value(); else body.scope_set = scope.value.slice(4);
+        if (owner) {
+          body.owner_id = owner.value;
+          const chosen = users.find((u) => u.id === owner.value);
+          if (chosen?.kind === 'api') body.kind = 'application';
+        }
+        return withConfirmation(() => api.post('/tokens', body));
+      }
+      if (name.value.trim() !== token.name) body.name = name.value.trim();
+      if (description.value.trim() !== (token.description || '')) body.description = description.value.trim();
+      if (enabled.input.checked !== token.enabled) body.enabled = enabled.input.checked;
+      if (ips.join(',') !== (token.ip_filter || []).join(',')) body.ip_filter = ips;
+      const oldDay = token.expires_at ? isoDay(new Date(token.expires_at)) : null;
+      const newDay = expiresAt ? expires.value : null;
+      if (oldDay !== newDay) body.expires_at = expiresAt;
+      if (isCustom) {
+        const picked = picker.value();
+        if (token.scope?.set || picked.join(',') !== (token.scope?.methods || []).join(',')) body.methods = picked;
+      } else if (scope.value.slice(4) !== token.scope?.set) {
+        body.scope_set = scope.value.slice(4);
+      }
+      if (!Object.keys(body).length) return token;
+      return withConfirmation(() => api.patch(`/tokens/${token.id}`, body));
+    },
+  });
+  if (regenerate) return { regenerate: true };
+  return result;
+}
