@@ -6,7 +6,9 @@
 
 mod harness;
 
+mod client;
 mod foundation;
+mod nginx;
 mod registry;
 mod tenants_users;
 mod tokens;

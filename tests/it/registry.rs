@@ -423,6 +423,12 @@ async fn openapi_documents_become_plugins() {
     assert_eq!(ids(&got), vec!["mine.ping.get_status"]);
     assert_eq!(got[0]["access"], "read");
 
+    // The same document again changes nothing.
+    let r = register(&s, &op, json!({"openapi": doc, "id": "inventory"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["removed_methods"], json!([]));
+    assert_eq!(r.body["plugin"]["methods"].as_array().unwrap().len(), 8);
+
     // Broken documents are 422 with every problem listed.
     let bad = json!({"openapi": "3.0.0", "info": {"title": "Bad", "version": "1"}, "paths": {
         "/a": {"get": {"summary": "no id"}},
@@ -694,6 +700,15 @@ async fn plugin_file_is_loaded_with_its_predefined_sets() {
     assert_eq!(sets["read-only"]["kind"], "predefined");
     assert_eq!(sets["read-change"]["kind"], "predefined");
     assert_eq!(sets.len(), 6, "{:?}", sets.keys());
+    let r = s.get("/api/v1/scope-sets?q=maven", &t.admin).await;
+    let found: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, vec!["platform.maven-plugin"]);
 
     // getScopeSet resolves globs over the plugin's methods.
     let all: Vec<(String, String)> = m["methods"]
@@ -882,6 +897,15 @@ async fn custom_scope_sets_by_tenant_admins() {
         .await
         .expect(403, "user_lacks_permission");
 
+    // A token using the set gets its read methods only.
+    let (_, secret) = s.mint(&t.admin, json!({"scope_set": "env-read"})).await;
+    let a = introspect(&s, &t.admin, &secret, "environment.control.getenvs").await;
+    assert_eq!(a["active"], true, "{a}");
+    assert_eq!(scope_of(&a), want.iter().cloned().collect::<BTreeSet<_>>());
+    let a = introspect(&s, &t.admin, &secret, "environment.control.stopenv").await;
+    assert_eq!(a["active"], false, "{a}");
+    assert_eq!(a["code"], "method_not_in_scope");
+
     // updateScopeSet: rename and drop the read restriction.
     let r = s
         .patch(
@@ -912,7 +936,6 @@ async fn custom_scope_sets_by_tenant_admins() {
         .expect(404, "not_found");
 
     // deleteScopeSet: refused while a token uses it, unless forced.
-    let (_, secret) = s.mint(&t.admin, json!({"scope_set": "env-read"})).await;
     let a = introspect(&s, &t.admin, &secret, "environment.control.stopenv").await;
     assert_eq!(a["active"], true, "{a}");
     s.delete("/api/v1/scope-sets/env-read", &t.admin)
@@ -1315,4 +1338,84 @@ async fn registry_changes_reach_verification_at_once() {
     s.get("/api/v1/tokens", &secret)
         .await
         .expect(403, "method_not_in_scope");
+}
+
+#[tokio::test]
+async fn concurrent_upgrades_never_go_backwards() {
+    let s = TestServer::start().await;
+    let op = s.operator_token();
+    let r = register(&s, &op, json!({"manifest": crm("1.0.0")})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    for round in 0..5u32 {
+        let base = 1 + round * 20;
+        let attempts = (0..12u32).map(|i| {
+            // Interleave high and low versions so that lower ones race higher ones.
+            let minor = base + if i % 2 == 0 { 12 - i } else { i };
+            let body = json!({"manifest": crm(&format!("1.{minor}.0"))});
+            let (s, op) = (&s, &op);
+            async move { (minor, register(s, op, body).await) }
+        });
+        let results = futures::future::join_all(attempts).await;
+        let mut accepted = Vec::new();
+        for (minor, r) in &results {
+            match r.status.as_u16() {
+                200 => accepted.push(*minor),
+                409 => assert_eq!(r.code(), "version_not_newer", "{}", r.body),
+                _ => panic!("1.{minor}.0: {} {}", r.status, r.body),
+            }
+        }
+        let highest = accepted.iter().max().copied().expect("one upgrade wins");
+        let r = s.get("/api/v1/plugins/crm", &op).await;
+        assert_eq!(
+            r.body["version"],
+            format!("1.{highest}.0"),
+            "round {round}: accepted {accepted:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_conflicting_registrations_keep_the_registry_consistent() {
+    let s = TestServer::start().await;
+    let op = s.operator_token();
+    let acme = s.tenant_admin("acme").await;
+    for round in 0..4 {
+        // The same new plugin registered many times at once: one creates, the rest see it.
+        let id = format!("same{round}");
+        let body = json!({"manifest": manifest(&id, "1.0.0", &[("a", "GET", "read")])});
+        let results =
+            futures::future::join_all((0..6).map(|_| register(&s, &op, body.clone()))).await;
+        let statuses: Vec<u16> = results.iter().map(|r| r.status.as_u16()).collect();
+        assert_eq!(
+            statuses.iter().filter(|c| **c == 201).count(),
+            1,
+            "{statuses:?} {:?}",
+            results.iter().map(|r| &r.body).collect::<Vec<_>>()
+        );
+        assert!(
+            statuses.iter().all(|c| *c == 201 || *c == 200),
+            "{statuses:?}"
+        );
+
+        // A global and a tenant-private plugin with one id: only one may exist.
+        let id = format!("dup{round}");
+        let global = json!({"manifest": manifest(&id, "1", &[("g", "GET", "read")])});
+        let private = json!({"manifest": manifest(&id, "1", &[("p", "GET", "read")])});
+        let (g, p) = tokio::join!(
+            register(&s, &op, global),
+            register(&s, &acme.admin, private)
+        );
+        let created = [&g, &p].iter().filter(|r| r.status == 201).count();
+        assert_eq!(created, 1, "global: {} / private: {}", g.body, p.body);
+        for r in [&g, &p] {
+            if r.status != 201 {
+                r.expect(422, "registry_conflict");
+            }
+        }
+    }
+    // The registry still compiles and accepts changes.
+    let r = register(&s, &op, json!({"manifest": crm("1.0.0")})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let methods = list_methods(&s, &acme.admin, "q=dup").await;
+    assert_eq!(methods.len(), 4, "{methods:?}");
 }

@@ -1613,3 +1613,157 @@ async fn tenants_cannot_see_each_other() {
         .await
         .expect(401, "invalid_credentials");
 }
+
+#[tokio::test]
+async fn concurrent_demotions_keep_one_admin() {
+    let s = TestServer::start().await;
+    for round in 0..4 {
+        let t = s.tenant_admin(&format!("race{round}")).await;
+        let me = s.get("/api/v1/users/me", &t.admin).await;
+        let first_id = me.body["user"]["id"].as_str().unwrap().to_owned();
+        let second = s.user(&t, "alice", "admin", "person").await;
+        // Both admins step down at the same time (one by demotion, one by deactivation):
+        // at most one may succeed.
+        let first_path = format!("/api/v1/users/{first_id}");
+        let second_path = format!("/api/v1/users/{}", second.id);
+        let (r1, r2) = futures::join!(
+            s.patch(&first_path, &t.admin, json!({"role": "member"})),
+            s.patch(&second_path, &second.token, json!({"active": false})),
+        );
+        let ok = [r1.status, r2.status].iter().filter(|s| **s == 200).count();
+        assert_eq!(ok, 1, "round {round}: {} / {}", r1.body, r2.body);
+        for r in [&r1, &r2] {
+            if r.status != 200 {
+                r.expect(409, "last_admin");
+            }
+        }
+        let lister = if r1.status == 200 {
+            &second.token
+        } else {
+            &t.admin
+        };
+        let admins = s.get("/api/v1/users?role=admin&active=true", lister).await;
+        assert_eq!(admins.body["total"], 1, "round {round}: {}", admins.body);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_delete_and_demotion_keep_one_admin() {
+    let s = TestServer::start().await;
+    for round in 0..4 {
+        let t = s.tenant_admin(&format!("race{round}")).await;
+        let me = s.get("/api/v1/users/me", &t.admin).await;
+        let first_id = me.body["user"]["id"].as_str().unwrap().to_owned();
+        let second = s.user(&t, "alice", "admin", "person").await;
+        // The first admin deletes the second while stepping down: at most one may succeed.
+        let first_path = format!("/api/v1/users/{first_id}");
+        let second_path = format!("/api/v1/users/{}", second.id);
+        let (r1, r2) = futures::join!(
+            s.patch(&first_path, &t.admin, json!({"role": "token_manager"})),
+            s.delete(&second_path, &t.admin),
+        );
+        let ok = [r1.status.as_u16(), r2.status.as_u16()]
+            .iter()
+            .filter(|s| **s == 200 || **s == 204)
+            .count();
+        assert_eq!(ok, 1, "round {round}: {} / {}", r1.body, r2.body);
+        // The delete is refused either by the count, or (when the demotion came first)
+        // because its caller is no longer an admin.
+        if !r2.status.is_success() && r2.code() != "user_lacks_permission" {
+            r2.expect(409, "last_admin");
+        }
+        if !r1.status.is_success() {
+            r1.expect(409, "last_admin");
+        }
+        let login = s.login(&t.slug, "admin", &t.admin_password).await;
+        let admins = s.get("/api/v1/users?role=admin&active=true", &login).await;
+        if admins.status == 200 {
+            assert_eq!(admins.body["total"], 1, "round {round}: {}", admins.body);
+        } else {
+            // The first admin stepped down, so the second one remains.
+            assert_eq!(r1.status, 200, "round {round}: {}", admins.body);
+            let login = s.login(&t.slug, "alice", &second.password).await;
+            let admins = s.get("/api/v1/users?role=admin&active=true", &login).await;
+            assert_eq!(admins.body["total"], 1, "round {round}: {}", admins.body);
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_rotations_leave_one_active_key() {
+    let s = TestServer::start().await;
+    let t = s.tenant_admin("acme").await;
+    for round in 0..3 {
+        let (r1, r2) = futures::join!(
+            s.post("/api/v1/tenant/signing-keys/rotate", &t.admin, json!({})),
+            s.post("/api/v1/tenant/signing-keys/rotate", &t.admin, json!({})),
+        );
+        assert_eq!(r1.status, 201, "round {round}: {}", r1.body);
+        assert_eq!(r2.status, 201, "round {round}: {}", r2.body);
+        let keys = s.get("/api/v1/tenant/signing-keys", &t.admin).await;
+        let active: Vec<&Value> = keys
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["state"] == "active")
+            .collect();
+        assert_eq!(active.len(), 1, "round {round}: {}", keys.body);
+        let fresh = s.login("acme", "admin", &t.admin_password).await;
+        assert_eq!(kid_of(&fresh), active[0]["kid"].as_str().unwrap());
+    }
+    // The admin's session from before all rotations still works during the overlap.
+    assert_eq!(s.get("/api/v1/users/me", &t.admin).await.status, 200);
+}
+
+#[tokio::test]
+async fn searches_take_wildcards_literally() {
+    let s = TestServer::start().await;
+    let op = s.operator_token();
+    for (slug, name) in [("half", "50% Off"), ("most", "500 Off")] {
+        let r = s
+            .post("/api/v1/tenants", &op, json!({"slug": slug, "name": name}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let r = s.get("/api/v1/tenants?q=50%25", &op).await;
+    assert_eq!(slugs(&r), vec!["half"], "{}", r.body);
+    let r = s.get("/api/v1/tenants?q=_", &op).await;
+    assert_eq!(r.body["total"], 0, "{}", r.body);
+
+    let t = s.tenant_admin("acme").await;
+    for username in ["a_b", "axb", "back\\slash"] {
+        let name = username.replace('\\', "");
+        let r = s
+            .post(
+                "/api/v1/users",
+                &t.admin,
+                json!({"username": name, "display_name": username}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let r = s.get("/api/v1/users?q=a_b", &t.admin).await;
+    assert_eq!(usernames(&r), vec!["a_b"], "{}", r.body);
+    let r = s.get("/api/v1/users?q=%25", &t.admin).await;
+    assert_eq!(r.body["total"], 0, "{}", r.body);
+    let r = s.get("/api/v1/users?q=k%5Cs", &t.admin).await;
+    assert_eq!(usernames(&r), vec!["backslash"], "{}", r.body);
+}
+
+#[tokio::test]
+async fn many_failures_from_one_address_throttle_every_login_from_it() {
+    let s = TestServer::start().await;
+    let t = s.tenant_admin("acme").await;
+    // Four times the per-user limit, spread over usernames (known or not).
+    for i in 0..20 {
+        login_resp(&s, "acme", &format!("guess{i}"), "wrong-password-123")
+            .await
+            .expect(401, "invalid_credentials");
+    }
+    let r = login_resp(&s, "acme", "admin", &t.admin_password).await;
+    r.expect(429, "login_throttled");
+    assert!(r.header("retry-after").is_some());
+    // Existing sessions are not affected.
+    assert_eq!(s.get("/api/v1/users/me", &t.admin).await.status, 200);
+}

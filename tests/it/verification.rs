@@ -518,3 +518,35 @@ async fn revocation_reaches_another_replica_within_a_second() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn usage_counts_from_replicas_add_up_exactly() {
+    if crate::harness::pg_base_url().is_none() {
+        eprintln!("usage across replicas needs PostgreSQL; covered in the PostgreSQL run");
+        return;
+    }
+    let a = TestServer::start().await;
+    let b = TestServer::start_on(&a.database_url, &a.state().config.master_key).await;
+    let t = a.tenant_admin("acme").await;
+    let (tok, secret) = a.mint(&t.admin, json!({"scope_set": "read-only"})).await;
+    let calls = (0..300).map(|i| {
+        let (a, b, secret) = (&a, &b, secret.clone());
+        async move {
+            let s = if i % 2 == 0 { a } else { b };
+            s.get("/api/v1/users/me", &secret).await.status.as_u16()
+        }
+    });
+    assert!(futures::future::join_all(calls)
+        .await
+        .iter()
+        .all(|s| *s == 200));
+    a.flush_usage().await;
+    b.flush_usage().await;
+    let got = a
+        .get(
+            &format!("/api/v1/tokens/{}", tok["id"].as_str().unwrap()),
+            &t.admin,
+        )
+        .await;
+    assert_eq!(got.body["use_count"], 300, "{}", got.body);
+}

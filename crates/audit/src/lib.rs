@@ -5,4 +5,4 @@
 pub mod entity;
 mod service;
 
-pub use service::{AuditEvent, AuditFilter, AuditLog, NewEvent};
+pub use service::{AuditEvent, AuditFilter, AuditLog, MemberScope, NewEvent};

@@ -2,9 +2,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use sigil_core::db::Db;
 use sigil_core::{Error, Result, TenantId, TokenId, UserId};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::entity;
@@ -73,9 +75,21 @@ pub struct AuditFilter {
     pub until: Option<DateTime<Utc>>,
     /// Cursor: only events older than this id (ids are time-ordered UUIDv7).
     pub before_id: Option<Uuid>,
-    /// Restrict to events whose target is one of these ids (a member's own tokens).
+    /// Restrict to events whose target is one of these ids.
     pub targets_in: Option<Vec<String>>,
+    pub target_type: Option<String>,
+    /// A member's view: events about tokens that the member did, or that concern one of
+    /// their current tokens.
+    pub member: Option<MemberScope>,
     pub limit: u64,
+}
+
+/// What a member may see of the audit log: token events they caused, and events about
+/// their own tokens (changes by an admin, refused uses).
+#[derive(Clone, Debug, Default)]
+pub struct MemberScope {
+    pub user: UserId,
+    pub tokens: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,6 +119,7 @@ impl AuditLog {
 
     pub async fn record(&self, event: NewEvent) -> Result<()> {
         let to_text = |v: Option<serde_json::Value>| v.map(|v| v.to_string());
+        let span = tracing::info_span!("db", op = "audit.record");
         entity::Entity::insert(entity::ActiveModel {
             id: Set(Uuid::now_v7()),
             tenant_id: Set(event.tenant),
@@ -122,6 +137,7 @@ impl AuditLog {
             created_at: Set(sigil_core::now()),
         })
         .exec_without_returning(&self.db)
+        .instrument(span)
         .await?;
         Ok(())
     }
@@ -153,14 +169,48 @@ impl AuditLog {
         }
     }
 
+    /// Writes the counted refusals: a row already written for the same token, reason and
+    /// minute (by an earlier flush) is incremented, so a minute stays one row.
     pub async fn flush_refusals(&self) -> Result<usize> {
         let batch = match self.refusals.lock() {
             Ok(mut map) => std::mem::take(&mut *map),
             Err(_) => return Ok(0),
         };
         let n = batch.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let span = tracing::info_span!("db", op = "audit.flush_refusals", rows = n);
+        self.write_refusals(batch).instrument(span).await?;
+        Ok(n)
+    }
+
+    async fn write_refusals(&self, batch: RefusalTally) -> Result<()> {
         for (key, (count, ip)) in batch {
             let at = DateTime::from_timestamp(key.minute * 60, 0).unwrap_or_else(Utc::now);
+            let after = serde_json::json!({ "code": key.code }).to_string();
+            let mut update = entity::Entity::update_many()
+                .col_expr(
+                    entity::Column::Occurrences,
+                    Expr::col(entity::Column::Occurrences).add(count),
+                )
+                .filter(entity::Column::Action.eq("verification.refused"))
+                .filter(entity::Column::CreatedAt.eq(at))
+                .filter(entity::Column::After.eq(after.clone()))
+                .filter(match key.tenant {
+                    Some(t) => entity::Column::TenantId.eq(t),
+                    None => entity::Column::TenantId.is_null(),
+                })
+                .filter(match key.token {
+                    Some(t) => entity::Column::CredentialId.eq(t),
+                    None => entity::Column::CredentialId.is_null(),
+                });
+            if let Some(ip) = &ip {
+                update = update.col_expr(entity::Column::ClientIp, Expr::value(Some(ip.clone())));
+            }
+            if update.exec(&self.db).await?.rows_affected > 0 {
+                continue;
+            }
             entity::Entity::insert(entity::ActiveModel {
                 id: Set(Uuid::now_v7()),
                 tenant_id: Set(key.tenant),
@@ -171,7 +221,7 @@ impl AuditLog {
                 target_type: Set("token".into()),
                 target_id: Set(key.token.map(|t| t.to_string())),
                 before: Set(None),
-                after: Set(Some(serde_json::json!({ "code": key.code }).to_string())),
+                after: Set(Some(after)),
                 client_ip: Set(ip),
                 user_agent: Set(None),
                 occurrences: Set(count),
@@ -180,7 +230,7 @@ impl AuditLog {
             .exec_without_returning(&self.db)
             .await?;
         }
-        Ok(n)
+        Ok(())
     }
 
     pub async fn list(
@@ -213,6 +263,18 @@ impl AuditLog {
         }
         if let Some(targets) = filter.targets_in {
             query = query.filter(Condition::all().add(entity::Column::TargetId.is_in(targets)));
+        }
+        if let Some(target_type) = filter.target_type {
+            query = query.filter(entity::Column::TargetType.eq(target_type));
+        }
+        if let Some(member) = filter.member {
+            let mut mine = Condition::any().add(entity::Column::ActorId.eq(member.user));
+            if !member.tokens.is_empty() {
+                mine = mine.add(entity::Column::TargetId.is_in(member.tokens));
+            }
+            query = query
+                .filter(entity::Column::TargetType.eq("token"))
+                .filter(mine);
         }
         let rows = query
             .order_by_desc(entity::Column::Id)

@@ -34,6 +34,21 @@ impl Default for PageRequest {
     }
 }
 
+/// A lowercase `LIKE` pattern for text containing `q` literally: `%`, `_` and `\` in the
+/// search text match only themselves (compare it with the lowercased column).
+pub fn contains_pattern(q: &str) -> sea_orm::sea_query::LikeExpr {
+    let mut pattern = String::with_capacity(q.len() + 2);
+    pattern.push('%');
+    for c in q.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')
+}
+
 #[derive(Clone, Debug)]
 pub struct Page<T> {
     pub items: Vec<T>,

@@ -8,11 +8,13 @@ use poem::http::StatusCode;
 use poem::web::Html;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
+use tracing::field::Empty;
+use tracing::Instrument;
 
 use crate::api::{apis, Apis};
 use crate::problem::from_poem_error;
 use crate::state::AppState;
-use crate::{console, metrics, spec};
+use crate::{console, metrics, spec, telemetry};
 
 pub struct Built {
     pub endpoint: poem::endpoint::BoxEndpoint<'static, Response>,
@@ -43,6 +45,7 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
     let docs_html = service.swagger_ui_html().replacen(&raw, &spec_json, 1);
     let spec_for_route = spec_json.clone();
     let body_limit = state.config.body_limit;
+    let for_log = state.clone();
     let route = Route::new()
         .nest("/", service)
         .at(
@@ -63,9 +66,19 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
     let endpoint = route
         .catch_all_error(|err| async move { from_poem_error(err) })
         .around(move |next, req| limit_body(next, req, body_limit))
-        .around(log_request)
+        .around(root_to_console)
+        .around(move |next, req| log_request(next, req, for_log.clone()))
         .boxed();
     Ok(Built { endpoint, spec })
+}
+
+/// `/` leads people to the console (the API service is nested at the root, so this is
+/// decided before routing).
+async fn root_to_console<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+    if req.uri().path() == "/" {
+        return Ok(poem::web::Redirect::see_other("/console/").into_response());
+    }
+    next.call(req).await.map(IntoResponse::into_response)
 }
 
 /// Refuses bodies over the limit with 413 before any handler reads them; bodies without
@@ -104,12 +117,19 @@ async fn limit_body<E: Endpoint>(
     next.call(req).await.map(IntoResponse::into_response)
 }
 
-/// One log line per request: method, path (never the query: it may hold a credential),
-/// status, latency and a request id.
-async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+/// The `request` span (continuing the caller's W3C trace) around everything a request
+/// does, one log line per request (method, route, path without the query, status,
+/// latency, request id, trace id) and the request metrics. The query string and headers
+/// are never logged: they may hold a credential.
+async fn log_request<E: Endpoint>(
+    next: Arc<E>,
+    req: Request,
+    state: Arc<AppState>,
+) -> poem::Result<Response> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let route = metrics::route_of(&path);
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -117,15 +137,32 @@ async fn log_request<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Re
         .filter(|v| v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let span = tracing::info_span!("request", %method, %path, request_id = %request_id);
-    let _enter = span.enter();
-    drop(_enter);
-    let mut resp = match next.call(req).await {
+    let span = tracing::info_span!(
+        "request",
+        otel.kind = "server",
+        otel.status_code = Empty,
+        method = %method,
+        route = %route,
+        path = %telemetry::redact_path(&path),
+        status = Empty,
+        request_id = %request_id,
+        trace_id = Empty,
+    );
+    if let Some(trace_id) = telemetry::continue_trace(&span, req.headers()) {
+        span.record("trace_id", trace_id.as_str());
+    }
+    let mut resp = match next.call(req).instrument(span.clone()).await {
         Ok(r) => r.into_response(),
         Err(err) => from_poem_error(err),
     };
     let status = resp.status();
-    metrics::observe(&method, &path, status, started.elapsed());
+    span.record("status", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    state
+        .metrics
+        .observe_request(&method, &path, status, started.elapsed());
     if let Ok(v) = request_id.parse() {
         resp.headers_mut().insert("x-request-id", v);
     }

@@ -19,8 +19,9 @@ pub struct Problem {
     pub detail: String,
     /// Stable, machine-readable reason (e.g. `token_expired`).
     pub code: String,
-    /// Individual problems (e.g. each invalid entry), when there are several.
-    #[oai(skip_serializing_if_is_empty)]
+    /// Individual problems (e.g. each invalid entry), when there are several; absent
+    /// otherwise (so not required).
+    #[oai(default, skip_serializing_if_is_empty)]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
 }
@@ -257,6 +258,9 @@ pub fn from_poem_error(err: poem::Error) -> Response {
         );
     }
     let status = err.status();
+    if status.is_success() || status.is_redirection() {
+        return err.into_response();
+    }
     let (code, detail) = match status {
         StatusCode::NOT_FOUND => ("not_found", "no such resource".to_owned()),
         StatusCode::METHOD_NOT_ALLOWED => (

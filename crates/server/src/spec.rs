@@ -21,6 +21,9 @@ pub fn finish(raw: &str) -> Result<Value, String> {
         "authTokenQuery": {"type": "apiKey", "in": "query", "name": "auth_token"},
         "sessionQuery": {"type": "apiKey", "in": "query", "name": "session"}
     });
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        schemas.values_mut().for_each(normalize_properties);
+    }
     let security = json!([{"bearerAuth": []}, {"authTokenHeader": []}, {"authTokenQuery": []}, {"sessionQuery": []}]);
     if let Some(paths) = doc["paths"].as_object_mut() {
         for item in paths.values_mut() {
@@ -39,6 +42,64 @@ pub fn finish(raw: &str) -> Result<Value, String> {
         }
     }
     Ok(doc)
+}
+
+/// Property schemas as generators and validators read them:
+/// - poem-openapi publishes an `Option<T>` field as a property that is not required, yet
+///   writes `None` as `null` and reads `null` as `None`: say so (`nullable`), so answers
+///   validate against the spec and generated clients accept the nulls. Fields with a
+///   default (`#[oai(default)]`) are never null and stay as they are.
+/// - A reference with a description comes out as `allOf: [{$ref}, {description}]`, and a
+///   nullable one needs a wrapper too (siblings of `$ref` are ignored in OpenAPI 3.0).
+///   `allOf` of an enum is no object, which client generators refuse; `anyOf` with the one
+///   reference says the same and is understood by all of them.
+fn normalize_properties(schema: &mut Value) {
+    let required: Vec<String> = schema["required"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (name, prop) in props.iter_mut() {
+        let Some(obj) = prop.as_object_mut() else {
+            continue;
+        };
+        let nullable = !required.contains(name) && !obj.contains_key("default");
+        let reference = obj.remove("$ref").or_else(|| {
+            let members = obj.get("allOf")?.as_array()?;
+            let refs: Vec<&Value> = members.iter().filter_map(|m| m.get("$ref")).collect();
+            let annotations_only = members.iter().all(|m| {
+                m.get("$ref").is_some()
+                    || m.as_object().is_some_and(|o| {
+                        o.keys()
+                            .all(|k| matches!(k.as_str(), "description" | "title"))
+                    })
+            });
+            let reference = match refs.as_slice() {
+                [one] if annotations_only => (*one).clone(),
+                _ => return None,
+            };
+            obj.remove("allOf");
+            Some(reference)
+        });
+        match reference {
+            Some(reference) if nullable || !obj.is_empty() => {
+                obj.insert("anyOf".into(), json!([{ "$ref": reference }]));
+            }
+            Some(reference) => {
+                obj.insert("$ref".into(), reference);
+            }
+            None => {}
+        }
+        if nullable {
+            obj.insert("nullable".into(), json!(true));
+        }
+    }
 }
 
 /// The built-in plugin `sigil`: one method per operation of the spec. Fails when an

@@ -36,6 +36,7 @@ pub struct AppState {
     pub audit: AuditLog,
     pub throttle: LoginThrottle,
     pub builtin: std::sync::OnceLock<PluginManifest>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
@@ -93,7 +94,9 @@ impl AppState {
             changes,
             usage,
             builtin: std::sync::OnceLock::new(),
+            metrics: crate::metrics::Metrics::new(),
         });
+        state.metrics.register_observers(Arc::downgrade(&state));
         Ok(state)
     }
 
@@ -171,6 +174,8 @@ impl AppState {
     ) -> ApiResult<Caller> {
         let ip = auth::client_ip(req, self.verifier.trusted_proxies());
         let Some((credential, transport)) = auth::credential(req, None, form)? else {
+            self.verifier
+                .note_outcome(sigil_token::verifier::MISSING.code);
             return Err(sigil_token::verifier::MISSING.into());
         };
         match self
@@ -227,8 +232,60 @@ impl AppState {
         before: Option<serde_json::Value>,
         after: Option<serde_json::Value>,
     ) {
+        let tenant = caller.map(|p| p.tenant_id);
+        self.record_audit(
+            req,
+            caller,
+            tenant,
+            action,
+            target_type,
+            target_id,
+            before,
+            after,
+        )
+        .await;
+    }
+
+    /// Writes an audit event of the platform operator about one tenant: it is filed under
+    /// that tenant, so the tenant's admins see what the operator did to it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn audit_operator(
+        &self,
+        req: &Request,
+        tenant: sigil_core::TenantId,
+        action: &str,
+        target_type: &str,
+        target_id: Option<String>,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) {
+        self.record_audit(
+            req,
+            None,
+            Some(tenant),
+            action,
+            target_type,
+            target_id,
+            before,
+            after,
+        )
+        .await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_audit(
+        &self,
+        req: &Request,
+        caller: Option<&Principal>,
+        tenant: Option<sigil_core::TenantId>,
+        action: &str,
+        target_type: &str,
+        target_id: Option<String>,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) {
         let event = NewEvent {
-            tenant: caller.map(|p| p.tenant_id),
+            tenant,
             actor: caller.map(|p| p.user_id),
             actor_label: caller.map_or_else(|| "operator".to_owned(), |p| p.username.clone()),
             credential: caller.map(|p| p.token_id),

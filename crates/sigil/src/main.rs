@@ -98,12 +98,19 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut config = match Config::load(cli.config.as_deref()) {
+    let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => return fail(2, e),
     };
-    sigil_server::telemetry::init(&config.log_format, &config.log_level);
-    match cli.command {
+    let telemetry = sigil_server::telemetry::init(&config.log_format, &config.log_level);
+    let code = run(cli.command, config).await;
+    // Exports what is still queued (spans, metrics) when OTLP export is on.
+    telemetry.shutdown().await;
+    code
+}
+
+async fn run(command: Command, mut config: Config) -> ExitCode {
+    match command {
         Command::Serve { plugins } => {
             config.plugins.extend(plugins);
             let prepared = match sigil_server::prepare(config).await {

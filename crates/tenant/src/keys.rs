@@ -11,8 +11,7 @@ use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::SigningKey;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 use serde::Serialize;
 use sigil_core::crypto::MasterKey;
@@ -261,17 +260,25 @@ impl KeyRing {
     }
 
     /// Makes a new key active; the previous active key keeps verifying for `overlap`.
-    /// The tenant row is locked so concurrent rotations leave exactly one active key.
+    /// The tenant row is locked so concurrent rotations leave exactly one active key: the
+    /// transaction starts by writing it (a row lock on PostgreSQL; on SQLite the write lock,
+    /// taken before any read so a concurrent rotation waits instead of failing).
     pub async fn rotate(&self, tenant_id: TenantId, overlap: Duration) -> Result<SigningKeyInfo> {
         let key = generate_key(&self.master, "")?;
         let now = sigil_core::now();
         let retire_after = now + chrono::Duration::from_std(overlap).map_err(Error::internal)?;
         let txn = self.db.begin().await?;
-        tenant::Entity::find_by_id(tenant_id)
-            .lock_exclusive()
-            .one(&txn)
-            .await?
-            .ok_or_else(|| Error::not_found("tenant"))?;
+        let locked = tenant::Entity::update_many()
+            .col_expr(
+                tenant::Column::UpdatedAt,
+                sea_orm::sea_query::Expr::col(tenant::Column::UpdatedAt).into(),
+            )
+            .filter(tenant::Column::Id.eq(tenant_id))
+            .exec(&txn)
+            .await?;
+        if locked.rows_affected == 0 {
+            return Err(Error::not_found("tenant"));
+        }
         signing_key::Entity::update_many()
             .col_expr(signing_key::Column::State, "retiring".into())
             .col_expr(signing_key::Column::RetiringAt, Some(now).into())

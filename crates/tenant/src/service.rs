@@ -156,7 +156,7 @@ impl TenantService {
     pub async fn list(&self, q: Option<&str>, page: PageRequest) -> Result<Page<Tenant>> {
         let mut query = tenant::Entity::find();
         if let Some(q) = q.filter(|q| !q.is_empty()) {
-            let pattern = format!("%{}%", q.to_lowercase());
+            let pattern = sigil_core::page::contains_pattern(q);
             query = query.filter(
                 Condition::any()
                     .add(Expr::col(tenant::Column::Slug).like(pattern.clone()))

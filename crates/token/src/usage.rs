@@ -3,6 +3,7 @@
 //! other and no request waits for a write.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use sigil_core::db::Db;
 use sigil_core::{Result, TokenId};
+use tracing::Instrument;
 
 use crate::entity;
 
@@ -20,9 +22,34 @@ struct Tally {
     last_ip: Option<String>,
 }
 
+/// Flush counters, read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct UsageStats {
+    /// Batches written.
+    pub batches: AtomicU64,
+    /// Token rows updated by those batches.
+    pub tokens: AtomicU64,
+    /// Flushes that failed (their tallies are retried).
+    pub failures: AtomicU64,
+    /// When the oldest use not yet written was counted (Unix milliseconds; 0: none).
+    oldest_pending_ms: AtomicI64,
+}
+
+impl UsageStats {
+    /// Seconds the oldest unwritten use has waited (0 when everything is written).
+    pub fn lag_secs(&self) -> f64 {
+        let oldest = self.oldest_pending_ms.load(Ordering::Relaxed);
+        if oldest == 0 {
+            return 0.0;
+        }
+        (Utc::now().timestamp_millis() - oldest).max(0) as f64 / 1000.0
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct UsageRecorder {
     pending: Arc<Mutex<HashMap<TokenId, Tally>>>,
+    stats: Arc<UsageStats>,
 }
 
 impl UsageRecorder {
@@ -35,6 +62,11 @@ impl UsageRecorder {
         let Ok(mut pending) = self.pending.lock() else {
             return;
         };
+        if pending.is_empty() {
+            self.stats
+                .oldest_pending_ms
+                .store(now.timestamp_millis(), Ordering::Relaxed);
+        }
         let tally = pending.entry(token).or_insert(Tally {
             count: 0,
             last_at: now,
@@ -47,6 +79,10 @@ impl UsageRecorder {
         }
     }
 
+    pub fn stats(&self) -> &UsageStats {
+        &self.stats
+    }
+
     pub fn pending_tokens(&self) -> usize {
         self.pending.lock().map(|p| p.len()).unwrap_or(0)
     }
@@ -54,18 +90,31 @@ impl UsageRecorder {
     /// Writes the tallies in one transaction. On failure they are merged back and retried
     /// at the next flush, so no counted use is lost while the database is away.
     pub async fn flush(&self, db: &Db) -> Result<usize> {
-        let batch: HashMap<TokenId, Tally> = match self.pending.lock() {
-            Ok(mut p) => std::mem::take(&mut *p),
+        let (batch, oldest): (HashMap<TokenId, Tally>, i64) = match self.pending.lock() {
+            Ok(mut p) => (
+                std::mem::take(&mut *p),
+                self.stats.oldest_pending_ms.swap(0, Ordering::Relaxed),
+            ),
             Err(_) => return Ok(0),
         };
         if batch.is_empty() {
             return Ok(0);
         }
         let size = batch.len();
-        match write(db, &batch).await {
-            Ok(()) => Ok(size),
+        let span = tracing::info_span!("db", op = "usage.flush", tokens = size);
+        match write(db, &batch).instrument(span).await {
+            Ok(()) => {
+                self.stats.batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.tokens.fetch_add(size as u64, Ordering::Relaxed);
+                Ok(size)
+            }
             Err(e) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut p) = self.pending.lock() {
+                    // The unwritten uses are older than anything counted since.
+                    self.stats
+                        .oldest_pending_ms
+                        .store(oldest, Ordering::Relaxed);
                     for (id, t) in batch {
                         let slot = p.entry(id).or_insert(Tally {
                             count: 0,

@@ -21,6 +21,8 @@ use sigil_scope_registry::{MethodIdx, MethodSet, Registry};
 use sigil_tenant::platform::PlatformKey;
 use sigil_tenant::{KeyRing, TenantPolicy, TenantService};
 use sigil_user::{Role, UserKind, UserService};
+use tracing::field::Empty;
+use tracing::Instrument;
 
 use crate::changes::Change;
 use crate::jwt;
@@ -141,6 +143,77 @@ const OPERATOR_ONLY: Refusal = Refusal::forbidden(
 const NOT_FOR_OPERATOR: Refusal =
     Refusal::forbidden("tenant_only", "this method needs a tenant user's token");
 
+/// Every verification outcome: `ok` and each refusal code, in a fixed order (the index
+/// of a counter in [`VerifyStats`]).
+pub const OUTCOMES: &[&str] = &[
+    "ok",
+    "credential_missing",
+    "token_malformed",
+    "token_invalid_signature",
+    "token_unknown",
+    "token_replaced",
+    "token_expired",
+    "token_not_yet_valid",
+    "token_disabled",
+    "token_revoked",
+    "tenant_disabled",
+    "user_deactivated",
+    "api_access_denied",
+    "ip_not_allowed",
+    "transport_not_allowed",
+    "method_not_in_scope",
+    "user_lacks_permission",
+    "operator_only",
+    "tenant_only",
+    "service_unavailable",
+    "other",
+];
+
+/// Counters of the verifier, read by the metrics endpoint: outcomes by code and cache use.
+#[derive(Debug)]
+pub struct VerifyStats {
+    outcomes: [AtomicU64; OUTCOMES.len()],
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Default for VerifyStats {
+    fn default() -> Self {
+        Self {
+            outcomes: std::array::from_fn(|_| AtomicU64::new(0)),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+}
+
+impl VerifyStats {
+    /// Counts one outcome (`ok` or a refusal code).
+    pub fn count(&self, outcome: &str) {
+        let idx = OUTCOMES
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(OUTCOMES.len() - 1);
+        self.outcomes[idx].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (outcome, count) for every outcome, zeros included.
+    pub fn outcomes(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        OUTCOMES
+            .iter()
+            .zip(self.outcomes.iter())
+            .map(|(o, c)| (*o, c.load(Ordering::Relaxed)))
+    }
+
+    pub fn cache_hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    pub fn cache_misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+}
+
 /// Where the credential travelled; the tenant policy may refuse the query/form ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -169,6 +242,8 @@ pub struct Principal {
     /// scope ∩ role_rights.
     pub rights: MethodSet,
     pub ip_filter: Vec<IpNet>,
+    /// The tenant's allowlist, parsed once.
+    pub tenant_nets: Vec<IpNet>,
     pub policy: Arc<TenantPolicy>,
     registry_version: u64,
 }
@@ -238,6 +313,7 @@ pub struct Verifier {
     /// Moves on every invalidation; a miss computed across one is not cached.
     epoch: Arc<AtomicU64>,
     trusted_proxies: Arc<Vec<IpNet>>,
+    stats: Arc<VerifyStats>,
 }
 
 pub struct CacheSettings {
@@ -274,6 +350,7 @@ impl Verifier {
                 .build(),
             epoch: Arc::new(AtomicU64::new(0)),
             trusted_proxies: Arc::new(trusted_proxies),
+            stats: Arc::default(),
         }
     }
 
@@ -283,6 +360,17 @@ impl Verifier {
 
     pub fn trusted_proxies(&self) -> &[IpNet] {
         &self.trusted_proxies
+    }
+
+    /// Outcome and cache counters.
+    pub fn stats(&self) -> &VerifyStats {
+        &self.stats
+    }
+
+    /// Counts an outcome decided outside [`Verifier::verify`] (a missing credential, or a
+    /// refusal of [`Verifier::check`] / [`Verifier::check_request`]).
+    pub fn note_outcome(&self, outcome: &str) {
+        self.stats.count(outcome);
     }
 
     pub fn cached_entries(&self) -> u64 {
@@ -300,12 +388,27 @@ impl Verifier {
         client_ip: Option<IpAddr>,
         method: Option<&str>,
     ) -> Result<Caller, Refusal> {
-        let Some(principal) = self.principal_for(credential).await? else {
-            return self.operator(credential, method);
-        };
-        self.per_request(&principal, transport, IpCheck::Required(client_ip), method)?;
-        self.deps.usage.record(principal.token_id, client_ip);
-        Ok(Caller::Tenant(principal))
+        // Only static strings are recorded, so a cache hit allocates nothing for tracing.
+        let span = tracing::info_span!("verify", outcome = Empty, cache = Empty);
+        let result = async {
+            let Some(principal) = self.principal_for(credential).await? else {
+                return self.operator(credential, method);
+            };
+            self.per_request(&principal, transport, IpCheck::Required(client_ip), method)?;
+            self.deps.usage.record(principal.token_id, client_ip);
+            Ok(Caller::Tenant(principal))
+        }
+        .instrument(span.clone())
+        .await;
+        self.finish(&span, result.as_ref().err());
+        result
+    }
+
+    /// Counts the outcome and records it on the `verify` span.
+    fn finish(&self, span: &tracing::Span, refusal: Option<&Refusal>) {
+        let outcome = refusal.map_or("ok", |r| r.code);
+        self.stats.count(outcome);
+        span.record("outcome", outcome);
     }
 
     /// Introspection for a plugin: like [`Verifier::verify`], but the IP filter is checked
@@ -316,24 +419,46 @@ impl Verifier {
         client_ip: Option<IpAddr>,
         method: Option<&str>,
     ) -> Result<Arc<Principal>, Refusal> {
-        let principal = self.principal_for(credential).await?.ok_or(UNKNOWN)?;
-        let ip = match client_ip {
-            Some(ip) => IpCheck::Required(Some(ip)),
-            None => IpCheck::Skip,
-        };
-        self.per_request(&principal, Transport::Header, ip, method)?;
-        self.deps.usage.record(principal.token_id, client_ip);
-        Ok(principal)
+        let span = tracing::info_span!("verify", outcome = Empty, cache = Empty);
+        let result = async {
+            let principal = self.principal_for(credential).await?.ok_or(UNKNOWN)?;
+            let ip = match client_ip {
+                Some(ip) => IpCheck::Required(Some(ip)),
+                None => IpCheck::Skip,
+            };
+            self.per_request(&principal, Transport::Header, ip, method)?;
+            self.deps.usage.record(principal.token_id, client_ip);
+            Ok(principal)
+        }
+        .instrument(span.clone())
+        .await;
+        self.finish(&span, result.as_ref().err());
+        result
     }
 
     /// The principal behind a credential (cached), `None` when it is not a tenant token.
     pub async fn principal_for(&self, credential: &str) -> Result<Option<Arc<Principal>>, Refusal> {
         let key = sha256(credential.as_bytes());
         match self.lookup(&key) {
-            Some(Cached::Ok(p)) if self.is_current(&p) => Ok(Some(p)),
-            Some(Cached::Refused(r)) => Err(r),
-            _ => self.resolve(credential, &key).await,
+            Some(Cached::Ok(p)) if self.is_current(&p) => {
+                self.cache_hit();
+                Ok(Some(p))
+            }
+            Some(Cached::Refused(r)) => {
+                self.cache_hit();
+                Err(r)
+            }
+            _ => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                tracing::Span::current().record("cache", "miss");
+                self.resolve(credential, &key).await
+            }
         }
+    }
+
+    fn cache_hit(&self) {
+        self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        tracing::Span::current().record("cache", "hit");
     }
 
     fn operator(&self, credential: &str, method: Option<&str>) -> Result<Caller, Refusal> {
@@ -369,12 +494,11 @@ impl Verifier {
         if transport == Transport::QueryOrForm && !p.policy.allow_query_credentials {
             return Err(TRANSPORT_NOT_ALLOWED);
         }
-        let tenant_nets = p.policy.ip_nets();
         let client_ip = match ip_check {
             IpCheck::Required(ip) => Some(ip),
             IpCheck::Skip => None,
         };
-        for nets in [&p.ip_filter, &tenant_nets] {
+        for nets in [&p.ip_filter, &p.tenant_nets] {
             if let Some(client_ip) = client_ip.filter(|_| !nets.is_empty()) {
                 let allowed = client_ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)));
                 if !allowed {
@@ -404,6 +528,7 @@ impl Verifier {
 
     /// Records a successful use (when the use was checked with [`Verifier::check`]).
     pub fn record_use(&self, p: &Principal, client_ip: Option<IpAddr>) {
+        self.stats.count("ok");
         self.deps.usage.record(p.token_id, client_ip);
     }
 
@@ -424,7 +549,11 @@ impl Verifier {
         key: &CacheKey,
     ) -> Result<Option<Arc<Principal>>, Refusal> {
         let epoch = self.epoch.load(Ordering::Acquire);
-        match self.resolve_uncached(credential).await {
+        let loaded = self
+            .resolve_uncached(credential)
+            .instrument(tracing::info_span!("db", op = "verification.load"))
+            .await;
+        match loaded {
             Ok(Some(p)) => {
                 let p = Arc::new(p);
                 if self.epoch.load(Ordering::Acquire) == epoch {
@@ -559,6 +688,7 @@ impl Verifier {
                 .iter()
                 .filter_map(|e| sigil_tenant::policy::parse_ip_net(e))
                 .collect(),
+            tenant_nets: tenant.policy.ip_nets(),
             policy: Arc::new(tenant.policy),
             registry_version: snapshot.version(),
         }))
@@ -617,7 +747,12 @@ impl Verifier {
 fn is_operator_shared(method: &str) -> bool {
     matches!(
         method,
-        "plugins.list" | "plugins.register" | "plugins.get" | "plugins.delete" | "methods.list"
+        "plugins.list"
+            | "plugins.register"
+            | "plugins.get"
+            | "plugins.delete"
+            | "methods.list"
+            | "audit.list"
     )
 }
 

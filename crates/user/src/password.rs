@@ -9,6 +9,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
 use sigil_core::{Error, Result};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// Argon2id cost; the defaults are OWASP's recommendation (19 MiB, 2 passes, 1 lane).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,33 +94,41 @@ impl PasswordHasher {
     }
 
     pub async fn hash(&self, password: String) -> Result<String> {
-        let _permit = self.permits.acquire().await.map_err(Error::internal)?;
-        let argon = self.argon.clone();
-        tokio::task::spawn_blocking(move || {
-            let salt = SaltString::generate(&mut OsRng);
-            argon
-                .hash_password(password.as_bytes(), &salt)
-                .map(|h| h.to_string())
-        })
+        async {
+            let _permit = self.permits.acquire().await.map_err(Error::internal)?;
+            let argon = self.argon.clone();
+            tokio::task::spawn_blocking(move || {
+                let salt = SaltString::generate(&mut OsRng);
+                argon
+                    .hash_password(password.as_bytes(), &salt)
+                    .map(|h| h.to_string())
+            })
+            .await
+            .map_err(Error::internal)?
+            .map_err(Error::internal)
+        }
+        .instrument(tracing::info_span!("argon2", op = "hash"))
         .await
-        .map_err(Error::internal)?
-        .map_err(Error::internal)
     }
 
     /// Verifies a password; with no stored hash it verifies against a dummy so the time
     /// taken does not reveal whether the user exists.
     pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool> {
-        let _permit = self.permits.acquire().await.map_err(Error::internal)?;
-        let argon = self.argon.clone();
-        let known = stored.is_some();
-        let hash = stored.unwrap_or_else(|| self.dummy_hash.as_str().to_owned());
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|parsed| argon.verify_password(password.as_bytes(), &parsed).is_ok())
-                .unwrap_or(false)
-        })
+        async {
+            let _permit = self.permits.acquire().await.map_err(Error::internal)?;
+            let argon = self.argon.clone();
+            let known = stored.is_some();
+            let hash = stored.unwrap_or_else(|| self.dummy_hash.as_str().to_owned());
+            let ok = tokio::task::spawn_blocking(move || {
+                PasswordHash::new(&hash)
+                    .map(|parsed| argon.verify_password(password.as_bytes(), &parsed).is_ok())
+                    .unwrap_or(false)
+            })
+            .await
+            .map_err(Error::internal)?;
+            Ok(ok && known)
+        }
+        .instrument(tracing::info_span!("argon2", op = "verify"))
         .await
-        .map_err(Error::internal)?;
-        Ok(ok && known)
     }
 }

@@ -4,7 +4,7 @@
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select, Set,
+    QueryFilter, QueryOrder, QuerySelect, Select, Set, TransactionTrait,
 };
 use sigil_core::db::Db;
 use sigil_core::page::{Page, PageRequest};
@@ -44,6 +44,49 @@ pub struct UserFilter {
 
 fn in_tenant(tenant: TenantId) -> Select<entity::Entity> {
     entity::Entity::find().filter(entity::Column::TenantId.eq(tenant))
+}
+
+async fn model_in(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: UserId,
+) -> Result<entity::Model> {
+    in_tenant(tenant)
+        .filter(entity::Column::Id.eq(id))
+        .one(conn)
+        .await?
+        .ok_or_else(|| Error::not_found("user"))
+}
+
+async fn active_admins_other_than(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: UserId,
+) -> Result<u64> {
+    Ok(in_tenant(tenant)
+        .filter(entity::Column::Role.eq(Role::Admin.as_str()))
+        .filter(entity::Column::Active.eq(true))
+        .filter(entity::Column::ApiAccess.eq(true))
+        .filter(entity::Column::Id.ne(id))
+        .count(conn)
+        .await?)
+}
+
+/// Serialises, per tenant, the changes that could remove its last active admin: each one
+/// first writes the tenant's system-user row inside its transaction. That is a row lock on
+/// PostgreSQL and the write lock on SQLite, so the admin count read next is current and
+/// two admins stepping down at once cannot both succeed.
+async fn lock_admin_changes(conn: &impl ConnectionTrait, tenant: TenantId) -> Result<()> {
+    entity::Entity::update_many()
+        .col_expr(
+            entity::Column::UpdatedAt,
+            Expr::col(entity::Column::UpdatedAt).into(),
+        )
+        .filter(entity::Column::TenantId.eq(tenant))
+        .filter(entity::Column::IsSystem.eq(true))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 pub fn validate_username(username: &str) -> Result<()> {
@@ -192,17 +235,18 @@ impl UserService {
     ) -> Result<Page<User>> {
         let mut query = in_tenant(tenant);
         if let Some(q) = filter.q.filter(|q| !q.is_empty()) {
-            let pattern = format!("%{}%", q.to_lowercase());
+            let pattern = sigil_core::page::contains_pattern(&q);
             query = query.filter(
                 Condition::any()
                     .add(
-                        Expr::expr(Func::lower(Expr::col(entity::Column::Username))).like(&pattern),
+                        Expr::expr(Func::lower(Expr::col(entity::Column::Username)))
+                            .like(pattern.clone()),
                     )
                     .add(
                         Expr::expr(Func::lower(Expr::col(entity::Column::DisplayName)))
-                            .like(&pattern),
+                            .like(pattern.clone()),
                     )
-                    .add(Expr::expr(Func::lower(Expr::col(entity::Column::Email))).like(&pattern)),
+                    .add(Expr::expr(Func::lower(Expr::col(entity::Column::Email))).like(pattern)),
             );
         }
         if let Some(role) = filter.role {
@@ -228,36 +272,30 @@ impl UserService {
     }
 
     async fn model(&self, tenant: TenantId, id: UserId) -> Result<entity::Model> {
-        in_tenant(tenant)
-            .filter(entity::Column::Id.eq(id))
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| Error::not_found("user"))
-    }
-
-    async fn active_admins_other_than(&self, tenant: TenantId, id: UserId) -> Result<u64> {
-        Ok(in_tenant(tenant)
-            .filter(entity::Column::Role.eq(Role::Admin.as_str()))
-            .filter(entity::Column::Active.eq(true))
-            .filter(entity::Column::Id.ne(id))
-            .count(&self.db)
-            .await?)
+        model_in(&self.db, tenant, id).await
     }
 
     /// Applies a patch; refuses to change the system user or to leave the tenant without an
     /// active admin.
     pub async fn update(&self, tenant: TenantId, id: UserId, patch: UserPatch) -> Result<User> {
-        let current = self.model(tenant, id).await?;
+        // An admin without api_access cannot use the API: it does not count as one.
+        let loses_admin = patch.role.is_some_and(|r| r != Role::Admin)
+            || patch.active == Some(false)
+            || patch.api_access == Some(false);
+        let txn = self.db.begin().await?;
+        if loses_admin {
+            lock_admin_changes(&txn, tenant).await?;
+        }
+        let current = model_in(&txn, tenant, id).await?;
         if current.is_system {
             return Err(Error::forbidden(
                 "system_user",
                 "the system user cannot be changed",
             ));
         }
-        let was_admin = current.role == Role::Admin.as_str() && current.active;
-        let loses_admin =
-            patch.role.is_some_and(|r| r != Role::Admin) || patch.active == Some(false);
-        if was_admin && loses_admin && self.active_admins_other_than(tenant, id).await? == 0 {
+        let was_admin =
+            current.role == Role::Admin.as_str() && current.active && current.api_access;
+        if was_admin && loses_admin && active_admins_other_than(&txn, tenant, id).await? == 0 {
             return Err(Error::conflict(
                 "last_admin",
                 "the tenant must keep one active admin",
@@ -282,11 +320,15 @@ impl UserService {
             model.active = Set(active);
         }
         model.updated_at = Set(sigil_core::now());
-        User::try_from(&model.update(&self.db).await?)
+        let updated = model.update(&txn).await?;
+        txn.commit().await?;
+        User::try_from(&updated)
     }
 
     pub async fn delete(&self, tenant: TenantId, id: UserId) -> Result<User> {
-        let current = self.model(tenant, id).await?;
+        let txn = self.db.begin().await?;
+        lock_admin_changes(&txn, tenant).await?;
+        let current = model_in(&txn, tenant, id).await?;
         if current.is_system {
             return Err(Error::forbidden(
                 "system_user",
@@ -295,7 +337,8 @@ impl UserService {
         }
         if current.role == Role::Admin.as_str()
             && current.active
-            && self.active_admins_other_than(tenant, id).await? == 0
+            && current.api_access
+            && active_admins_other_than(&txn, tenant, id).await? == 0
         {
             return Err(Error::conflict(
                 "last_admin",
@@ -306,8 +349,9 @@ impl UserService {
         entity::Entity::delete_many()
             .filter(entity::Column::TenantId.eq(tenant))
             .filter(entity::Column::Id.eq(id))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         Ok(user)
     }
 

@@ -105,12 +105,61 @@ impl PluginStore {
         tenant: Option<TenantId>,
         manifest: &PluginManifest,
     ) -> Result<bool> {
+        self.upsert_checked(tenant, manifest, |_, _| Ok(()))
+            .await
+            .map(|previous| previous.is_none())
+    }
+
+    /// Like [`PluginStore::upsert`], but first lets `check` approve the change against the
+    /// stored state, read under the registry write lock so that concurrent registrations
+    /// cannot both decide on a stale state: the plugin's previous record (if any) and every
+    /// stored plugin. Nothing is written when `check` fails. Returns the previous record.
+    pub async fn upsert_checked<F>(
+        &self,
+        tenant: Option<TenantId>,
+        manifest: &PluginManifest,
+        check: F,
+    ) -> Result<Option<PluginRecord>>
+    where
+        F: FnOnce(Option<&PluginRecord>, &[RegisteredPlugin]) -> Result<()>,
+    {
         let key = uid(tenant, &manifest.id);
         let json = serde_json::to_string(manifest).map_err(Error::internal)?;
         let now = sigil_core::now();
         let txn = self.db.begin().await?;
+        // Writing first takes the write lock (SQLite) or the version row lock (PostgreSQL)
+        // before anything is read, which serializes registry writers.
+        bump_version(&txn).await?;
         let existing = plugin::Entity::find_by_id(key.clone()).one(&txn).await?;
-        let created = existing.is_none();
+        let previous = existing
+            .as_ref()
+            .map(|r| {
+                Ok::<_, Error>(PluginRecord {
+                    tenant: r.tenant_id,
+                    manifest: serde_json::from_str(&r.manifest).map_err(Error::internal)?,
+                    created_at: r.created_at,
+                    updated_at: r.updated_at,
+                })
+            })
+            .transpose()?;
+        let stored: Vec<RegisteredPlugin> = plugin::Entity::find()
+            .order_by_asc(plugin::Column::CreatedAt)
+            .all(&txn)
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                serde_json::from_str(&r.manifest)
+                    .ok()
+                    .map(|manifest| RegisteredPlugin {
+                        tenant: r.tenant_id.map(|t| t.0),
+                        manifest,
+                    })
+            })
+            .collect();
+        if let Err(e) = check(previous.as_ref(), &stored) {
+            txn.rollback().await?;
+            return Err(e);
+        }
         match existing {
             Some(row) => {
                 plugin::Entity::update_many()
@@ -140,9 +189,8 @@ impl PluginStore {
                 .await?;
             }
         }
-        bump_version(&txn).await?;
         txn.commit().await?;
-        Ok(created)
+        Ok(previous)
     }
 
     pub async fn delete(&self, tenant: Option<TenantId>, id: &str) -> Result<bool> {

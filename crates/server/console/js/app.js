@@ -1,7 +1,7 @@
 // The console shell: session, navigation and hash routes.
 
 import { api, can, current, onConfirmationNeeded, onUnauthorized, session } from './api.js';
-import { askPassword, errorBox, h } from './ui.js';
+import { askPassword, errorBox, fill, h } from './ui.js';
 import { renderLogin } from './pages/login.js';
 import { renderProfile } from './pages/profile.js';
 import { renderTokens } from './pages/tokens.js';
@@ -70,10 +70,10 @@ function renderChrome(path) {
   const entries = Object.entries(routes).filter(([, r]) => r.nav && (!r.visible || r.visible()));
   const mine = entries.filter(([, r]) => !r.admin).map(([p, r]) => link(p, r));
   const admin = entries.filter(([, r]) => r.admin).map(([p, r]) => link(p, r));
-  nav.replaceChildren(...mine, ...(admin.length ? [h('span', { class: 'nav-group', id: 'nav-admin' }, 'Admin'), ...admin] : []));
+  fill(nav, ...mine, ...(admin.length ? [h('span', { class: 'nav-group', id: 'nav-admin' }, 'Admin'), ...admin] : []));
   nav.hidden = false;
   const user = current.me.user;
-  account.replaceChildren(
+  fill(account, 
     h('span', { class: 'muted' }, h('span', { class: 'sr-only' }, 'Signed in as '), `${user.display_name || user.username} · ${current.me.tenant}`),
     h('button', { type: 'button', class: 'small', onclick: () => signOut('You have signed out.') }, 'Sign out'),
   );
@@ -95,7 +95,7 @@ async function route() {
       }
     } catch (err) {
       if (!session.get()) return; // the 401 handler already went to sign-in
-      main.replaceChildren(errorBox(err));
+      fill(main, errorBox(err));
       return;
     }
   }
@@ -104,12 +104,12 @@ async function route() {
   }
   document.title = `${page.title} · Sigil`;
   renderChrome(path);
-  main.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
+  fill(main, h('p', { class: 'muted' }, 'Loading…'));
   try {
     await page.render(main);
   } catch (err) {
     if (!session.get() && !page.public) return;
-    main.replaceChildren(errorBox(err));
+    fill(main, errorBox(err));
   }
   const heading = main.querySelector('h1');
   if (heading && !main.contains(document.activeElement)) heading.focus({ preventScroll: true });

@@ -101,7 +101,7 @@ export function methodPicker(methods, checked = [], { label = 'Methods' } = {}) 
       h('label', { class: 'check' }, onlyChecked, 'Only checked'),
       count),
     h('div', { class: 'picker-groups' }, groups.map((g) => g.fieldset), noneMatch),
-    h('div', { class: 'field', style: 'margin:8px 0 0' },
+    h('div', { class: 'field picker-patterns' },
       h('label', { for: patterns.id = uid() }, 'Patterns'),
       patterns,
       h('div', { class: 'hint' }, 'Optional globs, comma-separated: every method whose id matches is included.')));

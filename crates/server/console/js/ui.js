@@ -17,6 +17,19 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** Appends children, skipping null, undefined and false. */
+export function add(el, ...children) {
+  append(el, children);
+  return el;
+}
+
+/** Replaces the children, skipping null, undefined and false. */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
 function append(el, children) {
   for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
@@ -81,8 +94,8 @@ let toastTimer;
 export function toast(message) {
   const status = document.getElementById('status');
   clearTimeout(toastTimer);
-  status.replaceChildren(h('div', {}, message));
-  toastTimer = setTimeout(() => status.replaceChildren(), 5000);
+  fill(status, h('div', {}, message));
+  toastTimer = setTimeout(() => fill(status, ), 5000);
 }
 
 /** Disables a form's controls while `work` runs. */
@@ -140,7 +153,7 @@ export function confirmDialog({ title, message, confirmLabel = 'Confirm', danger
     title,
     submitLabel: confirmLabel,
     danger,
-    build: (body) => body.append(...[].concat(message).map((m) => (m instanceof Node ? m : h('p', {}, m)))),
+    build: (body) => add(body, ...[].concat(message).map((m) => (m instanceof Node ? m : h('p', {}, m)))),
     submit: async () => true,
   }).then((answer) => answer === true);
 }
@@ -151,7 +164,7 @@ export async function askPassword() {
   const done = await formDialog({
     title: 'Confirm your password',
     submitLabel: 'Confirm',
-    build: (body) => body.append(
+    build: (body) => add(body, 
       h('p', {}, 'Changes to tokens need your password. Enter it to continue; you will not be asked again for a few minutes.'),
       field('Password', input),
     ),
@@ -168,7 +181,7 @@ export async function askPassword() {
 export function secretDialog(minted, heading = 'Your new token') {
   return new Promise((resolve) => {
     const name = minted.token?.name || 'token';
-    const secret = h('textarea', { class: 'secret', readonly: true, rows: 4, spellcheck: 'false', 'aria-label': 'Token secret' });
+    const secret = h('textarea', { class: 'secret', readonly: true, rows: 7, spellcheck: 'false', 'aria-label': 'Token secret' });
     secret.value = minted.secret;
     const copied = h('span', { class: 'muted', role: 'status' });
     const copy = h('button', { type: 'button', class: 'primary', onclick: async () => {
@@ -230,8 +243,8 @@ export function pageHeader(title, lead) {
 export function table(headers, rows, { caption, empty = 'Nothing here yet.' } = {}) {
   const head = h('thead', {}, h('tr', {}, headers.map((hd) => (hd instanceof Node ? hd : h('th', { scope: 'col' }, hd)))));
   const body = h('tbody');
-  if (!rows.length) body.append(h('tr', {}, h('td', { colspan: headers.length, class: 'empty' }, empty)));
-  for (const row of rows) body.append(row);
+  if (!rows.length) add(body, h('tr', {}, h('td', { colspan: headers.length, class: 'empty' }, empty)));
+  for (const row of rows) add(body, row);
   return h('div', { class: 'table-wrap' }, h('table', { class: 'responsive' }, caption ? h('caption', { class: 'sr-only' }, caption) : null, head, body));
 }
 

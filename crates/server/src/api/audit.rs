@@ -6,10 +6,11 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::types::Any;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use sigil_audit::AuditFilter;
+use sigil_audit::{AuditFilter, MemberScope};
 use sigil_core::page::PageRequest;
-use sigil_core::UserId;
-use sigil_token::TokenFilter;
+use sigil_core::{Error, TenantId, UserId};
+use sigil_token::{Caller, Principal, TokenFilter};
+use sigil_user::Role;
 use uuid::Uuid;
 
 use super::ApiTags;
@@ -53,7 +54,10 @@ pub enum AuditResponse {
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Audit")]
 impl AuditApi {
-    /// Audit events of your tenant, newest first (members see events about their tokens).
+    /// Audit events, newest first. Admins see their tenant's events (including what the
+    /// operator did to the tenant), token managers the events about tokens, members the
+    /// events about their own tokens; the platform operator sees every event, or one
+    /// tenant's with `tenant_id`.
     #[oai(
         path = "/audit-events",
         method = "get",
@@ -66,13 +70,18 @@ impl AuditApi {
         actor_id: Query<Option<Uuid>>,
         target_id: Query<Option<String>>,
         action: Query<Option<String>>,
+        /// Events at or after this time.
         since: Query<Option<DateTime<Utc>>>,
+        /// Events before this time.
         until: Query<Option<DateTime<Utc>>>,
+        /// The tenant whose events to list (the platform operator); a tenant user may only
+        /// name their own tenant.
+        tenant_id: Query<Option<Uuid>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
     ) -> ApiResult<AuditResponse> {
-        let p = self.0.principal(req, "audit.list").await?;
+        let caller = self.0.caller(req, "audit.list").await?;
         let limit = limit.0.unwrap_or(50);
         let mut filter = AuditFilter {
             actor: actor_id.0.map(UserId),
@@ -81,25 +90,33 @@ impl AuditApi {
             since: since.0,
             until: until.0,
             before_id: cursor.0,
-            targets_in: None,
             limit,
+            ..AuditFilter::default()
         };
-        if p.role != sigil_user::Role::Admin {
-            let own = self
-                .0
-                .tokens
-                .list(
-                    &p,
-                    TokenFilter {
-                        owner: Some(p.user_id),
-                        ..TokenFilter::default()
-                    },
-                    PageRequest::new(Some(0), Some(200))?,
-                )
-                .await?;
-            filter.targets_in = Some(own.items.iter().map(|t| t.id.to_string()).collect());
-        }
-        let events = self.0.audit.list(Some(p.tenant_id), filter).await?;
+        let tenant = match caller {
+            Caller::Operator => tenant_id.0.map(TenantId),
+            Caller::Tenant(p) => {
+                if tenant_id.0.is_some_and(|t| t != p.tenant_id.0) {
+                    return Err(Error::forbidden(
+                        "operator_only",
+                        "only the platform operator reads another tenant's audit events",
+                    )
+                    .into());
+                }
+                match p.role {
+                    Role::Admin => {}
+                    Role::TokenManager => filter.target_type = Some("token".into()),
+                    Role::Member => {
+                        filter.member = Some(MemberScope {
+                            user: p.user_id,
+                            tokens: self.own_tokens(&p).await?,
+                        })
+                    }
+                }
+                Some(p.tenant_id)
+            }
+        };
+        let events = self.0.audit.list(tenant, filter).await?;
         let next_cursor = (events.len() as u64 == limit)
             .then(|| events.last().map(|e| e.id))
             .flatten();
@@ -123,5 +140,33 @@ impl AuditApi {
             })
             .collect();
         Ok(AuditResponse::Ok(Json(AuditPage { items, next_cursor })))
+    }
+}
+
+impl AuditApi {
+    /// Ids of every token the member owns now.
+    async fn own_tokens(&self, p: &Principal) -> ApiResult<Vec<String>> {
+        let mut ids = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = self
+                .0
+                .tokens
+                .list(
+                    p,
+                    TokenFilter {
+                        owner: Some(p.user_id),
+                        ..TokenFilter::default()
+                    },
+                    PageRequest::new(Some(offset), Some(200))?,
+                )
+                .await?;
+            let n = page.items.len() as u64;
+            ids.extend(page.items.iter().map(|t| t.id.to_string()));
+            if n < 200 {
+                return Ok(ids);
+            }
+            offset += n;
+        }
     }
 }

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use poem::http::StatusCode;
 use poem::Request;
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Form, Json};
@@ -13,6 +14,7 @@ use sigil_user::UserPatch;
 use super::dto::{RoleDto, UserDto};
 use super::ApiTags;
 use crate::auth::client_ip;
+use crate::metrics::LoginOutcome;
 use crate::problem::ApiResult;
 use crate::state::AppState;
 
@@ -27,10 +29,30 @@ pub struct LoginBody {
     pub password: Option<String>,
 }
 
+/// The same credentials as a form. A schema of its own, so that generated clients can
+/// tell the JSON body from the form body.
+#[derive(Debug, Object, serde::Deserialize)]
+pub struct LoginForm {
+    /// Tenant slug.
+    pub tenant: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl From<LoginForm> for LoginBody {
+    fn from(f: LoginForm) -> Self {
+        LoginBody {
+            tenant: f.tenant,
+            username: f.username,
+            password: f.password,
+        }
+    }
+}
+
 #[derive(ApiRequest)]
 pub enum LoginRequest {
     Json(Json<LoginBody>),
-    Form(Form<LoginBody>),
+    Form(Form<LoginForm>),
 }
 
 /// A login session token (valid one hour unless the tenant policy shortens it).
@@ -144,78 +166,18 @@ impl AuthApi {
         tenant: Query<Option<String>>,
         body: LoginRequest,
     ) -> ApiResult<LoginResponse> {
-        let body = match body {
-            LoginRequest::Json(Json(b)) | LoginRequest::Form(Form(b)) => b,
+        let result = self.sign_in(req, tenant.0, body).await;
+        let outcome = match &result {
+            Ok(_) => Some(LoginOutcome::Success),
+            Err(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => Some(LoginOutcome::Throttled),
+            Err(e) if matches!(e.status().as_u16(), 401 | 403) => Some(LoginOutcome::Failure),
+            // Malformed requests and outages are neither.
+            Err(_) => None,
         };
-        let (username, password) = match (body.username, body.password, basic_credentials(req)) {
-            (Some(u), Some(p), _) => (u, p),
-            (_, _, Some((u, p))) => (u, p),
-            _ => {
-                return Err(Error::invalid(
-                    "credentials_required",
-                    "give username and password (or HTTP Basic)",
-                )
-                .into())
-            }
-        };
-        let slug = body
-            .tenant
-            .or(tenant.0)
-            .ok_or_else(|| Error::invalid("tenant_required", "give the tenant"))?;
-        let state = &self.0;
-        let ip = client_ip(req, state.verifier.trusted_proxies());
-        let tenant = state.tenants.get_by_slug(&slug).await?;
-        let Some(tenant) = tenant else {
-            // Same work as a real attempt, so unknown tenants cannot be told apart.
-            let _ = state.users.hasher().verify(password, None).await;
-            return Err(Error::unauthorized(
-                "invalid_credentials",
-                "the username or password is wrong",
-            )
-            .into());
-        };
-        let policy = &tenant.policy;
-        let window = std::time::Duration::from_secs(u64::from(policy.login_lockout_secs));
-        state
-            .throttle
-            .check(tenant.id, &username, ip, policy.login_max_failures, window)?;
-        let user = match state
-            .users
-            .authenticate(tenant.id, &username, password)
-            .await
-        {
-            Ok(user) => user,
-            Err(e) => {
-                state
-                    .throttle
-                    .record_failure(tenant.id, &username, ip, window);
-                return Err(e.into());
-            }
-        };
-        if !tenant.enabled {
-            return Err(Error::unauthorized("tenant_disabled", "the tenant is disabled").into());
+        if let Some(outcome) = outcome {
+            self.0.metrics.login(outcome);
         }
-        if !user.api_access {
-            return Err(Error::forbidden(
-                "api_access_denied",
-                "the user lacks the api_access permission",
-            )
-            .into());
-        }
-        state.throttle.record_success(tenant.id, &username);
-        let minted = state
-            .tokens
-            .create_session(&user, policy.session_lifetime_secs)
-            .await?;
-        let expires_at = minted.token.expires_at.unwrap_or_else(Utc::now);
-        Ok(LoginResponse::Ok(Json(LoginResult {
-            token: minted.secret,
-            token_type: "Bearer".into(),
-            expires_in: (expires_at - Utc::now()).num_seconds().max(0),
-            expires_at,
-            tenant: tenant.slug,
-            user: UserDto::from(&user),
-        })))
+        result
     }
 
     /// Confirm your password to change tokens with this login session for a few minutes.
@@ -356,5 +318,89 @@ impl AuthApi {
             )
             .await;
         Ok(NoContent::Done)
+    }
+}
+
+impl AuthApi {
+    /// The login itself; [`AuthApi::login`] counts its outcome.
+    async fn sign_in(
+        &self,
+        req: &Request,
+        tenant: Option<String>,
+        body: LoginRequest,
+    ) -> ApiResult<LoginResponse> {
+        let body = match body {
+            LoginRequest::Json(Json(b)) => b,
+            LoginRequest::Form(Form(f)) => f.into(),
+        };
+        let (username, password) = match (body.username, body.password, basic_credentials(req)) {
+            (Some(u), Some(p), _) => (u, p),
+            (_, _, Some((u, p))) => (u, p),
+            _ => {
+                return Err(Error::invalid(
+                    "credentials_required",
+                    "give username and password (or HTTP Basic)",
+                )
+                .into())
+            }
+        };
+        let slug = body
+            .tenant
+            .or(tenant)
+            .ok_or_else(|| Error::invalid("tenant_required", "give the tenant"))?;
+        let state = &self.0;
+        let ip = client_ip(req, state.verifier.trusted_proxies());
+        let tenant = state.tenants.get_by_slug(&slug).await?;
+        let Some(tenant) = tenant else {
+            // Same work as a real attempt, so unknown tenants cannot be told apart.
+            let _ = state.users.hasher().verify(password, None).await;
+            return Err(Error::unauthorized(
+                "invalid_credentials",
+                "the username or password is wrong",
+            )
+            .into());
+        };
+        let policy = &tenant.policy;
+        let window = std::time::Duration::from_secs(u64::from(policy.login_lockout_secs));
+        state
+            .throttle
+            .check(tenant.id, &username, ip, policy.login_max_failures, window)?;
+        let user = match state
+            .users
+            .authenticate(tenant.id, &username, password)
+            .await
+        {
+            Ok(user) => user,
+            Err(e) => {
+                state
+                    .throttle
+                    .record_failure(tenant.id, &username, ip, window);
+                return Err(e.into());
+            }
+        };
+        if !tenant.enabled {
+            return Err(Error::unauthorized("tenant_disabled", "the tenant is disabled").into());
+        }
+        if !user.api_access {
+            return Err(Error::forbidden(
+                "api_access_denied",
+                "the user lacks the api_access permission",
+            )
+            .into());
+        }
+        state.throttle.record_success(tenant.id, &username);
+        let minted = state
+            .tokens
+            .create_session(&user, policy.session_lifetime_secs)
+            .await?;
+        let expires_at = minted.token.expires_at.unwrap_or_else(Utc::now);
+        Ok(LoginResponse::Ok(Json(LoginResult {
+            token: minted.secret,
+            token_type: "Bearer".into(),
+            expires_in: (expires_at - Utc::now()).num_seconds().max(0),
+            expires_at,
+            tenant: tenant.slug,
+            user: UserDto::from(&user),
+        })))
     }
 }

@@ -363,6 +363,21 @@ fn custom_dto(snapshot: &Snapshot, set: &CustomSet, with_methods: bool) -> Scope
     }
 }
 
+/// Refuses a manifest whose version is not newer than the registered one.
+fn check_newer(old: &PluginManifest, new: &PluginManifest) -> Result<(), Error> {
+    if is_newer(&new.version, &old.version) {
+        Ok(())
+    } else {
+        Err(Error::conflict(
+            "version_not_newer",
+            format!(
+                "version {} is not newer than the registered {}",
+                new.version, old.version
+            ),
+        ))
+    }
+}
+
 /// Compares versions in semver order: dotted core parts (numbers as numbers, missing parts
 /// as 0), then a release is newer than its pre-releases (`2.0.0` > `2.0.0-rc.1`), whose
 /// dotted identifiers compare like the core; build metadata (`+...`) is ignored.
@@ -532,37 +547,47 @@ impl RegistryApi {
                     removed_methods: vec![],
                 })));
             }
-            if !is_newer(&manifest.version, &old.manifest.version) {
-                return Err(Error::conflict(
-                    "version_not_newer",
-                    format!(
-                        "version {} is not newer than the registered {}",
-                        manifest.version, old.manifest.version
-                    ),
-                )
-                .into());
-            }
+            check_newer(&old.manifest, &manifest)?;
         }
-        // The whole registry must still compile with the new plugin (no id conflicts).
-        let current = self.0.registry.current();
-        let mut plugins: Vec<RegisteredPlugin> = current
-            .plugins()
-            .iter()
-            .filter(|p| !(p.manifest.id == manifest.id && p.tenant == target.map(|t| t.0)))
-            .cloned()
-            .collect();
-        plugins.push(RegisteredPlugin {
-            tenant: target.map(|t| t.0),
-            manifest: manifest.clone(),
-        });
-        Snapshot::build(plugins).map_err(|errors| {
-            Error::invalid_with(
-                "registry_conflict",
-                "the plugin conflicts with registered methods",
-                errors,
-            )
-        })?;
-        let removed_methods: Vec<String> = existing
+        // Decided again on the stored state under the registry write lock, so that
+        // concurrent registrations cannot downgrade a plugin or store conflicting ones.
+        let builtin = self.0.builtin.get();
+        let previous = self
+            .0
+            .plugins
+            .upsert_checked(target, &manifest, |previous, stored| {
+                if let Some(old) = previous.filter(|old| old.manifest != manifest) {
+                    check_newer(&old.manifest, &manifest)?;
+                }
+                // The whole registry must still compile with the new plugin (no id conflicts).
+                let mut plugins: Vec<RegisteredPlugin> = builtin
+                    .cloned()
+                    .map(RegisteredPlugin::global)
+                    .into_iter()
+                    .chain(
+                        stored
+                            .iter()
+                            .filter(|p| {
+                                !(p.manifest.id == manifest.id && p.tenant == target.map(|t| t.0))
+                            })
+                            .cloned(),
+                    )
+                    .collect();
+                plugins.push(RegisteredPlugin {
+                    tenant: target.map(|t| t.0),
+                    manifest: manifest.clone(),
+                });
+                Snapshot::build(plugins).map(|_| ()).map_err(|errors| {
+                    Error::invalid_with(
+                        "registry_conflict",
+                        "the plugin conflicts with registered methods",
+                        errors,
+                    )
+                })
+            })
+            .await?;
+        let created = previous.is_none();
+        let removed_methods: Vec<String> = previous
             .as_ref()
             .map(|old| {
                 old.manifest
@@ -573,7 +598,6 @@ impl RegistryApi {
                     .collect()
             })
             .unwrap_or_default();
-        let created = self.0.plugins.upsert(target, &manifest).await?;
         self.registry_changed(target).await?;
         let snapshot = self.0.registry.current();
         let stored = self.0.plugins.get(target, &manifest.id).await?;
@@ -597,7 +621,7 @@ impl RegistryApi {
                 },
                 "plugin",
                 Some(dto.id.clone()),
-                existing.map(|o| serde_json::json!({"version": o.manifest.version})),
+                previous.map(|o| serde_json::json!({"version": o.manifest.version})),
                 Some(serde_json::json!({"version": dto.version, "methods": dto.methods.len()})),
             )
             .await;

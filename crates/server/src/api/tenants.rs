@@ -265,14 +265,19 @@ impl TenantsApi {
         )
         .await?;
         let dto = TenantDto::from(&onboarded.tenant);
-        s.audit(
+        s.audit_operator(
             req,
-            None,
+            onboarded.tenant.id,
             "tenant.create",
             "tenant",
             Some(dto.id.to_string()),
             None,
-            Some(serde_json::json!({"slug": dto.slug, "name": dto.name})),
+            Some(serde_json::json!({
+                "slug": dto.slug,
+                "name": dto.name,
+                "enabled": dto.enabled,
+                "admin_username": onboarded.admin.username,
+            })),
         )
         .await;
         Ok(CreateTenantResponse::Created(Json(CreatedTenant {
@@ -343,9 +348,9 @@ impl TenantsApi {
             .await?;
         self.0.changed(Change::Tenant { tenant: id }).await;
         self.0
-            .audit(
+            .audit_operator(
                 req,
-                None,
+                id,
                 "tenant.update",
                 "tenant",
                 Some(id.to_string()),
@@ -369,6 +374,7 @@ impl TenantsApi {
     ) -> ApiResult<TenantResponse> {
         self.0.operator(req, "tenants.disable").await?;
         let id = TenantId(tenant_id.0);
+        let before = self.0.tenants.get(id).await?;
         let tenant = self
             .0
             .tenants
@@ -382,14 +388,14 @@ impl TenantsApi {
             .await?;
         self.0.changed(Change::Tenant { tenant: id }).await;
         self.0
-            .audit(
+            .audit_operator(
                 req,
-                None,
+                id,
                 "tenant.disable",
                 "tenant",
                 Some(id.to_string()),
-                None,
-                Some(serde_json::json!({"enabled": false})),
+                Some(serde_json::json!({"enabled": before.enabled})),
+                Some(serde_json::json!({"enabled": tenant.enabled})),
             )
             .await;
         Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))

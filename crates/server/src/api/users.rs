@@ -186,6 +186,14 @@ impl UsersApi {
         let p = self.0.principal(req, "users.update").await?;
         let id = UserId(user_id.0);
         let b = body.0;
+        if id == p.user_id && b.password.is_some() {
+            // Your own password goes through changePassword, which checks the current one.
+            return Err(Error::conflict(
+                "use_change_password",
+                "change your own password with changePassword",
+            )
+            .into());
+        }
         let before = self.0.users.get(p.tenant_id, id).await?;
         let patch = UserPatch {
             display_name: b.display_name,

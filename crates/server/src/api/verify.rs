@@ -193,9 +193,15 @@ impl VerifyApi {
         })?;
         let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
         let ip = client_ip(req, self.0.verifier.trusted_proxies());
-        let (credential, transport) = auth::credential(req, Some(query), None)?
-            .ok_or_else(|| ApiError::from(sigil_token::verifier::MISSING))?;
+        let (credential, transport) =
+            auth::credential(req, Some(query), None)?.ok_or_else(|| {
+                self.0
+                    .verifier
+                    .note_outcome(sigil_token::verifier::MISSING.code);
+                ApiError::from(sigil_token::verifier::MISSING)
+            })?;
         let refused = |r: sigil_token::Refusal| {
+            self.0.verifier.note_outcome(r.code);
             self.0.audit.note_refusal(
                 r.tenant_id(),
                 r.token_id(),

@@ -1,7 +1,7 @@
 // Sign in: tenant, username, password → POST /auth/login; the session token lives in sessionStorage.
 
 import { ApiError, api, current, session } from '../api.js';
-import { busy, field, h, pageHeader, showError } from '../ui.js';
+import { busy, field, fill, h, pageHeader, showError } from '../ui.js';
 import { go, loadMe, takeNotice } from '../app.js';
 
 const TENANT_KEY = 'sigil.tenant';
@@ -47,6 +47,6 @@ export function renderLogin(main) {
   });
   session.clear();
   current.me = null;
-  main.replaceChildren(h('div', { class: 'narrow' }, ...pageHeader('Sign in to Sigil', 'Manage your API tokens and your account.'), form));
+  fill(main, h('div', { class: 'narrow' }, ...pageHeader('Sign in to Sigil', 'Manage your API tokens and your account.'), form));
   (tenant.value ? username : tenant).focus();
 }

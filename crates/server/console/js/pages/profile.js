@@ -1,7 +1,7 @@
 // My profile: the user (left), the contact (right), password change and a pointer to the tokens.
 
 import { api, current } from '../api.js';
-import { badge, busy, field, fmtDateTime, h, pageHeader, showError, toast } from '../ui.js';
+import { badge, busy, field, fill, fmtDateTime, h, pageHeader, showError, toast } from '../ui.js';
 
 const ROLE_NAMES = { admin: 'Administrator', token_manager: 'Token manager', member: 'Member' };
 
@@ -67,12 +67,12 @@ export async function renderProfile(main) {
     } catch (err) { showError(pwErrors, err); }
   });
 
-  main.replaceChildren(
+  fill(main, 
     ...pageHeader('My profile', 'Your account in this tenant and how to reach you.'),
     h('div', { class: 'grid-2' },
       h('section', { class: 'card', 'aria-labelledby': 'user-h' }, h('h2', { id: 'user-h' }, 'User'), facts),
       contact),
-    h('div', { style: 'height:16px' }),
+    h('div', { class: 'gap' }),
     password,
     h('section', { class: 'card', 'aria-labelledby': 'tok-h' },
       h('h2', { id: 'tok-h' }, 'Personal tokens'),

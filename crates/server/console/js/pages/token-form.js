@@ -3,7 +3,7 @@
 
 import { api, current, withConfirmation } from '../api.js';
 import { loadMethods, methodPicker } from '../method-picker.js';
-import { checkbox, endOfDay, field, formDialog, h, isoDay } from '../ui.js';
+import { add, checkbox, endOfDay, field, formDialog, h, isoDay } from '../ui.js';
 
 const CUSTOM = 'custom';
 
@@ -66,7 +66,7 @@ export async function tokenDialog({ token = null, users = null, data }) {
   if (custom.length) scope.append(h('optgroup', { label: 'Custom sets of this tenant' }, custom.map(option)));
   scope.append(h('option', { value: CUSTOM }, 'Custom: choose methods'));
   const initialSet = token ? token.scope?.set : (predefined[0]?.id || null);
-  scope.value = initialSet ? `set:${initialSet}` : CUSTOM;
+  scope.value = initialSet && sets.some((s) => s.id === initialSet) ? `set:${initialSet}` : CUSTOM;
   const setInfo = h('div', { class: 'hint', 'aria-live': 'polite' });
   const picker = methodPicker(methods, token?.scope?.methods || []);
   const syncScope = () => {
@@ -94,14 +94,14 @@ export async function tokenDialog({ token = null, users = null, data }) {
     submitLabel: editing ? 'Save' : 'Generate',
     wide: true,
     extraActions,
-    build: (body) => body.append(
+    build: (body) => add(body, 
       owner ? field('User', owner, 'The token acts as this user; a service account gets an application token.') : null,
       h('div', { class: 'row' }, field('Name', name), field('Expires on', expires, maxDays ? `At most ${maxDays} days ahead.` : 'The token stops working after this day.')),
       allowNever ? noExpiry.el : null,
       field('Description', description),
       field('IP filter', ipFilter, 'Addresses or CIDR ranges the token may be used from, one per line. Empty: anywhere.'),
       enabled.el,
-      h('div', { style: 'height:10px' }),
+      h('div', { class: 'gap' }),
       field('API access', scope),
       setInfo,
       picker.el,

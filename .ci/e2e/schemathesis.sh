@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Schema fuzzing: schemathesis generates requests from the committed spec
+# (openapi/sigil.json) and sends them to a live server, checking every answer:
+#   - no 5xx (not_a_server_error),
+#   - the status code is documented for the operation (status_code_conformance),
+#   - the content type is the documented one (content_type_conformance),
+#   - documented response headers are there (response_headers_conformance),
+#   - the body matches the documented schema (response_schema_conformance),
+#   - data that breaks the schema is refused with a 4xx (negative_data_rejection).
+#
+# Every operation is fuzzed, in three passes on one server (tenant `acme`):
+#   1. admin:    all tenant operations, as the tenant admin (confirmed login session,
+#                renewed by tests/schemathesis/hooks.py when it expires or is revoked);
+#   2. auth:     login, confirmPassword, changePassword, as the admin. They run after the
+#                rest because their wrong passwords trip the login throttle for the admin
+#                and this address (as they should), after which no new session could be
+#                made for pass 1;
+#   3. operator: the operator's operations (tenants, global plugins) with an operator
+#                token, last because they may disable the tenant the other passes use.
+# Before pass 2 the tenant's policy is put back to its defaults, which pass 1 fuzzed.
+#
+# Reports (JUnit) and the server log land in tests/artifacts/schemathesis/ (git-ignored).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+source .ci/e2e/lib/sigil.sh
+
+SCHEMATHESIS_VERSION=4.32.5
+SEED=${SCHEMATHESIS_SEED:-20251123}
+MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-25}
+ARTIFACTS=$ROOT/tests/artifacts/schemathesis
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/sigil-ci
+VENV=$CACHE/schemathesis-$SCHEMATHESIS_VERSION
+
+step "schemathesis $SCHEMATHESIS_VERSION (venv in $VENV)"
+if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  rm -rf "$VENV"
+  mkdir -p "$CACHE"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+"$VENV/bin/schemathesis" --version
+
+sigil_build
+rm -rf "$ARTIFACTS"
+mkdir -p "$ARTIFACTS"
+trap sigil_stop EXIT
+sigil_start "$ARTIFACTS/server.log"
+sigil_tenant_create acme
+OPERATOR_TOKEN=$("$BIN" operator token 2>/dev/null | tail -n 1)
+[ -n "$OPERATOR_TOKEN" ] || { echo "no operator token" >&2; exit 1; }
+
+# api PATH METHOD [JSON]: one call as the tenant admin (fresh confirmed session); prints
+# the answer's body.
+api() {
+  SIGIL_URL=$SIGIL_URL SIGIL_TENANT=acme SIGIL_ADMIN_PASSWORD=$ADMIN_PASSWORD \
+    PYTHONPATH=$ROOT/tests/schemathesis "$VENV/bin/python" - "$@" <<'PY'
+import json, os, sys, urllib.request
+from hooks import admin_session
+path, method = sys.argv[1], sys.argv[2]
+body = sys.argv[3].encode() if len(sys.argv) > 3 else None
+req = urllib.request.Request(os.environ["SIGIL_URL"] + path, data=body, method=method,
+    headers={"Authorization": "Bearer " + admin_session(), "Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=30) as resp:
+    print(resp.read().decode())
+PY
+}
+
+DEFAULT_POLICY=$(api /api/v1/tenant GET | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["policy"]))')
+
+PASSES=()
+RESULTS=()
+FAILED=0
+
+# fuzz NAME AS [schemathesis options...]: one pass; its summary is kept for the end.
+fuzz() {
+  local name=$1 as=$2
+  shift 2
+  step "schemathesis pass: $name (as $as)"
+  local rc=0
+  SIGIL_URL=$SIGIL_URL SIGIL_TENANT=acme SIGIL_ADMIN_PASSWORD=$ADMIN_PASSWORD \
+    SIGIL_FUZZ_AS=$as SIGIL_OPERATOR_TOKEN=$OPERATOR_TOKEN \
+    PYTHONPATH=$ROOT/tests/schemathesis SCHEMATHESIS_HOOKS=hooks \
+    "$VENV/bin/schemathesis" run "$ROOT/openapi/sigil.json" \
+    --url "$SIGIL_URL" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection \
+    --phases examples,coverage,fuzzing \
+    --max-examples "$MAX_EXAMPLES" \
+    --seed "$SEED" \
+    --workers 1 \
+    --generation-with-security-parameters false \
+    --request-timeout 30 \
+    --no-color \
+    --report junit --report-junit-path "$ARTIFACTS/$name.junit.xml" \
+    "$@" 2>&1 | tee "$ARTIFACTS/$name.log" || rc=$?
+  PASSES+=("$name")
+  RESULTS+=("$(grep -E '^=+ .* in [0-9.]+s =+$' "$ARTIFACTS/$name.log" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')")
+  if [ "$rc" -ne 0 ]; then FAILED=1; fi
+}
+
+OPERATOR_OPS=(createTenant listTenants getTenant updateTenant disableTenant)
+OPERATOR_REGISTRY_OPS=(listPlugins registerPlugin getPlugin deletePlugin listMethods)
+AUTH_OPS=(login confirmPassword changePassword)
+
+exclude=()
+for op in "${OPERATOR_OPS[@]}" "${AUTH_OPS[@]}"; do exclude+=(--exclude-operation-id "$op"); done
+fuzz admin admin "${exclude[@]}"
+
+api /api/v1/tenant/policy PUT "$DEFAULT_POLICY" >/dev/null
+include=()
+for op in "${AUTH_OPS[@]}"; do include+=(--include-operation-id "$op"); done
+fuzz auth admin "${include[@]}"
+
+include=()
+for op in "${OPERATOR_OPS[@]}" "${OPERATOR_REGISTRY_OPS[@]}"; do include+=(--include-operation-id "$op"); done
+fuzz operator operator "${include[@]}"
+
+step "summary"
+for i in "${!PASSES[@]}"; do
+  printf '  %-9s %s\n' "${PASSES[$i]}" "${RESULTS[$i]:-no result}"
+done
+echo "  logs and JUnit reports: $ARTIFACTS"
+if [ "$FAILED" -ne 0 ]; then
+  echo "schemathesis found failures" >&2
+  exit 1
+fi
+echo "schemathesis: all passes clean"

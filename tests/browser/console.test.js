@@ -1,0 +1,400 @@
+// Browser tests of the Sigil web console. Run by .ci/e2e/browser.sh, which starts the
+// server and passes SIGIL_URL, SIGIL_TENANT, SIGIL_ADMIN_PASSWORD and ARTIFACTS.
+// The tests share one browser page and run in order.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BASE = required('SIGIL_URL');
+const TENANT = process.env.SIGIL_TENANT || 'acme';
+const ADMIN_PASSWORD = required('SIGIL_ADMIN_PASSWORD');
+const ARTIFACTS = process.env.ARTIFACTS || path.resolve('../artifacts');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const BOB_PASSWORD = 'Quiet-Harbour-Lantern-47';
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run the tests through .ci/e2e/browser.sh`);
+  return value;
+}
+
+/** A call to the REST API as a script would make it. */
+async function call(method, apiPath, { token, body } = {}) {
+  const headers = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const resp = await fetch(`${BASE}/api/v1${apiPath}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await resp.text();
+  return { status: resp.status, body: text ? JSON.parse(text) : null };
+}
+
+async function login(username, password) {
+  const r = await call('POST', '/auth/login', { body: { tenant: TENANT, username, password } });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body.token;
+}
+
+let browser;
+let context;
+let page;
+let adminSession;
+let bob;
+let shot = 0;
+
+async function screenshot(name, options = {}) {
+  shot += 1;
+  await page.screenshot({ path: path.join(ARTIFACTS, `${String(shot).padStart(2, '0')}-${name}.png`), fullPage: true, ...options });
+}
+
+const dialog = (name) => page.getByRole('dialog', { name });
+const row = (name) => page.locator('tbody tr[data-id]').filter({ has: page.getByText(name, { exact: true }) });
+
+async function signIn(username, password) {
+  await page.goto(`${BASE}/console/#/login`);
+  await page.getByLabel('Tenant', { exact: true }).fill(TENANT);
+  await page.getByLabel('Username', { exact: true }).fill(username);
+  await page.getByLabel('Password', { exact: true }).fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'My tokens' }).waitFor();
+}
+
+async function readSecret(title = 'Your new token') {
+  const d = dialog(title);
+  await d.waitFor();
+  const secret = await d.getByLabel('Token secret', { exact: true }).inputValue();
+  assert.match(secret, /^[\w-]+\.[\w-]+\.[\w-]+$/, 'the secret is a JWT');
+  return secret;
+}
+
+async function closeSecret(title = 'Your new token') {
+  await dialog(title).getByRole('button', { name: 'Done' }).click();
+  await dialog(title).waitFor({ state: 'detached' });
+}
+
+/** Generates a token through the Generate dialog with a predefined set; returns its secret. */
+async function generateWithSet(name, setId) {
+  await page.getByRole('button', { name: 'Generate', exact: true }).click();
+  const d = dialog('Generate a token');
+  await d.getByLabel('Name', { exact: true }).fill(name);
+  await d.getByLabel('API access', { exact: true }).selectOption(`set:${setId}`);
+  await d.getByRole('button', { name: 'Generate', exact: true }).click();
+  const secret = await readSecret();
+  await closeSecret();
+  await row(name).waitFor();
+  return secret;
+}
+
+before(async () => {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  // Another user with a token of their own, made through the API as a script would.
+  adminSession = await login('admin', ADMIN_PASSWORD);
+  const created = await call('POST', '/users', {
+    token: adminSession,
+    body: { username: 'bob', display_name: 'Bob Builder', email: 'bob@example.com', password: BOB_PASSWORD, role: 'member' },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const bobSession = await login('bob', BOB_PASSWORD);
+  const refused = await call('POST', '/tokens', { token: bobSession, body: { name: 'bob-ci', scope_set: 'read-only', expires_at: new Date(Date.now() + 7 * 86400000).toISOString() } });
+  assert.equal(refused.status, 403);
+  assert.equal(refused.body.code, 'password_confirmation_required');
+  const confirmed = await call('POST', '/auth/confirm-password', { token: bobSession, body: { password: BOB_PASSWORD } });
+  assert.equal(confirmed.status, 200, JSON.stringify(confirmed.body));
+  const minted = await call('POST', '/tokens', { token: bobSession, body: { name: 'bob-ci', scope_set: 'read-only', expires_at: new Date(Date.now() + 7 * 86400000).toISOString() } });
+  assert.equal(minted.status, 201, JSON.stringify(minted.body));
+  bob = { id: created.body.id, session: bobSession, token: minted.body.token };
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE });
+  page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  page.on('pageerror', (err) => console.error('page error:', err.message));
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+test('the console is served at /console/ with its files and a strict CSP', async () => {
+  const index = await fetch(`${BASE}/console/`);
+  assert.equal(index.status, 200);
+  assert.match(index.headers.get('content-type'), /text\/html/);
+  assert.match(index.headers.get('content-security-policy'), /default-src 'self'/);
+  assert.match(await index.text(), /js\/app\.js/);
+  const script = await fetch(`${BASE}/console/js/app.js`);
+  assert.equal(script.status, 200);
+  assert.match(script.headers.get('content-type'), /javascript/);
+});
+
+test('/ redirects to the console', async () => {
+  const resp = await fetch(`${BASE}/`, { redirect: 'manual' });
+  assert.ok([301, 302, 303, 307, 308].includes(resp.status), `status ${resp.status}`);
+  assert.equal(new URL(resp.headers.get('location'), BASE).pathname, '/console/');
+});
+
+test('sign-in shows the problem in plain words, then signs in', async () => {
+  await page.goto(`${BASE}/console/`);
+  await page.getByRole('heading', { name: 'Sign in to Sigil' }).waitFor();
+  await page.getByLabel('Tenant', { exact: true }).fill(TENANT);
+  await page.getByLabel('Username', { exact: true }).fill('admin');
+  await page.getByLabel('Password', { exact: true }).fill('not-the-password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').filter({ hasText: 'password is wrong' }).waitFor();
+  await screenshot('sign-in-error');
+  await page.getByLabel('Password', { exact: true }).fill(ADMIN_PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'My tokens' }).waitFor();
+  const stored = await page.evaluate(() => JSON.parse(sessionStorage.getItem('sigil.session')));
+  assert.ok(stored.token, 'the session token is kept in sessionStorage');
+  await screenshot('my-tokens-empty');
+});
+
+let secret;
+
+test('generate a custom-scoped token: password confirmation, secret shown once, Copy and Download', async () => {
+  await page.getByRole('button', { name: 'Generate', exact: true }).click();
+  const d = dialog('Generate a token');
+  await d.getByLabel('Name', { exact: true }).fill('ci-deploy');
+  await d.getByLabel('Description', { exact: true }).fill('Deploys from CI');
+  await d.getByLabel('API access', { exact: true }).selectOption({ label: 'Custom: choose methods' });
+  const search = d.getByRole('searchbox', { name: 'Search methods' });
+  await search.fill('users/me');
+  await d.getByRole('checkbox', { name: /^me\.get\b/ }).check();
+  await search.fill('list tokens');
+  const listTokens = d.getByRole('checkbox', { name: /^tokens\.list\b/ });
+  await listTokens.check();
+  await search.fill('');
+  await d.getByRole('checkbox', { name: 'Only checked' }).check();
+  const visible = d.locator('.picker li:not([hidden])');
+  assert.deepEqual(await visible.evaluateAll((items) => items.map((li) => li.dataset.id).sort()), ['me.get', 'tokens.list']);
+  const docs = d.getByRole('link', { name: /API docs for me\.get/ });
+  assert.match(await docs.getAttribute('href'), /\/docs#/);
+  await screenshot('generate-custom');
+  await d.getByRole('button', { name: 'Generate', exact: true }).click();
+
+  const confirm = dialog('Confirm your password');
+  await confirm.waitFor();
+  await confirm.getByLabel('Password', { exact: true }).fill('wrong-password');
+  await confirm.getByRole('button', { name: 'Confirm' }).click();
+  await confirm.getByRole('alert').filter({ hasText: 'password is wrong' }).waitFor();
+  await confirm.getByLabel('Password', { exact: true }).fill(ADMIN_PASSWORD);
+  await confirm.getByRole('button', { name: 'Confirm' }).click();
+
+  secret = await readSecret();
+  const shown = dialog('Your new token');
+  await shown.getByText('It will not be shown again').waitFor();
+  await shown.getByRole('button', { name: 'Copy' }).click();
+  await shown.getByText('Copied to the clipboard.').waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret);
+  const [download] = await Promise.all([page.waitForEvent('download'), shown.getByRole('button', { name: 'Download' }).click()]);
+  assert.match(download.suggestedFilename(), /^sigil-token-ci-deploy\.txt$/);
+  assert.equal(fs.readFileSync(await download.path(), 'utf8').trim(), secret);
+  await screenshot('secret-once');
+  await closeSecret();
+
+  const r = row('ci-deploy');
+  await r.waitFor();
+  await r.getByText('Custom (2 methods)').waitFor();
+  assert.ok(!(await page.content()).includes(secret), 'the secret is gone from the page once the dialog is closed');
+});
+
+test('the secret works from a script, within its scope', async () => {
+  const me = await call('GET', '/users/me', { token: secret });
+  assert.equal(me.status, 200, JSON.stringify(me.body));
+  assert.equal(me.body.user.username, 'admin');
+  assert.equal(me.body.token_kind, 'personal');
+  const users = await call('GET', '/users', { token: secret });
+  assert.equal(users.status, 403);
+  assert.equal(users.body.code, 'method_not_in_scope');
+});
+
+test('regenerate: the old secret gets 401, the new one works', async () => {
+  await page.getByRole('checkbox', { name: 'Select token ci-deploy' }).check();
+  await page.getByRole('toolbar').getByRole('button', { name: 'Regenerate' }).click();
+  await dialog('Regenerate “ci-deploy”?').getByRole('button', { name: 'Regenerate' }).click();
+  const fresh = await readSecret('New secret for “ci-deploy”');
+  assert.notEqual(fresh, secret);
+  await closeSecret('New secret for “ci-deploy”');
+  const old = await call('GET', '/users/me', { token: secret });
+  assert.equal(old.status, 401);
+  assert.equal(old.body.code, 'token_replaced');
+  const now = await call('GET', '/users/me', { token: fresh });
+  assert.equal(now.status, 200);
+  secret = fresh;
+});
+
+test('two more tokens, removed together with multi-select', async () => {
+  await generateWithSet('tmp-one', 'read-only');
+  await generateWithSet('tmp-two', 'platform.marketplace');
+  await row('tmp-two').getByText('Marketplace', { exact: true }).waitFor();
+  // A plain click on a row selects only that row; Ctrl+click adds another (seed 004).
+  await row('tmp-one').getByText('tmp-one', { exact: true }).click();
+  await row('tmp-two').getByText('tmp-two', { exact: true }).click({ modifiers: ['Control'] });
+  assert.equal(await page.getByRole('checkbox', { name: 'Select token tmp-one' }).isChecked(), true);
+  assert.equal(await page.getByRole('checkbox', { name: 'Select token tmp-two' }).isChecked(), true);
+  assert.equal(await page.getByRole('checkbox', { name: 'Select token ci-deploy' }).isChecked(), false);
+  await screenshot('multi-select');
+  await page.getByRole('button', { name: 'Remove (2)' }).click();
+  const d = dialog('Remove 2 tokens?');
+  await d.getByText('tmp-one').waitFor();
+  await d.getByText('tmp-two').waitFor();
+  await d.getByRole('button', { name: 'Remove 2 tokens' }).click();
+  await page.getByText('Removed 2 tokens.').waitFor();
+  await row('tmp-one').waitFor({ state: 'detached' });
+  await row('tmp-two').waitFor({ state: 'detached' });
+  const list = await call('GET', '/tokens', { token: adminSession, body: undefined });
+  const mine = list.body.items.filter((t) => t.owner_id !== bob.id).map((t) => t.name);
+  assert.deepEqual(mine, ['ci-deploy']);
+});
+
+test('edit a token and copy it into a new one', async () => {
+  await row('ci-deploy').getByRole('button', { name: 'Edit ci-deploy' }).click();
+  const d = dialog('Edit token “ci-deploy”');
+  await d.getByLabel('Description', { exact: true }).fill('Deploys from the CI runner');
+  await d.getByLabel('IP filter', { exact: true }).fill('127.0.0.1\n10.0.0.0/8');
+  await d.getByRole('button', { name: 'Save' }).click();
+  await row('ci-deploy').getByText('Deploys from the CI runner').waitFor();
+  const token = (await call('GET', '/tokens', { token: adminSession })).body.items.find((t) => t.name === 'ci-deploy');
+  assert.deepEqual(token.ip_filter, ['127.0.0.1/32', '10.0.0.0/8']);
+
+  await row('ci-deploy').getByRole('button', { name: 'Details of ci-deploy' }).click();
+  await page.getByRole('button', { name: 'Copy token' }).click();
+  const copy = dialog('Copy “ci-deploy”');
+  await copy.getByLabel('Name of the new token', { exact: true }).fill('ci-deploy-2');
+  await copy.getByRole('button', { name: 'Create copy' }).click();
+  const copied = await readSecret();
+  await closeSecret();
+  assert.equal((await call('GET', '/users/me', { token: copied })).status, 200);
+  await row('ci-deploy-2').getByRole('button', { name: 'Delete ci-deploy-2' }).click();
+  await dialog('Remove “ci-deploy-2”?').getByRole('button', { name: 'Remove token' }).click();
+  await row('ci-deploy-2').waitFor({ state: 'detached' });
+  assert.equal((await call('GET', '/users/me', { token: copied })).status, 401);
+});
+
+test('the admin sees every API token of the tenant, another user’s included', async () => {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'API tokens' }).click();
+  await page.getByRole('heading', { name: 'API tokens' }).waitFor();
+  const bobRow = row('bob-ci');
+  await bobRow.waitFor();
+  await bobRow.getByText('bob', { exact: true }).waitFor();
+  await row('ci-deploy').waitFor();
+
+  // Management > API tokens > Add: a token for another user (seed 001).
+  await page.getByRole('button', { name: 'Add token' }).click();
+  const d = dialog('Generate a token');
+  await d.getByLabel('User', { exact: true }).selectOption(bob.id);
+  await d.getByLabel('Name', { exact: true }).fill('bob-by-admin');
+  await d.getByLabel('API access', { exact: true }).selectOption('set:read-only');
+  await d.getByRole('button', { name: 'Generate', exact: true }).click();
+  const minted = await readSecret();
+  await closeSecret();
+  await row('bob-by-admin').getByText('bob', { exact: true }).waitFor();
+  const who = await call('GET', '/users/me', { token: minted });
+  assert.equal(who.status, 200);
+  assert.equal(who.body.user.username, 'bob');
+  await screenshot('admin-api-tokens');
+});
+
+test('admin pages: users, scope sets, policy, signing keys', async () => {
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  await nav.getByRole('link', { name: 'Users' }).click();
+  await page.getByRole('button', { name: 'Add user' }).click();
+  const add = dialog('Add a user');
+  await add.getByLabel('Username', { exact: true }).fill('dave');
+  await add.getByLabel('Display name', { exact: true }).fill('Dave Ops');
+  await add.getByLabel('Role', { exact: true }).selectOption('token_manager');
+  await add.getByRole('button', { name: 'Add user' }).click();
+  const dave = page.locator('tbody tr').filter({ hasText: 'Dave Ops' });
+  await dave.getByText('Token manager').waitFor();
+  await page.getByRole('button', { name: 'Deactivate dave' }).click();
+  await dialog('Deactivate dave?').getByRole('button', { name: 'Deactivate' }).click();
+  await dave.getByText('Deactivated').waitFor();
+  await screenshot('admin-users');
+
+  await nav.getByRole('link', { name: 'Scope sets' }).click();
+  await page.getByRole('button', { name: 'Create scope set' }).click();
+  const create = dialog('Create a scope set');
+  await create.getByLabel('Id', { exact: true }).fill('ops-read');
+  await create.getByLabel('Name', { exact: true }).fill('Ops read');
+  await create.getByRole('searchbox', { name: 'Search methods' }).fill('getenvs');
+  await create.getByRole('checkbox', { name: /^environment\.control\.getenvs\b/ }).check();
+  await create.getByRole('button', { name: 'Create' }).click();
+  const set = page.locator('tbody tr[data-id="ops-read"]');
+  await set.getByText('Ops read').waitFor();
+  await set.getByRole('button', { name: 'Delete Ops read' }).click();
+  await dialog('Delete Ops read?').getByRole('button', { name: 'Delete' }).click();
+  await set.waitFor({ state: 'detached' });
+
+  await nav.getByRole('link', { name: 'Policy' }).click();
+  const lifetime = page.getByLabel('Longest token lifetime (days)', { exact: true });
+  await lifetime.fill('200');
+  await page.getByRole('button', { name: 'Save policy' }).click();
+  await page.getByText('Policy saved.').waitFor();
+  const tenant = await call('GET', '/tenant', { token: adminSession });
+  assert.equal(tenant.body.policy.max_token_lifetime_days, 200);
+
+  await nav.getByRole('link', { name: 'Signing keys' }).click();
+  await page.locator('tbody tr[data-kid]').first().waitFor();
+  assert.equal(await page.locator('tbody tr[data-kid]').count(), 1);
+  await page.getByRole('button', { name: 'Rotate key' }).click();
+  await dialog('Rotate the signing key').getByRole('button', { name: 'Rotate' }).click();
+  await page.locator('tbody tr[data-kid]').nth(1).waitFor();
+  await page.getByText('retiring').waitFor();
+  await screenshot('admin-signing-keys');
+  assert.equal((await call('GET', '/users/me', { token: secret })).status, 200, 'tokens signed with the previous key still verify');
+});
+
+test('an invalid session sends the person back to sign-in with a message', async () => {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'My tokens' }).click();
+  await row('ci-deploy').waitFor();
+  await page.evaluate(() => {
+    const s = JSON.parse(sessionStorage.getItem('sigil.session'));
+    s.token = 'not-a-token';
+    sessionStorage.setItem('sigil.session', JSON.stringify(s));
+  });
+  await page.getByRole('button', { name: 'Refresh' }).click();
+  await page.getByRole('heading', { name: 'Sign in to Sigil' }).waitFor();
+  await page.getByText('Your session is no longer valid').waitFor();
+  await screenshot('session-invalid');
+});
+
+test('a member sees only their own tokens and no admin pages; profile edits are saved', async () => {
+  await signIn('bob', BOB_PASSWORD);
+  await row('bob-ci').waitFor();
+  await row('bob-by-admin').waitFor();
+  assert.equal(await row('ci-deploy').count(), 0);
+  assert.equal(await page.locator('#nav-admin').count(), 0);
+  assert.equal(await page.getByRole('link', { name: 'API tokens' }).count(), 0);
+
+  await page.getByRole('link', { name: 'My profile' }).click();
+  await page.getByRole('heading', { name: 'Contact' }).waitFor();
+  await page.getByLabel('Display name', { exact: true }).fill('Robert Builder');
+  await page.getByRole('button', { name: 'Save contact' }).click();
+  await page.getByText('Contact saved.').waitFor();
+  const me = await call('GET', '/users/me', { token: bob.session });
+  assert.equal(me.body.user.display_name, 'Robert Builder');
+  await screenshot('member-profile');
+});
+
+test('phone width: no horizontal scrolling, dialogs fit', async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.getByRole('link', { name: 'My tokens' }).click();
+  await row('bob-ci').waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page is ${overflow}px wider than the phone`);
+  await screenshot('phone-tokens');
+  await page.getByRole('button', { name: 'Generate', exact: true }).click();
+  const d = dialog('Generate a token');
+  await d.getByLabel('API access', { exact: true }).selectOption({ label: 'Custom: choose methods' });
+  const box = await d.boundingBox();
+  assert.ok(box.x >= 0 && box.x + box.width <= 390, 'the dialog fits the screen');
+  await screenshot('phone-generate', { fullPage: false });
+  await d.getByRole('button', { name: 'Cancel' }).click();
+});
