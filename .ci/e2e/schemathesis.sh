@@ -84,7 +84,7 @@ fuzz() {
     "$VENV/bin/schemathesis" run "$ROOT/openapi/sigil.json" \
     --url "$SIGIL_URL" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection \
-    --phases examples,coverage,fuzzing \
+    --phases examples,coverage,fuzzing,stateful \
     --max-examples "$MAX_EXAMPLES" \
     --seed "$SEED" \
     --workers 1 \

@@ -1320,12 +1320,14 @@ async fn deactivated_users_cannot_log_in_or_use_their_tokens() {
     let r = s.get("/api/v1/users?active=false", &t.admin).await;
     assert_eq!(usernames(&r), vec!["bob"]);
     // Reactivation lets them in again.
-    s.patch(
-        &format!("/api/v1/users/{}", bob.id),
-        &t.admin,
-        json!({"active": true}),
-    )
-    .await;
+    let r = s
+        .patch(
+            &format!("/api/v1/users/{}", bob.id),
+            &t.admin,
+            json!({"active": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let token = s.login("acme", "bob", &bob.password).await;
     assert_eq!(s.get("/api/v1/users/me", &token).await.status, 200);
     s.post(

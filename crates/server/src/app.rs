@@ -14,7 +14,7 @@ use tracing::Instrument;
 use crate::api::{apis, Apis};
 use crate::problem::from_poem_error;
 use crate::state::AppState;
-use crate::{console, metrics, spec, telemetry};
+use crate::{console, metrics, spec, strict_json, telemetry};
 
 pub struct Built {
     pub endpoint: poem::endpoint::BoxEndpoint<'static, Response>,
@@ -45,6 +45,7 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
     let docs_html = service.swagger_ui_html().replacen(&raw, &spec_json, 1);
     let spec_for_route = spec_json.clone();
     let body_limit = state.config.body_limit;
+    let body_types = Arc::new(strict_json::BodyTypes::from_spec(&spec));
     let for_log = state.clone();
     let route = Route::new()
         .nest("/", service)
@@ -65,6 +66,7 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
         );
     let endpoint = route
         .catch_all_error(|err| async move { from_poem_error(err) })
+        .around(move |next, req| strict_json::enforce(next, req, body_types.clone()))
         .around(move |next, req| limit_body(next, req, body_limit))
         .around(root_to_console)
         .around(move |next, req| log_request(next, req, for_log.clone()))
@@ -156,7 +158,7 @@ async fn log_request<E: Endpoint>(
         Err(err) => from_poem_error(err),
     };
     let status = resp.status();
-    span.record("status", status.as_u16());
+    span.record("status", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }

@@ -14,6 +14,7 @@ pub mod problem;
 pub mod run;
 pub mod spec;
 pub mod state;
+pub mod strict_json;
 pub mod telemetry;
 
 pub use config::{Config, ConfigError};

@@ -161,7 +161,8 @@ fn check_expiry(
     // A token may not outlive the (non-session) credential that mints it.
     if !actor.is_session() {
         if let Some(limit) = actor.expires_at {
-            if expires_at.is_none_or(|t| t > limit) {
+            // Whole seconds: the credential's JWT `exp` carries no fraction.
+            if expires_at.is_none_or(|t| t.timestamp() > limit.timestamp()) {
                 return Err(Error::forbidden(
                     "expiry_exceeds_credential",
                     "a token cannot expire later than the token used to create it",
@@ -711,11 +712,15 @@ impl TokenService {
     pub async fn delete(&self, actor: &Principal, id: TokenId) -> Result<Token> {
         let current = self.managed(actor, id).await?;
         let token = Token::try_from(&current)?;
-        entity::Entity::delete_many()
+        let res = entity::Entity::delete_many()
             .filter(entity::Column::TenantId.eq(actor.tenant_id))
             .filter(entity::Column::Id.eq(id))
             .exec(&self.db)
             .await?;
+        // A concurrent delete got there first: only one of them reports the deletion.
+        if res.rows_affected == 0 {
+            return Err(Error::not_found("token"));
+        }
         self.changes
             .publish(Change::Token {
                 tenant: actor.tenant_id,

@@ -72,10 +72,10 @@ async fn active_admins_other_than(
         .await?)
 }
 
-/// Serialises, per tenant, the changes that could remove its last active admin: each one
-/// first writes the tenant's system-user row inside its transaction. That is a row lock on
-/// PostgreSQL and the write lock on SQLite, so the admin count read next is current and
-/// two admins stepping down at once cannot both succeed.
+/// Serialises, per tenant, user updates and deletions (the ones that could remove its last
+/// active admin among them): each first writes the tenant's system-user row inside its
+/// transaction. That is a row lock on PostgreSQL and the write lock on SQLite, so the admin
+/// count read next is current and two admins stepping down at once cannot both succeed.
 async fn lock_admin_changes(conn: &impl ConnectionTrait, tenant: TenantId) -> Result<()> {
     entity::Entity::update_many()
         .col_expr(
@@ -283,9 +283,9 @@ impl UserService {
             || patch.active == Some(false)
             || patch.api_access == Some(false);
         let txn = self.db.begin().await?;
-        if loses_admin {
-            lock_admin_changes(&txn, tenant).await?;
-        }
+        // Always first: on SQLite a transaction that reads before it writes fails (busy
+        // snapshot) when any other write lands in between.
+        lock_admin_changes(&txn, tenant).await?;
         let current = model_in(&txn, tenant, id).await?;
         if current.is_system {
             return Err(Error::forbidden(

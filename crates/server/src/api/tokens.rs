@@ -600,7 +600,12 @@ impl TokensApi {
         p.require_confirmation()?;
         let ids: Vec<TokenId> = body.0.ids.into_iter().map(TokenId).collect();
         let removed = self.0.tokens.delete_many(&p, &ids).await?;
+        // One event per removed token, so each token's history (and its owner's view of
+        // the log) stays complete.
+        let names = self.set_names(&p).await;
         for t in &removed {
+            let mut before = audit_view(&Self::dto(t, &names));
+            before["bulk"] = serde_json::Value::Bool(true);
             self.0
                 .audit(
                     req,
@@ -608,7 +613,7 @@ impl TokensApi {
                     "token.delete",
                     "token",
                     Some(t.id.to_string()),
-                    Some(serde_json::json!({"name": t.name, "bulk": true})),
+                    Some(before),
                     None,
                 )
                 .await;

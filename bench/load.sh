@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# Load test of a real `sigil serve` (release build), on SQLite and on PostgreSQL.
+#
+#   bench/load.sh                      # both backends
+#   BACKENDS=sqlite bench/load.sh      # one backend
+#
+# Every figure is also given as a ratio to scenario (a), GET /healthz, measured in the same
+# run on the same machine, so results from different machines compare.
+#
+# Scenarios (each for DURATION with THREADS wrk threads and CONNECTIONS connections):
+#   a  GET /healthz                           bare route, no credential (baseline)
+#   b  GET /api/v1/authorize                  forward auth, one hot token
+#   c  GET /api/v1/authorize                  TOKENS distinct tokens: cold pass (each token
+#                                             once, every request a cache miss), then warm
+#   d  GET /api/v1/users/me                   a token, one user read
+#   e  POST /api/v1/tokens                    createToken with a tokens.create token
+#   f  POST /api/v1/auth/login                argon2id-bound
+# plus database statements during b and c-warm, and resident memory before and after
+# caching TOKENS verifications.
+#
+# Settings (environment): BACKENDS ("sqlite postgres"), DURATION (10s), THREADS (2),
+# CONNECTIONS (50), TOKENS (10000), PG_URL (postgres://postgres@127.0.0.1:5432),
+# RESULTS (bench/results). Needs curl, python3, psql (for PostgreSQL) and wrk (installed
+# with apt-get when missing).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BACKENDS=${BACKENDS:-"sqlite postgres"}
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-50}
+TOKENS=${TOKENS:-10000}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
+RESULTS=${RESULTS:-$ROOT/bench/results}
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+TENANT=bench
+PASSWORD="bench-password-$RANDOM$RANDOM"
+
+say() { printf '%s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- prerequisites
+say "== building the release binary"
+cargo build --release -p sigil
+BIN=$ROOT/target/release/sigil
+
+if ! command -v wrk >/dev/null; then
+  say "== installing wrk"
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get install -y wrk || { $SUDO apt-get update && $SUDO apt-get install -y wrk; }
+fi
+for tool in curl python3; do
+  command -v "$tool" >/dev/null || { say "missing: $tool"; exit 1; }
+done
+mkdir -p "$RESULTS"
+
+# ---------------------------------------------------------------- helpers
+WORK=$(mktemp -d /tmp/sigil-load.XXXXXX)
+SERVER_PID=
+PG_DB=
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  if [ -n "$PG_DB" ]; then psql "$PG_URL/postgres" -qAtc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+metric() { # metric NAME: the sum of a Prometheus counter/gauge family on /metrics
+  curl -fsS "$BASE/metrics" | awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d\n", s }'
+}
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status"; }
+pg_stats() { # xact_commit tup_returned tup_fetched tup_inserted tup_updated tup_deleted
+  psql "$PG_URL/postgres" -qAt -F' ' -c "SELECT xact_commit, tup_returned, tup_fetched, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database WHERE datname = '$PG_DB'"
+}
+to_ms() { # wrk duration (850.00us, 1.20ms, 2.00s, 1.00m) -> milliseconds
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+    printf "%.3f", n }'
+}
+
+# run NAME ARGS...: wrk with --latency; keeps the raw output, sets RPS P50 P99 NON2XX
+run() {
+  local name=$1; shift
+  local out="$WORK/wrk-$name.txt"
+  wrk --latency --timeout 10s -t"$THREADS" -c"$CONNECTIONS" "$@" >"$out" 2>&1
+  {
+    echo "---- $name: wrk --latency --timeout 10s -t$THREADS -c$CONNECTIONS $*" | sed -E 's/Bearer [^ ]+/Bearer <token>/'
+    cat "$out"
+  } >>"$RAW"
+  RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+  P50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
+  P99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
+  NON2XX=$(awk '/Non-2xx/ { print $5 }' "$out"); NON2XX=${NON2XX:-0}
+  ERRORS=$(awk '/Socket errors/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$out"); ERRORS=${ERRORS:-0}
+}
+
+declare -A R50 R99 RR
+row() { # row KEY LABEL
+  R50[$1]=$P50; R99[$1]=$P99; RR[$1]=$RPS
+  printf '%-4s %-44s %12.1f %9.3f %9.3f %7.3f  %s\n' "$1" "$2" "$RPS" "$P50" "$P99" \
+    "$(awk -v r="$RPS" -v a="${RR[a]}" 'BEGIN { printf "%.3f", r / a }')" \
+    "$( [ "$NON2XX$ERRORS" = 00 ] && echo ok || echo "non-2xx=$NON2XX socket-errors=$ERRORS")" >>"$SUMMARY"
+}
+
+quiet() { sleep 3.5; } # lets the 2 s usage flush and PostgreSQL's 1 s stats flush pass
+
+# ---------------------------------------------------------------- one backend
+bench_backend() {
+  local backend=$1
+  RAW="$RESULTS/$STAMP-$backend.txt"
+  SUMMARY="$WORK/summary-$backend.txt"
+  cat "$WORK/machine.txt" >"$RAW"; : >"$SUMMARY"
+  local data="$WORK/$backend"
+  mkdir -p "$data"
+  export SIGIL_DATA_DIR="$data" SIGIL_LISTEN=127.0.0.1:0
+  unset SIGIL_DATABASE_URL
+  PG_DB=
+  if [ "$backend" = postgres ]; then
+    PG_DB="sigil_load_$(date +%s)_$$"
+    psql "$PG_URL/postgres" -qAtc "CREATE DATABASE $PG_DB" >/dev/null
+    export SIGIL_DATABASE_URL="$PG_URL/$PG_DB"
+  fi
+
+  say "== [$backend] seeding tenant '$TENANT'"
+  printf '%s' "$PASSWORD" | "$BIN" tenant create "$TENANT" --admin-password-stdin >"$data/tenant.json"
+
+  "$BIN" serve --plugin examples/plugins/platform.json >"$data/stdout" 2>"$data/stderr" &
+  SERVER_PID=$!
+  local addr=
+  for _ in $(seq 1 300); do
+    addr=$(sed -nE 's/.*listening on ([0-9.:]+).*/\1/p' "$data/stdout" | head -1)
+    [ -n "$addr" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$data/stderr" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$addr" ] || { say "the server did not start"; exit 1; }
+  BASE="http://$addr"
+  say "== [$backend] sigil serve (pid $SERVER_PID) on $BASE"
+
+  python3 bench/seed.py "$BASE" "$TENANT" "$PASSWORD" "$data" "$TOKENS" | tee -a "$RAW" >&2
+  local hot me minter expires
+  hot=$(cat "$data/hot.token"); me=$(cat "$data/me.token"); minter=$(cat "$data/minter.token")
+  expires=$(date -u -d '+7 days' +%Y-%m-%dT%H:%M:%SZ)
+  local authz=(-H "X-Original-Method: GET" -H "X-Original-URI: /1.0/environment/control/rest/stopenv?envName=x")
+  # Every scenario's request must succeed; check once before measuring.
+  curl -fsS -o /dev/null "${authz[@]}" -H "Authorization: Bearer $hot" "$BASE/api/v1/authorize"
+  curl -fsS -o /dev/null -H "Authorization: Bearer $me" "$BASE/api/v1/users/me"
+
+  {
+    echo "Sigil load test, backend $backend, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION; $TOKENS distinct tokens; commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo
+    printf '%-4s %-44s %12s %9s %9s %7s  %s\n' id scenario "req/s" "p50 ms" "p99 ms" "x (a)" check
+  } >>"$SUMMARY"
+
+  say "== [$backend] (a) GET /healthz"
+  run a -d"$DURATION" "$BASE/healthz"
+  row a "GET /healthz (baseline)"
+
+  say "== [$backend] (b) forward auth, one hot token"
+  quiet
+  local m0 f0 ft0 miss0 pg0="" m1 f1 ft1 miss1 pg1=""
+  f0=$(metric sigil_usage_flush_batches_total); ft0=$(metric sigil_usage_flushed_tokens_total)
+  miss0=$(metric sigil_verification_cache_misses_total)
+  [ -n "$PG_DB" ] && pg0=$(pg_stats)
+  run b -d"$DURATION" "${authz[@]}" -H "Authorization: Bearer $hot" "$BASE/api/v1/authorize"
+  row b "GET /api/v1/authorize, 1 hot token"
+  quiet
+  f1=$(metric sigil_usage_flush_batches_total); ft1=$(metric sigil_usage_flushed_tokens_total)
+  miss1=$(metric sigil_verification_cache_misses_total)
+  [ -n "$PG_DB" ] && pg1=$(pg_stats)
+  db_report b "$pg0" "$pg1" $((f1 - f0)) $((ft1 - ft0)) $((miss1 - miss0))
+
+  say "== [$backend] (c) forward auth, $TOKENS distinct tokens, cold then warm"
+  quiet
+  local rss0 rss1 entries
+  rss0=$(rss_kib)
+  mkdir -p "$WORK/done-$backend"
+  miss0=$(metric sigil_verification_cache_misses_total)
+  TOKENS_FILE="$data/tokens.txt" THREADS=$THREADS MODE=cold DONE_DIR="$WORK/done-$backend" \
+    run_cold "$BASE"
+  miss1=$(metric sigil_verification_cache_misses_total)
+  echo "     cache misses during the cold pass: $((miss1 - miss0)) (expected $TOKENS)" >>"$SUMMARY"
+  quiet
+  f0=$(metric sigil_usage_flush_batches_total); ft0=$(metric sigil_usage_flushed_tokens_total)
+  miss0=$(metric sigil_verification_cache_misses_total)
+  [ -n "$PG_DB" ] && pg0=$(pg_stats)
+  TOKENS_FILE="$data/tokens.txt" THREADS=$THREADS MODE=warm \
+    run c-warm -d"$DURATION" -s bench/wrk/authorize_many.lua "$BASE"
+  row c-w "GET /api/v1/authorize, $TOKENS tokens, warm"
+  quiet
+  f1=$(metric sigil_usage_flush_batches_total); ft1=$(metric sigil_usage_flushed_tokens_total)
+  miss1=$(metric sigil_verification_cache_misses_total)
+  [ -n "$PG_DB" ] && pg1=$(pg_stats)
+  db_report c-warm "$pg0" "$pg1" $((f1 - f0)) $((ft1 - ft0)) $((miss1 - miss0))
+  rss1=$(rss_kib)
+  entries=$(metric sigil_verification_cache_entries)
+  awk -v b="$rss0" -v a="$rss1" -v n="$entries" -v t="$TOKENS" 'BEGIN {
+    per = (a - b) * 1024 / t
+    printf "     memory: VmRSS %.1f MiB before, %.1f MiB after caching %d verifications (cache entries now %d)\n", b / 1024, a / 1024, t, n
+    printf "     memory: %.0f bytes per cached verification -> 1,000,000 cached: %.0f MiB (+ %.0f MiB base) = %.0f MiB\n", per, per * 1e6 / 1048576, b / 1024, per * 1e6 / 1048576 + b / 1024
+  }' >>"$SUMMARY"
+
+  say "== [$backend] (d) GET /api/v1/users/me"
+  run d -d"$DURATION" -H "Authorization: Bearer $me" "$BASE/api/v1/users/me"
+  row d "GET /api/v1/users/me"
+
+  say "== [$backend] (e) POST /api/v1/tokens"
+  TOKEN=$minter OWNERS_FILE="$data/mint_owners.txt" EXPIRES_AT=$expires \
+    run e -d"$DURATION" -s bench/wrk/create_token.lua "$BASE/api/v1/tokens"
+  row e "POST /api/v1/tokens (createToken)"
+
+  say "== [$backend] (f) POST /api/v1/auth/login"
+  TENANT=$TENANT PASSWORD=$PASSWORD run f -d"$DURATION" -s bench/wrk/login.lua "$BASE/api/v1/auth/login"
+  row f "POST /api/v1/auth/login (argon2id)"
+
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
+  if [ -n "$PG_DB" ]; then
+    psql "$PG_URL/postgres" -qAtc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null; PG_DB=
+  fi
+  { echo; echo "==== summary"; cat "$SUMMARY"; } >>"$RAW"
+  echo; cat "$SUMMARY"; echo "raw: $RAW"
+}
+
+# The cold pass: each token once; the script stops its threads and writes done files; we
+# then interrupt wrk (it would otherwise sleep out -d).
+run_cold() {
+  local base=$1 out="$WORK/wrk-c-cold.txt"
+  rm -f "$DONE_DIR"/done-*
+  wrk --latency --timeout 10s -t"$THREADS" -c"$CONNECTIONS" -d120s -s bench/wrk/authorize_many.lua "$base" >"$out" 2>&1 &
+  local wrk_pid=$!
+  while [ "$(find "$DONE_DIR" -name 'done-*' | wc -l)" -lt "$THREADS" ] && kill -0 "$wrk_pid" 2>/dev/null; do
+    sleep 0.05
+  done
+  kill -INT "$wrk_pid" 2>/dev/null || true
+  wait "$wrk_pid" || true
+  { echo "---- c-cold: wrk --latency -t$THREADS -c$CONNECTIONS -s bench/wrk/authorize_many.lua (MODE=cold)"; cat "$out"; } >>"$RAW"
+  RPS=$(awk '/^cold:/ { print $8 }' "$out")
+  P50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
+  P99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
+  NON2XX=$(awk '/^cold:/ { print $10 }' "$out"); NON2XX=${NON2XX:-?}
+  ERRORS=$(awk '/Socket errors/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$out"); ERRORS=${ERRORS:-0}
+  row c-c "GET /api/v1/authorize, $TOKENS tokens, cold"
+}
+
+# db_report SCENARIO PG_BEFORE PG_AFTER FLUSH_BATCHES FLUSHED_TOKENS CACHE_MISSES
+db_report() {
+  local name=$1 before=$2 after=$3 batches=$4 flushed=$5 misses=$6
+  echo "     db during $name: verification cache misses $misses; usage flush: $batches batches updating $flushed token rows" >>"$SUMMARY"
+  if [ -n "$before" ] && [ -n "$after" ]; then
+    read -r x0 r0 fe0 i0 u0 d0 <<<"$before"
+    read -r x1 r1 fe1 i1 u1 d1 <<<"$after"
+    local writes=$(( (i1 - i0) + (u1 - u0) + (d1 - d0) ))
+    echo "     db during $name (pg_stat_database): $((x1 - x0)) transactions, rows inserted $((i1 - i0)) updated $((u1 - u0)) deleted $((d1 - d0)), rows read $(( (r1 - r0) + (fe1 - fe0) )); writes besides the usage flush: $((writes - flushed))" >>"$SUMMARY"
+  fi
+}
+
+{
+  echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
+  echo "wrk: $(wrk -v 2>&1 | head -1 | awk '{ print $2 }'), sigil: $("$BIN" --version)"
+} | tee "$WORK/machine.txt" >&2
+
+for backend in $BACKENDS; do
+  case $backend in
+    sqlite|postgres) ;;
+    *) say "unknown backend $backend"; exit 2 ;;
+  esac
+  bench_backend "$backend"
+done
