@@ -141,3 +141,116 @@ async fn cli_version_help_and_bad_config() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SIGIL_CACHE_TTL_SECS"));
 }
+
+/// SIGTERM drains the server and flushes queued usage before the process exits.
+#[tokio::test]
+async fn sigterm_flushes_usage_and_exits_cleanly() {
+    use std::io::{BufRead, BufReader};
+    let dir = crate::harness::tempdir::TempDir::new();
+    let database_url = crate::harness::fresh_database(&dir.0).await;
+    let bin = env!("CARGO_BIN_EXE_sigil");
+    let env = |cmd: &mut std::process::Command| {
+        cmd.env("SIGIL_DATABASE_URL", &database_url)
+            .env("SIGIL_DATA_DIR", &dir.0)
+            .env("SIGIL_LISTEN", "127.0.0.1:0")
+            .env("SIGIL_USAGE_FLUSH_SECS", "300");
+    };
+    let start = || {
+        let mut cmd = std::process::Command::new(bin);
+        env(&mut cmd);
+        let mut child = cmd
+            .arg("serve")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().unwrap().unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.trim().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        (child, format!("http://{addr}"))
+    };
+    let mut cmd = std::process::Command::new(bin);
+    env(&mut cmd);
+    let out = cmd.args(["tenant", "create", "acme"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("only JSON on stdout");
+    let password = created["admin_password"].as_str().unwrap().to_owned();
+    let (mut child, base) = start();
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"tenant": "acme", "username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = login["token"].as_str().unwrap().to_owned();
+    // A first stop and start: the data survives and the session still verifies.
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "clean exit");
+    let (mut child, base) = start();
+    let confirm = client
+        .post(format!("{base}/api/v1/auth/confirm-password"))
+        .bearer_auth(&session)
+        .json(&json!({"password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirm.status(), 200);
+    let minted: serde_json::Value = client
+        .post(format!("{base}/api/v1/tokens"))
+        .bearer_auth(&session)
+        .json(&json!({"name": "t", "scope_set": "read-only", "expires_at": (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = minted["secret"].as_str().unwrap().to_owned();
+    let id = minted["token"]["id"].as_str().unwrap().to_owned();
+    for _ in 0..5 {
+        client
+            .get(format!("{base}/api/v1/users/me"))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap();
+    }
+    // The flush interval is 5 minutes: only the shutdown flush can write these uses.
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let (mut child, base) = start();
+    let got: serde_json::Value = client
+        .get(format!("{base}/api/v1/tokens/{id}"))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["use_count"], 5, "uses flushed at shutdown: {got}");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

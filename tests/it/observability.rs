@@ -311,7 +311,10 @@ async fn a_verified_call_leaves_spans_and_metrics() {
     let delta = |name: &str, labels: &[(&str, &str)]| {
         sample(&samples, name, labels) - sample(&baseline, name, labels)
     };
-    assert_eq!(delta("sigil_verifications_total", &[("outcome", "ok")]), 2.0);
+    assert_eq!(
+        delta("sigil_verifications_total", &[("outcome", "ok")]),
+        2.0
+    );
     assert_eq!(
         delta(
             "sigil_verifications_total",

@@ -208,7 +208,7 @@ impl AuditLog {
             if let Some(ip) = &ip {
                 update = update.col_expr(entity::Column::ClientIp, Expr::value(Some(ip.clone())));
             }
-            if false && update.exec(&self.db).await?.rows_affected > 0 {
+            if update.exec(&self.db).await?.rows_affected > 0 {
                 continue;
             }
             entity::Entity::insert(entity::ActiveModel {

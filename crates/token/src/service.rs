@@ -524,13 +524,16 @@ impl TokenService {
             query = query.filter(entity::Column::ScopeSet.eq(set));
         }
         if let Some(q) = filter.q.filter(|q| !q.is_empty()) {
-            let pattern = format!("%{}%", q.to_lowercase());
+            let pattern = sigil_core::page::contains_pattern(&q);
             query = query.filter(
                 Condition::any()
-                    .add(Expr::expr(Func::lower(Expr::col(entity::Column::Name))).like(&pattern))
+                    .add(
+                        Expr::expr(Func::lower(Expr::col(entity::Column::Name)))
+                            .like(pattern.clone()),
+                    )
                     .add(
                         Expr::expr(Func::lower(Expr::col(entity::Column::Description)))
-                            .like(&pattern),
+                            .like(pattern),
                     ),
             );
         }

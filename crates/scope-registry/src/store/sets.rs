@@ -95,13 +95,11 @@ impl ScopeSetStore {
     pub async fn list(&self, tenant: TenantId, q: Option<&str>) -> Result<Vec<CustomSet>> {
         let mut query = in_tenant(tenant);
         if let Some(q) = q.filter(|q| !q.is_empty()) {
-            let pattern = format!("%{}%", q.to_lowercase());
+            let pattern = sigil_core::page::contains_pattern(q);
             query = query.filter(
                 Condition::any()
-                    .add(Expr::col(scope_set::Column::Slug).like(&pattern))
-                    .add(
-                        Expr::expr(Func::lower(Expr::col(scope_set::Column::Name))).like(&pattern),
-                    ),
+                    .add(Expr::col(scope_set::Column::Slug).like(pattern.clone()))
+                    .add(Expr::expr(Func::lower(Expr::col(scope_set::Column::Name))).like(pattern)),
             );
         }
         query

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use poem::Request;
 use poem_openapi::payload::{Form, Json};
+use poem_openapi::types::ParseFromJSON;
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
 use sigil_core::Error;
 use uuid::Uuid;
@@ -28,10 +29,41 @@ pub struct IntrospectBody {
     pub client_ip: Option<String>,
 }
 
+/// The same request as a form. A schema of its own, so that generated clients can tell
+/// the JSON body from the form body; checked against [`IntrospectBody`]'s rules (forms
+/// skip poem-openapi's validators).
+#[derive(Object, serde::Deserialize, serde::Serialize)]
+pub struct IntrospectForm {
+    /// The token to check.
+    #[oai(validator(max_length = 8192))]
+    pub token: String,
+    /// Also check this registry method (e.g. `environment.control.stopenv`).
+    #[oai(validator(max_length = 200))]
+    pub method: Option<String>,
+    /// Also check the token's IP filter for this client address.
+    #[oai(validator(max_length = 64))]
+    pub client_ip: Option<String>,
+}
+
+impl TryFrom<IntrospectForm> for IntrospectBody {
+    type Error = ApiError;
+
+    fn try_from(form: IntrospectForm) -> Result<Self, ApiError> {
+        let invalid = |detail: String| {
+            ApiError::bad_request(
+                "bad_request",
+                format!("parse request payload error: {detail}"),
+            )
+        };
+        let value = serde_json::to_value(form).map_err(|e| invalid(e.to_string()))?;
+        IntrospectBody::parse_from_json(Some(value)).map_err(|e| invalid(e.into_message()))
+    }
+}
+
 #[derive(ApiRequest)]
 pub enum IntrospectRequest {
     Json(Json<IntrospectBody>),
-    Form(Form<IntrospectBody>),
+    Form(Form<IntrospectForm>),
 }
 
 /// RFC 7662-style answer; when `active` is false, `code` says why.
@@ -109,7 +141,8 @@ impl VerifyApi {
     ) -> ApiResult<IntrospectResponse> {
         let caller = self.0.principal(req, "sigil.introspect").await?;
         let body = match body {
-            IntrospectRequest::Json(Json(b)) | IntrospectRequest::Form(Form(b)) => b,
+            IntrospectRequest::Json(Json(b)) => b,
+            IntrospectRequest::Form(Form(f)) => f.try_into()?,
         };
         let ip = match body.client_ip.as_deref().map(str::parse::<IpAddr>) {
             Some(Ok(ip)) => Some(ip),
