@@ -7,6 +7,7 @@
 mod harness;
 
 mod client;
+mod conformance;
 mod foundation;
 mod nginx;
 mod observability;

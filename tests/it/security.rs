@@ -6,8 +6,10 @@
 //! (PostgreSQL through a proxy the test can cut).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use reqwest::Method;
@@ -31,6 +33,8 @@ struct SpecOp {
     path_params: Vec<String>,
     query_params: Vec<String>,
     body_required: bool,
+    /// The documented maximum of the `limit` query parameter, if any.
+    limit_max: Option<u64>,
 }
 
 async fn spec_operations(s: &TestServer) -> Vec<SpecOp> {
@@ -67,6 +71,12 @@ async fn spec_operations(s: &TestServer) -> Vec<SpecOp> {
                 path_params: params("path"),
                 query_params: params("query"),
                 body_required: op["requestBody"]["required"] == true,
+                limit_max: op["parameters"].as_array().and_then(|ps| {
+                    ps.iter()
+                        .find(|p| p["in"] == "query" && p["name"] == "limit")
+                        .and_then(|p| p["schema"]["maximum"].as_f64())
+                        .map(|m| m as u64)
+                }),
             });
         }
     }
@@ -515,7 +525,8 @@ async fn lower_roles_cannot_call_admin_operations() {
 
 #[tokio::test]
 async fn regenerate_racing_verifications_never_revives_the_old_secret() {
-    let s = TestServer::start().await;
+    // Hundreds of refusals from one address on purpose: no refusal limit here.
+    let s = TestServer::start_with(|c| c.refusal_limit_per_minute = 0).await;
     let t = s.tenant_admin("acme").await;
     let (token, mut secret) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
     let id = token["id"].as_str().unwrap().to_owned();
@@ -729,4 +740,622 @@ async fn ten_concurrent_rotations_leave_one_active_key_and_old_tokens_working() 
     )
     .unwrap();
     assert_eq!(header["kid"], active[0]["kid"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Limits.
+
+#[tokio::test]
+async fn page_sizes_are_capped_on_every_list() {
+    let s = TestServer::start().await;
+    let t = s.tenant_admin("acme").await;
+    let op_token = s.operator_token();
+    let ops = spec_operations(&s).await;
+    let mut lists = BTreeSet::new();
+    for op in ops
+        .iter()
+        .filter(|o| o.query_params.iter().any(|p| p == "limit"))
+    {
+        let token = if operator_methods().contains(op.method.as_str()) {
+            &op_token
+        } else {
+            &t.admin
+        };
+        // Lists of tenant data page by at most 200; the method catalog (read from the
+        // in-memory registry) by at most 1000.
+        let max = op
+            .limit_max
+            .unwrap_or_else(|| panic!("{}: limit without a maximum", op.id));
+        let cap = if op.id == "listMethods" { 1000 } else { 200 };
+        assert!(max <= cap, "{}: limit up to {max}", op.id);
+        for (limit, ok) in [
+            (max, true),
+            (max + 1, false),
+            (1_000_000, false),
+            (0, false),
+        ] {
+            let path = format!("{}?limit={limit}", op.path);
+            let r = s.call(op.verb.clone(), &path, Some(token), None).await;
+            if ok {
+                assert_eq!(r.status, 200, "{path}: {}", r.body);
+            } else {
+                assert_eq!(r.status, 400, "{path}: {}", r.body);
+                assert!(!r.code().is_empty(), "{path}: {}", r.body);
+            }
+        }
+        lists.insert(op.id.clone());
+    }
+    for list in [
+        "listTokens",
+        "listUsers",
+        "listTenants",
+        "listMethods",
+        "listAuditEvents",
+    ] {
+        assert!(lists.contains(list), "{list} takes a limit: {lists:?}");
+    }
+}
+
+async fn set_policy(s: &TestServer, t: &Tenant, change: impl FnOnce(&mut Value)) {
+    let mut policy = s.get("/api/v1/tenant", &t.admin).await.body["policy"].clone();
+    change(&mut policy);
+    let r = s
+        .call(
+            Method::PUT,
+            "/api/v1/tenant/policy",
+            Some(&t.admin),
+            Some(policy),
+        )
+        .await;
+    assert_eq!(r.status, 200, "updateTenantPolicy: {}", r.body);
+}
+
+#[tokio::test]
+async fn tokens_per_user_are_capped_even_when_created_at_once() {
+    let s = TestServer::start().await;
+    let t = s.tenant_admin("acme").await;
+    set_policy(&s, &t, |p| p["max_tokens_per_user"] = json!(3)).await;
+    let bob = s.user(&t, "bob", "member", "person").await;
+    let body = || json!({"name": "x", "scope_set": "read-only", "expires_at": days(5)});
+    let mut first = None;
+    for _ in 0..3 {
+        let r = s.post("/api/v1/tokens", &bob.token, body()).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        first.get_or_insert(r.body["token"]["id"].as_str().unwrap().to_owned());
+    }
+    s.post("/api/v1/tokens", &bob.token, body())
+        .await
+        .expect(409, "token_limit_reached");
+    let first = first.unwrap();
+    s.call(
+        Method::POST,
+        &format!("/api/v1/tokens/{first}/copy"),
+        Some(&bob.token),
+        None,
+    )
+    .await
+    .expect(409, "token_limit_reached");
+    // An admin minting for bob is held to bob's limit too.
+    s.post(
+        "/api/v1/tokens",
+        &t.admin,
+        json!({"name": "x", "scope_set": "read-only", "expires_at": days(5), "owner_id": bob.id}),
+    )
+    .await
+    .expect(409, "token_limit_reached");
+    // Deleting one makes room for one.
+    let r = s
+        .delete(&format!("/api/v1/tokens/{first}"), &bob.token)
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = s.post("/api/v1/tokens", &bob.token, body()).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // Eight creations at once for a user with none: exactly three succeed.
+    let carol = s.user(&t, "carol", "member", "person").await;
+    let racing = (0..8).map(|_| s.post("/api/v1/tokens", &carol.token, body()));
+    let answers = futures::future::join_all(racing).await;
+    let created = answers.iter().filter(|r| r.status == 201).count();
+    for r in answers.iter().filter(|r| r.status != 201) {
+        r.expect(409, "token_limit_reached");
+    }
+    assert_eq!(
+        created,
+        3,
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    let list = s.get("/api/v1/tokens", &carol.token).await;
+    assert_eq!(list.body["total"], 3, "{}", list.body);
+}
+
+#[tokio::test]
+async fn scope_sets_and_id_lists_are_bounded() {
+    let s = TestServer::start().await;
+    let t = s.tenant_admin("acme").await;
+    let entries = |n: usize| -> Vec<String> { (0..n).map(|i| format!("x{i}.y.z")).collect() };
+    let r = s
+        .post(
+            "/api/v1/scope-sets",
+            &t.admin,
+            json!({"id": "big", "name": "Big", "methods": entries(501)}),
+        )
+        .await;
+    assert!(matches!(r.status.as_u16(), 400 | 422), "{}", r.body);
+    assert!(!r.code().is_empty());
+    let r = s
+        .post(
+            "/api/v1/scope-sets",
+            &t.admin,
+            json!({"id": "small", "name": "Small", "methods": ["tokens.list"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let before = s.get("/api/v1/scope-sets/small", &t.admin).await.body;
+    let r = s
+        .patch(
+            "/api/v1/scope-sets/small",
+            &t.admin,
+            json!({"methods": entries(501)}),
+        )
+        .await;
+    assert!(matches!(r.status.as_u16(), 400 | 422), "{}", r.body);
+    assert_eq!(
+        s.get("/api/v1/scope-sets/small", &t.admin).await.body,
+        before
+    );
+    // A token's own method list and a bulk delete are bounded too.
+    let r = s
+        .post(
+            "/api/v1/tokens",
+            &t.admin,
+            json!({"name": "x", "methods": entries(1001), "expires_at": days(5)}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let ids: Vec<String> = (0..501).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let r = s
+        .post("/api/v1/tokens/bulk-delete", &t.admin, json!({"ids": ids}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
+#[tokio::test]
+async fn huge_headers_get_a_client_error() {
+    let s = TestServer::start().await;
+    let t = s.tenant_admin("acme").await;
+    let big = "a".repeat(100 * 1024);
+    for (name, value) in [
+        ("x-junk", big.clone()),
+        ("authorization", format!("Bearer {big}")),
+        ("auth-token", big.clone()),
+    ] {
+        let mut req = s.client.get(s.url("/api/v1/users/me")).header(name, value);
+        if name == "x-junk" {
+            // With a valid credential: the size alone refuses it.
+            req = req.bearer_auth(&t.admin);
+        }
+        match req.send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                assert!(
+                    status == 431 || status == 400 || (name != "x-junk" && status == 401),
+                    "a 100 KB {name} header: {status}"
+                );
+            }
+            // Closing the connection instead of answering is a refusal too, not a 500.
+            Err(e) => assert!(!e.is_timeout(), "{name}: {e}"),
+        }
+    }
+    // Many small headers.
+    let mut req = s
+        .client
+        .get(s.url("/api/v1/users/me"))
+        .bearer_auth(&t.admin);
+    for i in 0..300 {
+        req = req.header(format!("x-h{i}"), "v");
+    }
+    if let Ok(r) = req.send().await {
+        assert!(
+            matches!(r.status().as_u16(), 400 | 431),
+            "300 headers: {}",
+            r.status()
+        );
+    }
+    // The server is fine afterwards.
+    assert_eq!(s.get("/api/v1/users/me", &t.admin).await.status, 200);
+}
+
+/// Opens a raw connection, sends `data`, and returns how long the server kept it open
+/// (up to `limit`), reading whatever it answers.
+async fn held_open(addr: SocketAddr, data: &[u8], limit: Duration) -> (Duration, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(data).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(
+            tokio::time::Instant::from_std(started + limit),
+            sock.read(&mut buf),
+        )
+        .await
+        {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    (
+        started.elapsed(),
+        String::from_utf8_lossy(&got).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed() {
+    let s = TestServer::start_with(|c| {
+        c.header_read_timeout_secs = 1;
+        c.idle_timeout_secs = 2;
+    })
+    .await;
+    let addr: SocketAddr = s.base.trim_start_matches("http://").parse().unwrap();
+    let limit = Duration::from_secs(15);
+    // A request head that stops half-way (slowloris).
+    let (held, _) = held_open(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", limit).await;
+    assert!(
+        held < Duration::from_secs(5),
+        "an unfinished head held {held:?}"
+    );
+    // A connection that never sends anything.
+    let (held, _) = held_open(addr, b"", limit).await;
+    assert!(
+        held < Duration::from_secs(5),
+        "a silent connection held {held:?}"
+    );
+    // A head trickled a byte at a time, never silent for long: cut at the head deadline.
+    {
+        use tokio::io::AsyncWriteExt;
+        let started = Instant::now();
+        let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut cut = false;
+        for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+            if sock.write_all(&[*b]).await.is_err() {
+                cut = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            cut,
+            "a trickled head was still open after {:?}",
+            started.elapsed()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // A kept-alive connection after a complete request is closed once idle.
+    let (held, answer) = held_open(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", limit).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        held < Duration::from_secs(8),
+        "an idle keep-alive held {held:?}"
+    );
+    // A slow body after a prompt head is not a slow head: it is answered.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let body = br#"{"tenant":"nope","username":"x","password":"y"}"#;
+        let head = format!(
+            "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        sock.write_all(head.as_bytes()).await.unwrap();
+        for chunk in body.chunks(12) {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            sock.write_all(chunk).await.unwrap();
+        }
+        let mut answer = String::new();
+        tokio::time::timeout(limit, sock.read_to_string(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    }
+    // Two requests on one connection, the second after a pause shorter than the idle limit.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+        sock.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = sock.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        sock.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        sock.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn refused_verifications_are_limited_per_client_address() {
+    let s = TestServer::start_with(|c| {
+        c.refusal_limit_per_minute = 20;
+        // The test names its client addresses through a trusted proxy (itself).
+        c.trusted_proxies = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    let t = s.tenant_admin("acme").await;
+    let (_, good) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
+    let (gone, gone_secret) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
+    let r = s
+        .delete(&format!("/api/v1/tokens/{}", gone["id"].as_str().unwrap()), &t.admin)
+        .await;
+    assert_eq!(r.status, 204);
+    let from = |ip: &str, token: &str| {
+        s.client
+            .get(s.url("/api/v1/users/me"))
+            .header("x-forwarded-for", ip)
+            .bearer_auth(token)
+            .send()
+    };
+    let attacker = "203.0.113.7";
+    for i in 0..20 {
+        let bad = if i % 2 == 0 { "garbage" } else { gone_secret.as_str() };
+        let r = Resp::from(from(attacker, bad).await.unwrap()).await;
+        assert_eq!(r.status, 401, "refusal {i} keeps its code: {}", r.body);
+        assert!(r.code().starts_with("token_"), "{}", r.body);
+    }
+    for bad in ["garbage", gone_secret.as_str(), "another-guess"] {
+        let r = Resp::from(from(attacker, bad).await.unwrap()).await;
+        r.expect(429, "too_many_refusals");
+        let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    }
+    // Forward auth from the same address is limited as well.
+    let r = Resp::from(
+        s.client
+            .get(s.url("/api/v1/authorize"))
+            .header("x-forwarded-for", attacker)
+            .header("x-original-uri", "/api/v1/users/me")
+            .bearer_auth("garbage")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    r.expect(429, "too_many_refusals");
+    // A valid credential from the same address keeps working, via either path.
+    let r = Resp::from(from(attacker, &good).await.unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = s
+        .client
+        .get(s.url("/api/v1/authorize"))
+        .header("x-forwarded-for", attacker)
+        .header("x-original-uri", "/api/v1/users/me")
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Other addresses are not affected.
+    let r = Resp::from(from("198.51.100.9", "garbage").await.unwrap()).await;
+    r.expect(401, "token_malformed");
+    // Rights refusals (403) of a valid credential are not counted.
+    let (_, narrow) = s
+        .mint(&t.admin, json!({"name": "narrow", "methods": ["me.get"]}))
+        .await;
+    for _ in 0..25 {
+        let r = Resp::from(
+            s.client
+                .get(s.url("/api/v1/tokens"))
+                .header("x-forwarded-for", "198.51.100.10")
+                .bearer_auth(&narrow)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        r.expect(403, "method_not_in_scope");
+    }
+    let r = Resp::from(from("198.51.100.10", "garbage").await.unwrap()).await;
+    r.expect(401, "token_malformed");
+}
+
+// ---------------------------------------------------------------------------------------
+// Database faults.
+
+/// A TCP proxy to the database that the test can cut (every connection closed, new ones
+/// closed at once) and restore.
+struct CutProxy {
+    addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CutProxy {
+    async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let (cuts, _) = tokio::sync::watch::channel(0u64);
+        let task = {
+            let open = open.clone();
+            let cuts = cuts.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut client, _)) = listener.accept().await else {
+                        return;
+                    };
+                    if !open.load(Ordering::Acquire) {
+                        drop(client);
+                        continue;
+                    }
+                    let target = target.clone();
+                    let mut cut = cuts.subscribe();
+                    tokio::spawn(async move {
+                        let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = cut.changed() => {}
+                        }
+                    });
+                }
+            })
+        };
+        Self {
+            addr,
+            open,
+            cuts,
+            task,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::Release);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.task.abort();
+    }
+}
+
+/// `host:port` of a PostgreSQL URL.
+fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap().to_owned()
+}
+
+fn assert_unavailable(r: &Resp, what: &str) {
+    assert_eq!(r.status, 503, "{what}: {}", r.body);
+    r.expect(503, "service_unavailable");
+    let retry: u64 = r
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("{what}: no Retry-After"))
+        .parse()
+        .unwrap();
+    assert!(retry >= 1, "{what}");
+}
+
+async fn authorize(s: &TestServer, secret: &str) -> Resp {
+    Resp::from(
+        s.client
+            .get(s.url("/api/v1/authorize"))
+            .header("x-original-uri", "/api/v1/users/me")
+            .bearer_auth(secret)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn database_outage_answers_503_keeps_cached_verification_and_recovers() {
+    let Some(base) = crate::harness::pg_base_url() else {
+        eprintln!("skipped: database faults are tested on PostgreSQL (set SIGIL_TEST_DATABASE_URL)");
+        return;
+    };
+    let target = host_port(&base);
+    let proxy = CutProxy::start(target.clone()).await;
+    let via = proxy.addr.to_string();
+    let s = TestServer::start_with(|c| {
+        c.database_url = c.database_url.replacen(&target, &via, 1);
+        c.refusal_limit_per_minute = 0;
+    })
+    .await;
+    let t = s.tenant_admin("acme").await;
+    let (cached, cached_secret) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
+    let cached_id = cached["id"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        assert_eq!(authorize(&s, &cached_secret).await.status, 200);
+    }
+    s.flush_usage().await;
+    let (_, fresh_secret) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
+    let (last, _) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
+    let last_id = last["id"].as_str().unwrap().to_owned();
+
+    proxy.cut();
+    let started = Instant::now();
+    // Everything that needs the database answers 503 with Retry-After, never 500.
+    let r = s.get("/api/v1/tokens", &t.admin).await;
+    assert_unavailable(&r, "listTokens");
+    let r = s
+        .post(
+            "/api/v1/tokens",
+            &t.admin,
+            json!({"name": "x", "scope_set": "read-only", "expires_at": days(5)}),
+        )
+        .await;
+    assert_unavailable(&r, "createToken");
+    let r = s.get("/api/v1/tenant", &t.admin).await;
+    assert_unavailable(&r, "getMyTenant");
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"tenant": "acme", "username": "admin", "password": t.admin_password})),
+        )
+        .await;
+    assert_unavailable(&r, "login");
+    // A credential not seen before cannot be checked: 503, not a refusal.
+    let r = s.get("/api/v1/users/me", &fresh_secret).await;
+    assert_unavailable(&r, "verifying an uncached token");
+    let r = s.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    // A token verified before the outage keeps working (forward auth needs no database).
+    for _ in 0..5 {
+        let r = authorize(&s, &cached_secret).await;
+        assert_eq!(r.status, 200, "cached verification during the outage: {}", r.body);
+    }
+    // Garbage is still refused precisely.
+    authorize(&s, "garbage").await.expect(401, "token_malformed");
+    // A flush while the database is away keeps the counts for later.
+    assert!(s.state().usage.flush(&s.state().db).await.is_err());
+    let outage = started.elapsed();
+    assert!(outage < Duration::from_secs(120), "503s took {outage:?}");
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = s.call(Method::GET, "/readyz", None, None).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz did not recover: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.flush_usage().await;
+    let got = s.get(&format!("/api/v1/tokens/{cached_id}"), &t.admin).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.body["use_count"], 8, "uses during the outage were kept: {}", got.body);
+    let got = s.get(&format!("/api/v1/tokens/{last_id}"), &t.admin).await;
+    assert_eq!(got.status, 200, "a token created before the cut: {}", got.body);
+    let (_, after) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
+    assert_eq!(s.get("/api/v1/users/me", &after).await.status, 200);
+    assert_eq!(s.get("/api/v1/users/me", &fresh_secret).await.status, 200);
+    let login = s.login("acme", "admin", &t.admin_password).await;
+    assert_eq!(s.get("/api/v1/tenant", &login).await.status, 200);
 }

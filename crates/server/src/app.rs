@@ -68,6 +68,7 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
         .catch_all_error(|err| async move { from_poem_error(err) })
         .around(move |next, req| strict_json::enforce(next, req, body_types.clone()))
         .around(move |next, req| limit_body(next, req, body_limit))
+        .around(limit_headers)
         .around(root_to_console)
         .around(move |next, req| log_request(next, req, for_log.clone()))
         .boxed();
@@ -79,6 +80,27 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
 async fn root_to_console<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
     if req.uri().path() == "/" {
         return Ok(poem::web::Redirect::see_other("/console/").into_response());
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// The most header bytes (names and values) a request may carry. hyper accepts heads of
+/// several hundred kilobytes; nothing Sigil reads needs more than a few.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Refuses requests whose headers add up to more than [`MAX_HEADER_BYTES`] with 431.
+async fn limit_headers<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if size > MAX_HEADER_BYTES {
+        return Ok(crate::problem::problem_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "the request headers are too large",
+        ));
     }
     next.call(req).await.map(IntoResponse::into_response)
 }

@@ -41,6 +41,14 @@ pub struct Config {
     pub argon2: PasswordParams,
     /// Seconds to wait for in-flight requests at shutdown.
     pub shutdown_grace_secs: u64,
+    /// Refused verifications (401) allowed per client address and minute; past that, bad
+    /// credentials from the address answer 429 until the minute is over (valid ones keep
+    /// working). 0 turns the limit off.
+    pub refusal_limit_per_minute: u32,
+    /// Seconds a connection may stay silent (no byte read or written) before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds a client has to send a complete request head (slow-client protection).
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -63,6 +71,9 @@ impl Default for Config {
             plugins: Vec::new(),
             argon2: PasswordParams::default(),
             shutdown_grace_secs: 20,
+            refusal_limit_per_minute: 600,
+            idle_timeout_secs: 60,
+            header_read_timeout_secs: 15,
         }
     }
 }
@@ -92,6 +103,9 @@ const KEYS: &[&str] = &[
     "audit_retention_days",
     "plugins",
     "shutdown_grace_secs",
+    "refusal_limit_per_minute",
+    "idle_timeout_secs",
+    "header_read_timeout_secs",
 ];
 
 fn is_known_key(key: &str) -> bool {
@@ -222,6 +236,15 @@ impl Config {
         }
         if self.cache_ttl_secs == 0 || self.cache_ttl_secs > 3600 {
             return Err(bad("SIGIL_CACHE_TTL_SECS", "must be between 1 and 3600"));
+        }
+        if self.idle_timeout_secs == 0 || self.idle_timeout_secs > 3600 {
+            return Err(bad("SIGIL_IDLE_TIMEOUT_SECS", "must be between 1 and 3600"));
+        }
+        if self.header_read_timeout_secs == 0 || self.header_read_timeout_secs > 300 {
+            return Err(bad(
+                "SIGIL_HEADER_READ_TIMEOUT_SECS",
+                "must be between 1 and 300",
+            ));
         }
         if self.usage_flush_secs == 0 || self.usage_flush_secs > 300 {
             return Err(bad("SIGIL_USAGE_FLUSH_SECS", "must be between 1 and 300"));

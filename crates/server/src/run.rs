@@ -237,6 +237,10 @@ async fn serve_with(
         .into_acceptor()
         .await
         .map_err(|e| Error::invalid("listen", format!("cannot listen on {addr}: {e}")))?;
+    let acceptor = crate::conn::HeadDeadline::new(
+        acceptor,
+        Duration::from_secs(state.config.header_read_timeout_secs),
+    );
     let bound = acceptor
         .local_addr()
         .first()
@@ -246,7 +250,11 @@ async fn serve_with(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = spawn_background(state.clone(), stop_rx);
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+    // Connections silent for this long are closed (idle keep-alives); a request head that
+    // does not arrive in time is cut by `HeadDeadline` (see conn.rs and SECURITY.md).
+    let idle = Duration::from_secs(state.config.idle_timeout_secs);
     let result = poem::Server::new_with_acceptor(acceptor)
+        .idle_timeout(idle)
         .run_with_graceful_shutdown(app.endpoint, shutdown, Some(grace))
         .await;
     tracing::info!("shutting down: flushing usage and audit");

@@ -37,6 +37,8 @@ pub struct AppState {
     pub throttle: LoginThrottle,
     pub builtin: std::sync::OnceLock<PluginManifest>,
     pub metrics: crate::metrics::Metrics,
+    /// Refused verifications per client address (429 past the limit).
+    pub refusals: crate::refusals::RefusalLimiter,
 }
 
 impl AppState {
@@ -77,6 +79,7 @@ impl AppState {
             },
             config.trusted_proxy_nets(),
         );
+        let config_refusal_limit = config.refusal_limit_per_minute;
         let state = Arc::new(Self {
             audit: AuditLog::new(db.clone()),
             throttle: LoginThrottle::new(),
@@ -95,6 +98,7 @@ impl AppState {
             usage,
             builtin: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::new(),
+            refusals: crate::refusals::RefusalLimiter::new(config_refusal_limit),
         });
         state.metrics.register_observers(Arc::downgrade(&state));
         Ok(state)
@@ -184,16 +188,30 @@ impl AppState {
             .await
         {
             Ok(caller) => Ok(caller),
-            Err(refusal) => {
-                self.audit.note_refusal(
-                    refusal.tenant_id(),
-                    refusal.token_id(),
-                    refusal.code,
-                    ip.map(|i| i.to_string()),
-                );
-                Err(refusal.into())
+            Err(refusal) => Err(self.refusal(refusal, ip)),
+        }
+    }
+
+    /// Answers a refused verification: audited and counted against the client address;
+    /// past the address's limit, a bad credential (401) answers 429 instead.
+    pub fn refusal(&self, refusal: sigil_token::Refusal, ip: Option<std::net::IpAddr>) -> ApiError {
+        if !refusal.forbidden && refusal.code != "service_unavailable" {
+            if let Some(retry_after_secs) = self.refusals.refused(ip) {
+                return sigil_core::Error::TooMany {
+                    code: "too_many_refusals",
+                    detail: "too many refused credentials from this address; retry later".into(),
+                    retry_after_secs,
+                }
+                .into();
             }
         }
+        self.audit.note_refusal(
+            refusal.tenant_id(),
+            refusal.token_id(),
+            refusal.code,
+            ip.map(|i| i.to_string()),
+        );
+        refusal.into()
     }
 
     /// A tenant user's principal allowed to call `method`.

@@ -127,23 +127,34 @@ impl ChangeFeed {
     async fn listen_forever(&self) {
         let pool = self.db.get_postgres_connection_pool().clone();
         let mut first = true;
+        // Engines without LISTEN (CockroachDB) fail every attempt: back off so the log is
+        // not flooded; the cache TTL bounds staleness meanwhile.
+        let mut delay = Duration::from_millis(500);
         loop {
             match sqlx::postgres::PgListener::connect_with(&pool).await {
-                Ok(mut listener) => {
-                    if let Err(e) = listener.listen(CHANNEL).await {
-                        tracing::warn!(error = %e, "cannot LISTEN for changes");
-                    } else {
+                Ok(mut listener) => match listener.listen(CHANNEL).await {
+                    Ok(()) => {
                         if !first {
                             self.deliver(Change::All);
                         }
                         first = false;
+                        delay = Duration::from_millis(500);
                         self.pump(&mut listener).await;
                         self.deliver(Change::All);
+                        // Caches are cleared on reconnecting (above), not on losing the
+                        // connection: while the database is away, cached verifications keep
+                        // working (nothing can change meanwhile; the TTL bounds staleness).
                     }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?delay, "cannot LISTEN for changes")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "change listener cannot connect")
                 }
-                Err(e) => tracing::warn!(error = %e, "change listener cannot connect"),
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(60));
         }
     }
 

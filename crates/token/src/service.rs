@@ -296,10 +296,28 @@ impl TokenService {
         let owner = self.owner_for(actor, &new).await?;
         check_expiry(&actor.policy, actor, new.expires_at)?;
         self.check_scope(actor, &owner, &new.scope).await?;
+        // The secret is signed first (it may read the signing key); then the count and the
+        // insert run under a lock on the owner's row, so concurrent creations cannot pass
+        // the limit together (a row lock on PostgreSQL; on SQLite the write lock, taken
+        // before the count).
+        let id = TokenId::new();
+        let secret = self
+            .mint_secret(actor.tenant_id, owner.id, id, 1, new.kind, new.expires_at)
+            .await?;
+        let txn = self.db.begin().await?;
+        sigil_user::entity::Entity::update_many()
+            .col_expr(
+                sigil_user::entity::Column::UpdatedAt,
+                Expr::col(sigil_user::entity::Column::UpdatedAt).into(),
+            )
+            .filter(sigil_user::entity::Column::TenantId.eq(actor.tenant_id))
+            .filter(sigil_user::entity::Column::Id.eq(owner.id))
+            .exec(&txn)
+            .await?;
         let owned = in_tenant(actor.tenant_id)
             .filter(entity::Column::OwnerId.eq(owner.id))
             .filter(entity::Column::Kind.ne(TokenKind::Session.as_str()))
-            .count(&self.db)
+            .count(&txn)
             .await?;
         if owned >= u64::from(actor.policy.max_tokens_per_user) {
             return Err(Error::conflict(
@@ -310,15 +328,20 @@ impl TokenService {
                 ),
             ));
         }
-        self.insert(
+        let minted = Self::store(
+            &txn,
             actor.tenant_id,
             &owner,
             Some(actor.user_id),
             new.kind,
             new,
             ip_filter,
+            id,
+            secret,
         )
-        .await
+        .await?;
+        txn.commit().await?;
+        Ok(minted)
     }
 
     async fn insert(
@@ -334,6 +357,24 @@ impl TokenService {
         let secret = self
             .mint_secret(tenant, owner.id, id, 1, kind, new.expires_at)
             .await?;
+        Self::store(
+            &self.db, tenant, owner, created_by, kind, new, ip_filter, id, secret,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store(
+        conn: &impl sea_orm::ConnectionTrait,
+        tenant: TenantId,
+        owner: &User,
+        created_by: Option<UserId>,
+        kind: TokenKind,
+        new: NewToken,
+        ip_filter: Vec<String>,
+        id: TokenId,
+        secret: String,
+    ) -> Result<Minted> {
         let now = sigil_core::now();
         let (scope_set, scope_methods) = match &new.scope {
             Scope::Set(s) => (Some(s.clone()), None),
@@ -368,7 +409,7 @@ impl TokenService {
             last_used_ip: Set(None),
             revoked_at: Set(None),
         }
-        .insert(&self.db)
+        .insert(conn)
         .await?;
         Ok(Minted {
             token: Token::try_from(&model)?,

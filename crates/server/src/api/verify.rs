@@ -235,13 +235,7 @@ impl VerifyApi {
             })?;
         let refused = |r: sigil_token::Refusal| {
             self.0.verifier.note_outcome(r.code);
-            self.0.audit.note_refusal(
-                r.tenant_id(),
-                r.token_id(),
-                r.code,
-                ip.map(|i| i.to_string()),
-            );
-            ApiError::from(r)
+            self.0.refusal(r, ip)
         };
         let principal = match self
             .0
