@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -1098,7 +1098,10 @@ async fn refused_verifications_are_limited_per_client_address() {
     let (_, good) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
     let (gone, gone_secret) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
     let r = s
-        .delete(&format!("/api/v1/tokens/{}", gone["id"].as_str().unwrap()), &t.admin)
+        .delete(
+            &format!("/api/v1/tokens/{}", gone["id"].as_str().unwrap()),
+            &t.admin,
+        )
         .await;
     assert_eq!(r.status, 204);
     let from = |ip: &str, token: &str| {
@@ -1110,7 +1113,11 @@ async fn refused_verifications_are_limited_per_client_address() {
     };
     let attacker = "203.0.113.7";
     for i in 0..20 {
-        let bad = if i % 2 == 0 { "garbage" } else { gone_secret.as_str() };
+        let bad = if i % 2 == 0 {
+            "garbage"
+        } else {
+            gone_secret.as_str()
+        };
         let r = Resp::from(from(attacker, bad).await.unwrap()).await;
         assert_eq!(r.status, 401, "refusal {i} keeps its code: {}", r.body);
         assert!(r.code().starts_with("token_"), "{}", r.body);
@@ -1274,7 +1281,9 @@ async fn authorize(s: &TestServer, secret: &str) -> Resp {
 #[tokio::test]
 async fn database_outage_answers_503_keeps_cached_verification_and_recovers() {
     let Some(base) = crate::harness::pg_base_url() else {
-        eprintln!("skipped: database faults are tested on PostgreSQL (set SIGIL_TEST_DATABASE_URL)");
+        eprintln!(
+            "skipped: database faults are tested on PostgreSQL (set SIGIL_TEST_DATABASE_URL)"
+        );
         return;
     };
     let target = host_port(&base);
@@ -1328,10 +1337,16 @@ async fn database_outage_answers_503_keeps_cached_verification_and_recovers() {
     // A token verified before the outage keeps working (forward auth needs no database).
     for _ in 0..5 {
         let r = authorize(&s, &cached_secret).await;
-        assert_eq!(r.status, 200, "cached verification during the outage: {}", r.body);
+        assert_eq!(
+            r.status, 200,
+            "cached verification during the outage: {}",
+            r.body
+        );
     }
     // Garbage is still refused precisely.
-    authorize(&s, "garbage").await.expect(401, "token_malformed");
+    authorize(&s, "garbage")
+        .await
+        .expect(401, "token_malformed");
     // A flush while the database is away keeps the counts for later.
     assert!(s.state().usage.flush(&s.state().db).await.is_err());
     let outage = started.elapsed();
@@ -1344,15 +1359,29 @@ async fn database_outage_answers_503_keeps_cached_verification_and_recovers() {
         if r.status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "/readyz did not recover: {}", r.body);
+        assert!(
+            Instant::now() < deadline,
+            "/readyz did not recover: {}",
+            r.body
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     s.flush_usage().await;
-    let got = s.get(&format!("/api/v1/tokens/{cached_id}"), &t.admin).await;
+    let got = s
+        .get(&format!("/api/v1/tokens/{cached_id}"), &t.admin)
+        .await;
     assert_eq!(got.status, 200, "{}", got.body);
-    assert_eq!(got.body["use_count"], 8, "uses during the outage were kept: {}", got.body);
+    assert_eq!(
+        got.body["use_count"], 8,
+        "uses during the outage were kept: {}",
+        got.body
+    );
     let got = s.get(&format!("/api/v1/tokens/{last_id}"), &t.admin).await;
-    assert_eq!(got.status, 200, "a token created before the cut: {}", got.body);
+    assert_eq!(
+        got.status, 200,
+        "a token created before the cut: {}",
+        got.body
+    );
     let (_, after) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
     assert_eq!(s.get("/api/v1/users/me", &after).await.status, 200);
     assert_eq!(s.get("/api/v1/users/me", &fresh_secret).await.status, 200);
