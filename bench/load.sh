@@ -20,7 +20,7 @@
 #
 # Settings (environment): BACKENDS ("sqlite postgres"), DURATION (10s), THREADS (2),
 # CONNECTIONS (50), TOKENS (10000), PG_URL (postgres://postgres@127.0.0.1:5432),
-# RESULTS (bench/results). Needs curl, python3, psql (for PostgreSQL) and wrk (installed
+# RESULTS (bench/results), SKIP_BUILD=1 (use target/release/sigil as it is). Needs curl, python3, psql (for PostgreSQL) and wrk (installed
 # with apt-get when missing).
 set -euo pipefail
 
@@ -40,8 +40,10 @@ PASSWORD="bench-password-$RANDOM$RANDOM"
 say() { printf '%s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- prerequisites
-say "== building the release binary"
-cargo build --release -p sigil
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  say "== building the release binary"
+  cargo build --release -p sigil
+fi
 BIN=$ROOT/target/release/sigil
 
 if ! command -v wrk >/dev/null; then

@@ -89,7 +89,7 @@ def user(name):
 verify_owners = [user(f"verify-{i}") for i in range(1, VERIFY_OWNERS + 1)]
 mint_owners = [user(f"mint-{i}") for i in range(1, MINT_OWNERS + 1)]
 
-extended = {"scope_set": "extended-access", "expires_at": expiry(30)}
+extended = {"scope_set": "platform.extended-access", "expires_at": expiry(30)}
 minter = call(
     "POST",
     "/api/v1/tokens",

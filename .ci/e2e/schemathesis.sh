@@ -18,6 +18,9 @@
 #   3. operator: the operator's operations (tenants, global plugins) with an operator
 #                token, last because they may disable the tenant the other passes use.
 # Before pass 2 the tenant's policy is put back to its defaults, which pass 1 fuzzed.
+# Before passes 1 and 3, tests/schemathesis/seed.py creates a few objects (tokens, scope
+# sets, users, a plugin; a second tenant) whose ids the hooks put into path parameters
+# part of the time, so that the operations on one object meet objects that exist.
 #
 # Reports (JUnit) and the server log land in tests/artifacts/schemathesis/ (git-ignored).
 set -euo pipefail
@@ -50,23 +53,16 @@ sigil_tenant_create acme
 OPERATOR_TOKEN=$("$BIN" operator token 2>/dev/null | tail -n 1)
 [ -n "$OPERATOR_TOKEN" ] || { echo "no operator token" >&2; exit 1; }
 
-# api PATH METHOD [JSON]: one call as the tenant admin (fresh confirmed session); prints
-# the answer's body.
-api() {
+# py SCRIPT ARGS: runs Python with tests/schemathesis on the path and the server's
+# coordinates in the environment (see hooks.py).
+py() {
   SIGIL_URL=$SIGIL_URL SIGIL_TENANT=acme SIGIL_ADMIN_PASSWORD=$ADMIN_PASSWORD \
-    PYTHONPATH=$ROOT/tests/schemathesis "$VENV/bin/python" - "$@" <<'PY'
-import json, os, sys, urllib.request
-from hooks import admin_session
-path, method = sys.argv[1], sys.argv[2]
-body = sys.argv[3].encode() if len(sys.argv) > 3 else None
-req = urllib.request.Request(os.environ["SIGIL_URL"] + path, data=body, method=method,
-    headers={"Authorization": "Bearer " + admin_session(), "Content-Type": "application/json"})
-with urllib.request.urlopen(req, timeout=30) as resp:
-    print(resp.read().decode())
-PY
+    SIGIL_OPERATOR_TOKEN=$OPERATOR_TOKEN PYTHONPATH=$ROOT/tests/schemathesis \
+    "$VENV/bin/python" "$@"
 }
 
-DEFAULT_POLICY=$(api /api/v1/tenant GET | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["policy"]))')
+DEFAULT_POLICY=$(py -c 'import json; from hooks import admin_session, call
+print(json.dumps(call("GET", "/api/v1/tenant", token=admin_session())["policy"]))')
 
 PASSES=()
 RESULTS=()
@@ -82,7 +78,7 @@ fuzz() {
   # From the artifacts folder: schemathesis and hypothesis keep caches in the working
   # directory, which must not land in the repository.
   (cd "$ARTIFACTS" && SIGIL_URL=$SIGIL_URL SIGIL_TENANT=acme SIGIL_ADMIN_PASSWORD=$ADMIN_PASSWORD \
-    SIGIL_FUZZ_AS=$as SIGIL_OPERATOR_TOKEN=$OPERATOR_TOKEN \
+    SIGIL_FUZZ_AS=$as SIGIL_OPERATOR_TOKEN=$OPERATOR_TOKEN SIGIL_FUZZ_IDS=${FUZZ_IDS:-} \
     PYTHONPATH=$ROOT/tests/schemathesis SCHEMATHESIS_HOOKS=hooks \
     "$VENV/bin/schemathesis" run "$ROOT/openapi/sigil.json" \
     --url "$SIGIL_URL" \
@@ -111,15 +107,19 @@ AUTH_OPS=(login confirmPassword changePassword)
 
 exclude=()
 for op in "${OPERATOR_OPS[@]}" "${AUTH_OPS[@]}"; do exclude+=(--exclude-operation-id "$op"); done
+FUZZ_IDS=$(py "$ROOT/tests/schemathesis/seed.py" admin)
 fuzz admin admin "${exclude[@]}"
 
-api /api/v1/tenant/policy PUT "$DEFAULT_POLICY" >/dev/null
+py -c 'import json, sys; from hooks import admin_session, call
+call("PUT", "/api/v1/tenant/policy", json.loads(sys.argv[1]), admin_session())' "$DEFAULT_POLICY"
 include=()
 for op in "${AUTH_OPS[@]}"; do include+=(--include-operation-id "$op"); done
+FUZZ_IDS=
 fuzz auth admin "${include[@]}"
 
 include=()
 for op in "${OPERATOR_OPS[@]}" "${OPERATOR_REGISTRY_OPS[@]}"; do include+=(--include-operation-id "$op"); done
+FUZZ_IDS=$(py "$ROOT/tests/schemathesis/seed.py" operator)
 fuzz operator operator "${include[@]}"
 
 step "summary"

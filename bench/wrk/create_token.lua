@@ -26,7 +26,7 @@ end
 function request()
    n = n + 1
    local body = string.format(
-      '{"name":"load-%d-%d","scope_set":"extended-access","expires_at":"%s","owner_id":"%s"}',
+      '{"name":"load-%d-%d","scope_set":"platform.extended-access","expires_at":"%s","owner_id":"%s"}',
       id, n, expires_at, owners[(n % #owners) + 1])
    return wrk.format("POST", "/api/v1/tokens", headers, body)
 end

@@ -1305,7 +1305,38 @@ async fn database_outage_answers_503_keeps_cached_verification_and_recovers() {
     let (last, _) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
     let last_id = last["id"].as_str().unwrap().to_owned();
 
-    proxy.cut();
+    // Cut while requests are in flight: each answers 201 or 503, never 500.
+    let done = AtomicU64::new(0);
+    let creates = (0..24).map(|i| {
+        let s = &s;
+        let admin = &t.admin;
+        let done = &done;
+        async move {
+            let r = s
+                .post(
+                    "/api/v1/tokens",
+                    admin,
+                    json!({"name": format!("inflight{i}"), "scope_set": "read-only", "expires_at": days(5)}),
+                )
+                .await;
+            done.fetch_add(1, Ordering::Relaxed);
+            r
+        }
+    });
+    let cutter = async {
+        while done.load(Ordering::Relaxed) < 4 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        proxy.cut();
+    };
+    let (inflight, ()) = futures::join!(futures::future::join_all(creates), cutter);
+    let mut created = Vec::new();
+    for r in &inflight {
+        match r.status.as_u16() {
+            201 => created.push(r.body["token"]["id"].as_str().unwrap().to_owned()),
+            _ => assert_unavailable(r, "createToken cut in flight"),
+        }
+    }
     let started = Instant::now();
     // Everything that needs the database answers 503 with Retry-After, never 500.
     let r = s.get("/api/v1/tokens", &t.admin).await;
@@ -1382,9 +1413,161 @@ async fn database_outage_answers_503_keeps_cached_verification_and_recovers() {
         "a token created before the cut: {}",
         got.body
     );
+    for id in &created {
+        let got = s.get(&format!("/api/v1/tokens/{id}"), &t.admin).await;
+        assert_eq!(
+            got.status, 200,
+            "a token answered 201 during the cut: {}",
+            got.body
+        );
+    }
     let (_, after) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
     assert_eq!(s.get("/api/v1/users/me", &after).await.status, 200);
     assert_eq!(s.get("/api/v1/users/me", &fresh_secret).await.status, 200);
     let login = s.login("acme", "admin", &t.admin_password).await;
     assert_eq!(s.get("/api/v1/tenant", &login).await.status, 200);
+}
+
+#[tokio::test]
+async fn sqlite_held_by_another_writer_answers_503_not_500() {
+    if crate::harness::pg_base_url().is_some() {
+        eprintln!("skipped: SQLite locking (runs without SIGIL_TEST_DATABASE_URL)");
+        return;
+    }
+    use sqlx::Connection;
+    let s = TestServer::start().await;
+    let t = s.tenant_admin("acme").await;
+    let (_, secret) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
+    // Another process (a backup, the CLI) holds the write lock for longer than the busy
+    // timeout.
+    let mut other = sqlx::sqlite::SqliteConnection::connect(&s.database_url)
+        .await
+        .unwrap();
+    sqlx::Executor::execute(&mut other, "BEGIN IMMEDIATE")
+        .await
+        .unwrap();
+    let r = s
+        .post(
+            "/api/v1/tokens",
+            &t.admin,
+            json!({"name": "x", "scope_set": "read-only", "expires_at": days(5)}),
+        )
+        .await;
+    assert_unavailable(&r, "createToken while another writer holds SQLite");
+    // (Everything else waits meanwhile: SQLite runs on one pooled connection.)
+    sqlx::Executor::execute(&mut other, "ROLLBACK")
+        .await
+        .unwrap();
+    other.close().await.unwrap();
+    let r = s
+        .post(
+            "/api/v1/tokens",
+            &t.admin,
+            json!({"name": "x", "scope_set": "read-only", "expires_at": days(5)}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(s.get("/api/v1/users/me", &secret).await.status, 200);
+}
+
+/// Everything the database holds, as bytes: the SQLite files, or every PostgreSQL table
+/// as text.
+async fn database_dump(s: &TestServer) -> Vec<u8> {
+    if s.database_url.starts_with("sqlite:") {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&s._dir.0).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("sigil.db"))
+            {
+                out.extend(std::fs::read(&path).unwrap());
+            }
+        }
+        assert!(out.len() > 4096, "the SQLite files were read");
+        return out;
+    }
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::PgConnection::connect(&s.database_url).await.unwrap();
+    let tables = sqlx::query(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut out = String::new();
+    for t in tables {
+        let name: String = t.get(0);
+        let row = sqlx::query(&format!(
+            "SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{name}\" t"
+        ))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        let text: String = row.get(0);
+        out.push_str(&text);
+        out.push('\n');
+    }
+    assert!(out.contains("argon2"), "the tables were read");
+    out.into_bytes()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn database_contents_hold_no_usable_secret() {
+    let s = TestServer::start().await;
+    let t = s.tenant_admin("acme").await;
+    let bob = s.user(&t, "bob", "member", "person").await;
+    let (token, secret) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
+    assert_eq!(s.get("/api/v1/users/me", &secret).await.status, 200);
+    let r = s
+        .post("/api/v1/tenant/signing-keys/rotate", &t.admin, json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    s.flush_usage().await;
+    let dump = database_dump(&s).await;
+    let signature = secret.rsplit('.').next().unwrap();
+    let master = s.state().config.master_key.clone();
+    for (what, needle) in [
+        ("a token secret", secret.as_str()),
+        ("a token's signature", signature),
+        ("a login session", t.admin.as_str()),
+        ("a member's session", bob.token.as_str()),
+        ("the admin's password", t.admin_password.as_str()),
+        ("a member's password", bob.password.as_str()),
+        ("the master key", master.as_str()),
+        // Ed25519 PKCS#8 private keys start with these bytes (DER, and base64 of it).
+        ("a plain private key (base64)", "MC4CAQAwBQYDK2VwBCIEI"),
+    ] {
+        assert!(
+            !contains(&dump, needle.as_bytes()),
+            "the database holds {what}"
+        );
+    }
+    let der = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    assert!(
+        !contains(&dump, &der),
+        "the database holds a plain private key"
+    );
+    // What it holds instead: the SHA-256 of each secret and argon2id password hashes.
+    let hash = sigil_core::crypto::sha256_hex(secret.as_bytes());
+    assert!(
+        contains(&dump, hash.as_bytes()),
+        "the token's SHA-256 is stored"
+    );
+    assert!(
+        contains(&dump, b"$argon2id$"),
+        "passwords are argon2id hashes"
+    );
+    // A stolen hash is no credential.
+    s.get("/api/v1/users/me", &hash)
+        .await
+        .expect(401, "token_malformed");
+    assert_eq!(token["use_count"], 0);
 }

@@ -116,7 +116,7 @@ impl From<sea_orm::TransactionError<Error>> for Error {
 }
 
 fn is_unavailable_text(text: &str) -> bool {
-    const MARKERS: [&str; 7] = [
+    const MARKERS: &[&str] = &[
         "Connection refused",
         "connection closed",
         "PoolTimedOut",
@@ -124,6 +124,14 @@ fn is_unavailable_text(text: &str) -> bool {
         "database is locked",
         "terminating connection",
         "Broken pipe",
+        // sqlx's I/O errors (a connection cut mid-query, TLS or not).
+        "error communicating with database",
+        "Connection reset",
+        "connection reset",
+        "unexpected end of file",
+        "attempted to acquire a connection on a closed pool",
+        // PostgreSQL shutting down or starting up.
+        "the database system is",
     ];
     MARKERS.iter().any(|m| text.contains(m))
 }

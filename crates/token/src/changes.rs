@@ -140,7 +140,6 @@ impl ChangeFeed {
                         first = false;
                         delay = Duration::from_millis(500);
                         self.pump(&mut listener).await;
-                        self.deliver(Change::All);
                         // Caches are cleared on reconnecting (above), not on losing the
                         // connection: while the database is away, cached verifications keep
                         // working (nothing can change meanwhile; the TTL bounds staleness).
