@@ -550,3 +550,66 @@ async fn usage_counts_from_replicas_add_up_exactly() {
         .await;
     assert_eq!(got.body["use_count"], 300, "{}", got.body);
 }
+
+#[tokio::test]
+async fn auth_token_form_parameter_is_a_credential() {
+    let s = TestServer::start().await;
+    let t = s.tenant_admin("acme").await;
+    let (_, caller) = s
+        .mint(&t.admin, json!({"methods": ["sigil.introspect"]}))
+        .await;
+    let (_, target) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
+    let r = s
+        .client
+        .post(s.url("/api/v1/introspect"))
+        .form(&[("auth_token", caller.as_str()), ("token", target.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let r = Resp::from(r).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["active"], true);
+    // The same form with a caller token lacking sigil.introspect is refused.
+    let (_, narrow) = s.mint(&t.admin, json!({"methods": ["me.get"]})).await;
+    let r = s
+        .client
+        .post(s.url("/api/v1/introspect"))
+        .form(&[("auth_token", narrow.as_str()), ("token", target.as_str())])
+        .send()
+        .await
+        .unwrap();
+    Resp::from(r).await.expect(403, "method_not_in_scope");
+}
+
+#[tokio::test]
+async fn hygiene_lists_expiring_and_unused_tokens() {
+    let s = TestServer::start().await;
+    let t = s.tenant_admin("acme").await;
+    let soon = (Utc::now() + chrono::Duration::days(3)).to_rfc3339();
+    let (expiring, _) = s
+        .mint(
+            &t.admin,
+            json!({"name": "soon", "scope_set": "read-only", "expires_at": soon}),
+        )
+        .await;
+    let (later, secret) = s
+        .mint(&t.admin, json!({"name": "later", "scope_set": "read-only"}))
+        .await;
+    assert_eq!(s.get("/api/v1/users/me", &secret).await.status, 200);
+    s.flush_usage().await;
+    let r = s
+        .get("/api/v1/tokens/hygiene?expiring_within_days=7", &t.admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ids = |v: &Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&r.body["expiring"]), vec![expiring["id"].clone()]);
+    // Nothing is 90 days old yet.
+    assert!(r.body["unused"].as_array().unwrap().is_empty());
+    let _ = later;
+}

@@ -25,6 +25,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
+        // No round trip (a ping) before every statement: a dead connection fails its
+        // statement instead (503), and the pool replaces it.
+        .test_before_acquire(false)
         .sqlx_logging(false);
     let db = Database::connect(opts)
         .await

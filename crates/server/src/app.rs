@@ -67,12 +67,40 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
     let endpoint = route
         .catch_all_error(|err| async move { from_poem_error(err) })
         .around(move |next, req| strict_json::enforce(next, req, body_types.clone()))
+        .around(form_credential)
         .around(move |next, req| limit_body(next, req, body_limit))
         .around(limit_headers)
         .around(root_to_console)
         .around(move |next, req| log_request(next, req, for_log.clone()))
         .boxed();
     Ok(Built { endpoint, spec })
+}
+
+/// Seed 000's `auth_token` POST parameter: a form body's `auth_token` is kept for the
+/// credential lookup (the body itself is left as it was for the operation).
+async fn form_credential<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<Response> {
+    let is_form = req.method() == poem::http::Method::POST
+        && req
+            .headers()
+            .get(poem::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if is_form {
+        // Runs inside `limit_body`, so the body is already bounded.
+        let bytes = req.take_body().into_bytes().await.unwrap_or_default();
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            let token = crate::auth::form_urlencoded_pairs(text)
+                .into_iter()
+                .find(|(k, v)| k == "auth_token" && !v.is_empty())
+                .map(|(_, v)| v);
+            if let Some(token) = token {
+                req.extensions_mut()
+                    .insert(crate::auth::FormCredential(token));
+            }
+        }
+        req.set_body(bytes);
+    }
+    next.call(req).await.map(IntoResponse::into_response)
 }
 
 /// `/` leads people to the console (the API service is nested at the root, so this is

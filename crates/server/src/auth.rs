@@ -10,6 +10,10 @@ use sigil_token::verifier::Transport;
 
 use crate::problem::ApiError;
 
+/// An `auth_token` found in a form body (set by the app's form middleware).
+#[derive(Clone)]
+pub struct FormCredential(pub String);
+
 /// The credential of a request, or `None` when none was given. Two different credentials
 /// in one request are refused (400) rather than guessing which one the caller meant.
 pub fn credential(
@@ -41,6 +45,9 @@ pub fn credential(
                 found.push((value, Transport::QueryOrForm));
             }
         }
+    }
+    if let Some(FormCredential(token)) = req.extensions().get::<FormCredential>() {
+        found.push((token.clone(), Transport::QueryOrForm));
     }
     found.retain(|(v, _)| !v.is_empty());
     let Some(first) = found.first().cloned() else {
