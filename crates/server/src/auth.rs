@@ -21,28 +21,26 @@ pub fn credential(
     query: Option<&str>,
     form: Option<&str>,
 ) -> Result<Option<(String, Transport)>, ApiError> {
+    // The hot path: header values are read in place and the credential is copied once.
     let mut found: Vec<(String, Transport)> = Vec::new();
-    let header_values = |name: &str| {
-        req.headers()
-            .get_all(name)
-            .iter()
-            .map(|v| v.as_bytes().to_vec())
-            .collect::<Vec<_>>()
-    };
-    for raw in header_values("authorization") {
-        let text = header_text(&raw)?;
-        let (scheme, value) = text.split_once(' ').unwrap_or((text.as_str(), ""));
+    for value in req.headers().get_all(poem::http::header::AUTHORIZATION) {
+        let text = header_text(value.as_bytes())?;
+        let (scheme, value) = text.split_once(' ').unwrap_or((text, ""));
         if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("authtoken") {
             found.push((value.trim().to_owned(), Transport::Header));
         }
     }
-    for raw in header_values("auth-token") {
-        found.push((header_text(&raw)?.trim().to_owned(), Transport::Header));
+    for value in req.headers().get_all("auth-token") {
+        found.push((
+            header_text(value.as_bytes())?.trim().to_owned(),
+            Transport::Header,
+        ));
     }
     for source in [query.or(req.uri().query()), form].into_iter().flatten() {
-        for (key, value) in form_urlencoded_pairs(source) {
-            if key == "auth_token" || key == "session" {
-                found.push((value, Transport::QueryOrForm));
+        for pair in source.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if is_credential_key(key) {
+                found.push((percent_decode(value), Transport::QueryOrForm));
             }
         }
     }
@@ -50,7 +48,7 @@ pub fn credential(
         found.push((token.clone(), Transport::QueryOrForm));
     }
     found.retain(|(v, _)| !v.is_empty());
-    let Some(first) = found.first().cloned() else {
+    let Some(first) = found.first() else {
         return Ok(None);
     };
     if found.iter().any(|(v, _)| v != &first.0) {
@@ -65,13 +63,33 @@ pub fn credential(
     } else {
         Transport::QueryOrForm
     };
-    Ok(Some((first.0, transport)))
+    let (credential, _) = found.swap_remove(0);
+    Ok(Some((credential, transport)))
 }
 
-fn header_text(raw: &[u8]) -> Result<String, ApiError> {
-    match std::str::from_utf8(raw) {
-        Ok(text) if !text.chars().any(|c| c.is_control()) => Ok(text.to_owned()),
-        _ => Err(malformed()),
+/// Whether a (still encoded) query or form key names a credential: `auth_token` or
+/// `session`. Keys without escapes are compared as they are, without decoding.
+fn is_credential_key(raw: &str) -> bool {
+    let matches = |k: &str| k == "auth_token" || k == "session";
+    if raw.contains(['%', '+']) {
+        matches(&percent_decode(raw))
+    } else {
+        matches(raw)
+    }
+}
+
+/// The header value as text; refused when it is not UTF-8 or holds a control character.
+fn header_text(raw: &[u8]) -> Result<&str, ApiError> {
+    let text = std::str::from_utf8(raw).map_err(|_| malformed())?;
+    let control = if text.is_ascii() {
+        raw.iter().any(u8::is_ascii_control)
+    } else {
+        text.chars().any(char::is_control)
+    };
+    if control {
+        Err(malformed())
+    } else {
+        Ok(text)
     }
 }
 

@@ -19,7 +19,7 @@ use crate::entity;
 struct Tally {
     count: i64,
     last_at: DateTime<Utc>,
-    last_ip: Option<String>,
+    last_ip: Option<std::net::IpAddr>,
 }
 
 /// Flush counters, read by the metrics endpoint.
@@ -75,7 +75,7 @@ impl UsageRecorder {
         tally.count += 1;
         tally.last_at = now;
         if let Some(ip) = ip {
-            tally.last_ip = Some(ip.to_string());
+            tally.last_ip = Some(ip);
         }
     }
 
@@ -144,7 +144,10 @@ async fn write(db: &Db, batch: &HashMap<TokenId, Tally>) -> Result<()> {
             .col_expr(entity::Column::LastUsedAt, Expr::value(Some(tally.last_at)))
             .filter(entity::Column::Id.eq(*id));
         if let Some(ip) = &tally.last_ip {
-            update = update.col_expr(entity::Column::LastUsedIp, Expr::value(Some(ip.clone())));
+            update = update.col_expr(
+                entity::Column::LastUsedIp,
+                Expr::value(Some(ip.to_string())),
+            );
         }
         update.exec(&txn).await?;
     }
