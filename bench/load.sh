@@ -19,9 +19,13 @@
 # caching TOKENS verifications.
 #
 # Settings (environment): BACKENDS ("sqlite postgres"), DURATION (10s), THREADS (2),
-# CONNECTIONS (50), TOKENS (10000), PG_URL (postgres://postgres@127.0.0.1:5432),
-# RESULTS (bench/results), SKIP_BUILD=1 (use target/release/sigil as it is). Needs curl, python3, psql (for PostgreSQL) and wrk (installed
-# with apt-get when missing).
+# CONNECTIONS (50), LAT_CONNECTIONS (8, for the latency runs a-lat and b-lat), PAIRS (5)
+# and PAIR_DURATION (3s) for the alternating (a)/(b) ratio check,
+# TOKENS (10000), PG_URL (postgres://postgres@127.0.0.1:5432), PG_OPTIONS
+# (?sslmode=disable), RESULTS (bench/results), SKIP_BUILD=1 (use target/release/sigil as
+# it is). Needs curl, python3, psql (for PostgreSQL) and wrk (installed with apt-get when
+# missing). The load generator shares the machine with the server: on a small box, expect
+# run-to-run spread and compare ratios within one run.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -30,8 +34,14 @@ BACKENDS=${BACKENDS:-"sqlite postgres"}
 DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-50}
+LAT_CONNECTIONS=${LAT_CONNECTIONS:-8}
+PAIRS=${PAIRS:-5}
+PAIR_DURATION=${PAIR_DURATION:-3s}
 TOKENS=${TOKENS:-10000}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
+# The database is on loopback: no TLS (Debian's PostgreSQL offers it, and sqlx takes it
+# by default; it would add its cost to every statement of the cold path).
+PG_OPTIONS=${PG_OPTIONS-?sslmode=disable}
 RESULTS=${RESULTS:-$ROOT/bench/results}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 TENANT=bench
@@ -71,8 +81,12 @@ metric() { # metric NAME: the sum of a Prometheus counter/gauge family on /metri
   curl -fsS "$BASE/metrics" | awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d\n", s }'
 }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status"; }
-pg_stats() { # xact_commit tup_returned tup_fetched tup_inserted tup_updated tup_deleted
-  psql "$PG_URL/postgres" -qAt -F' ' -c "SELECT xact_commit, tup_returned, tup_fetched, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database WHERE datname = '$PG_DB'"
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; } # server user+system CPU
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+pg_stats() { # transactions, table scans, rows inserted, updated, deleted (Sigil's tables)
+  # Table counters count statements' work only (not autovacuum's); the transaction count
+  # includes autovacuum's and, once, the session that reads these counters.
+  psql "$PG_URL/$PG_DB" -qAt -F' ' -c "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()), coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0), coalesce(sum(n_tup_ins), 0), coalesce(sum(n_tup_upd), 0), coalesce(sum(n_tup_del), 0) FROM pg_stat_user_tables"
 }
 to_ms() { # wrk duration (850.00us, 1.20ms, 2.00s, 1.00m) -> milliseconds
   awk -v v="$1" 'BEGIN {
@@ -84,7 +98,8 @@ to_ms() { # wrk duration (850.00us, 1.20ms, 2.00s, 1.00m) -> milliseconds
 # run NAME ARGS...: wrk with --latency; keeps the raw output, sets RPS P50 P99 NON2XX
 run() {
   local name=$1; shift
-  local out="$WORK/wrk-$name.txt"
+  local out="$WORK/wrk-$name.txt" t0
+  t0=$(cpu_ticks)
   wrk --latency --timeout 10s -t"$THREADS" -c"$CONNECTIONS" "$@" >"$out" 2>&1
   {
     echo "---- $name: wrk --latency --timeout 10s -t$THREADS -c$CONNECTIONS $*" | sed -E 's/Bearer [^ ]+/Bearer <token>/'
@@ -95,17 +110,24 @@ run() {
   P99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
   NON2XX=$(awk '/Non-2xx/ { print $5 }' "$out"); NON2XX=${NON2XX:-0}
   ERRORS=$(awk '/Socket errors/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$out"); ERRORS=${ERRORS:-0}
+  server_cpu "$t0" "$(awk '/ requests in / { print $1 }' "$out")"
 }
 
-declare -A R50 R99 RR
+# server_cpu TICKS_BEFORE REQUESTS: sets CPU_US, the server's CPU time per request (µs)
+server_cpu() {
+  CPU_US=$(awk -v a="$1" -v b="$(cpu_ticks)" -v n="$2" -v t="$TICK_US" 'BEGIN { printf "%.1f", (n > 0 ? (b - a) * t / n : 0) }')
+}
+
+declare -A RR RC
 row() { # row KEY LABEL
-  R50[$1]=$P50; R99[$1]=$P99; RR[$1]=$RPS
-  printf '%-4s %-44s %12.1f %9.3f %9.3f %7.3f  %s\n' "$1" "$2" "$RPS" "$P50" "$P99" \
-    "$(awk -v r="$RPS" -v a="${RR[a]}" 'BEGIN { printf "%.3f", r / a }')" \
+  RR[$1]=$RPS; RC[$1]=$CPU_US
+  printf '%-5s %-42s %10.1f %8.3f %8.3f %7.3f %9.1f %7.2f  %s\n' "$1" "$2" "$RPS" "$P50" "$P99" \
+    "$(awk -v r="$RPS" -v a="${RR[a]}" 'BEGIN { printf "%.3f", r / a }')" "$CPU_US" \
+    "$(awk -v c="$CPU_US" -v a="${RC[a]}" 'BEGIN { printf "%.2f", c / a }')" \
     "$( [ "$NON2XX$ERRORS" = 00 ] && echo ok || echo "non-2xx=$NON2XX socket-errors=$ERRORS")" >>"$SUMMARY"
 }
 
-quiet() { sleep 3.5; } # lets the 2 s usage flush and PostgreSQL's 1 s stats flush pass
+quiet() { sleep 5; } # lets the 2 s usage flush and PostgreSQL's 1 s stats flush pass
 
 # ---------------------------------------------------------------- one backend
 bench_backend() {
@@ -121,7 +143,7 @@ bench_backend() {
   if [ "$backend" = postgres ]; then
     PG_DB="sigil_load_$(date +%s)_$$"
     psql "$PG_URL/postgres" -qAtc "CREATE DATABASE $PG_DB" >/dev/null
-    export SIGIL_DATABASE_URL="$PG_URL/$PG_DB"
+    export SIGIL_DATABASE_URL="$PG_URL/$PG_DB$PG_OPTIONS"
   fi
 
   say "== [$backend] seeding tenant '$TENANT'"
@@ -153,12 +175,18 @@ bench_backend() {
     echo "Sigil load test, backend $backend, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION; $TOKENS distinct tokens; commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo
-    printf '%-4s %-44s %12s %9s %9s %7s  %s\n' id scenario "req/s" "p50 ms" "p99 ms" "x (a)" check
+    echo "req/s, p50/p99 latency and server CPU per request (user+system time of the sigil process"
+    echo "over the run / requests); 'x (a)' and 'cpu x (a)' are ratios to scenario (a) of this run."
+    printf '%-5s %-42s %10s %8s %8s %7s %9s %7s  %s\n' id scenario "req/s" "p50 ms" "p99 ms" "x (a)" "cpu us" "cpu x(a)" check
   } >>"$SUMMARY"
 
   say "== [$backend] (a) GET /healthz"
   run a -d"$DURATION" "$BASE/healthz"
   row a "GET /healthz (baseline)"
+  # Latency at moderate concurrency: with CONNECTIONS requests always in flight on a
+  # saturated box, latency is CONNECTIONS / throughput (Little's law), whatever the code.
+  THREADS=1 CONNECTIONS=$LAT_CONNECTIONS run a-lat -d"$DURATION" "$BASE/healthz"
+  row a-lat "GET /healthz, 1 thread, $LAT_CONNECTIONS connections"
 
   say "== [$backend] (b) forward auth, one hot token"
   quiet
@@ -173,6 +201,19 @@ bench_backend() {
   miss1=$(metric sigil_verification_cache_misses_total)
   [ -n "$PG_DB" ] && pg1=$(pg_stats)
   db_report b "$pg0" "$pg1" $((f1 - f0)) $((ft1 - ft0)) $((miss1 - miss0))
+  THREADS=1 CONNECTIONS=$LAT_CONNECTIONS run b-lat -d"$DURATION" "${authz[@]}" -H "Authorization: Bearer $hot" "$BASE/api/v1/authorize"
+  row b-lat "authorize, 1 hot token, 1 thr, $LAT_CONNECTIONS conns"
+  # (b) against (a) in alternating short slices, so that a burst of other work on the
+  # machine hits both alike; the median of the per-pair ratios.
+  local ratios=() ra rb
+  for _ in $(seq 1 "$PAIRS"); do
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$PAIR_DURATION" "$BASE/healthz" >"$WORK/pair-a.txt"
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$PAIR_DURATION" "${authz[@]}" -H "Authorization: Bearer $hot" "$BASE/api/v1/authorize" >"$WORK/pair-b.txt"
+    ra=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/pair-a.txt")
+    rb=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/pair-b.txt")
+    ratios+=("$(awk -v a="$ra" -v b="$rb" 'BEGIN { printf "%.3f", b / a }')")
+  done
+  echo "     b / a in $PAIRS alternating pairs of $PAIR_DURATION: ${ratios[*]}; median $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')" >>"$SUMMARY"
 
   say "== [$backend] (c) forward auth, $TOKENS distinct tokens, cold then warm"
   quiet
@@ -230,13 +271,16 @@ bench_backend() {
 run_cold() {
   local base=$1 out="$WORK/wrk-c-cold.txt"
   rm -f "$DONE_DIR"/done-*
+  local t0
+  t0=$(cpu_ticks)
   wrk --latency --timeout 10s -t"$THREADS" -c"$CONNECTIONS" -d120s -s bench/wrk/authorize_many.lua "$base" >"$out" 2>&1 &
   local wrk_pid=$!
-  while [ "$(find "$DONE_DIR" -name 'done-*' | wc -l)" -lt "$THREADS" ] && kill -0 "$wrk_pid" 2>/dev/null; do
+  while [ "$(find "$DONE_DIR" -type f -name 'done-*' | wc -l)" -lt "$THREADS" ] && kill -0 "$wrk_pid" 2>/dev/null; do
     sleep 0.05
   done
   kill -INT "$wrk_pid" 2>/dev/null || true
   wait "$wrk_pid" || true
+  server_cpu "$t0" "$TOKENS"
   { echo "---- c-cold: wrk --latency -t$THREADS -c$CONNECTIONS -s bench/wrk/authorize_many.lua (MODE=cold)"; cat "$out"; } >>"$RAW"
   RPS=$(awk '/^cold:/ { print $8 }' "$out")
   P50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
@@ -251,10 +295,10 @@ db_report() {
   local name=$1 before=$2 after=$3 batches=$4 flushed=$5 misses=$6
   echo "     db during $name: verification cache misses $misses; usage flush: $batches batches updating $flushed token rows" >>"$SUMMARY"
   if [ -n "$before" ] && [ -n "$after" ]; then
-    read -r x0 r0 fe0 i0 u0 d0 <<<"$before"
-    read -r x1 r1 fe1 i1 u1 d1 <<<"$after"
+    read -r x0 s0 i0 u0 d0 <<<"$before"
+    read -r x1 s1 i1 u1 d1 <<<"$after"
     local writes=$(( (i1 - i0) + (u1 - u0) + (d1 - d0) ))
-    echo "     db during $name (pg_stat_database): $((x1 - x0)) transactions, rows inserted $((i1 - i0)) updated $((u1 - u0)) deleted $((d1 - d0)), rows read $(( (r1 - r0) + (fe1 - fe0) )); writes besides the usage flush: $((writes - flushed))" >>"$SUMMARY"
+    echo "     db during $name (pg_stat_user_tables): $((s1 - s0)) table scans, rows inserted $((i1 - i0)) updated $((u1 - u0)) deleted $((d1 - d0)); rows written besides the usage flush: $((writes - flushed)); $((x1 - x0 - 1)) transactions (pg_stat_database, autovacuum included)" >>"$SUMMARY"
   fi
 }
 

@@ -613,3 +613,75 @@ async fn hygiene_lists_expiring_and_unused_tokens() {
     assert!(r.body["unused"].as_array().unwrap().is_empty());
     let _ = later;
 }
+
+/// First uses that arrive together are read from storage together; each must still get
+/// exactly its own token, owner and tenant, and a deleted or disabled token among them
+/// its own refusal.
+#[tokio::test]
+async fn concurrent_first_uses_each_get_their_own_identity() {
+    let s = TestServer::start().await;
+    let acme = s.tenant_admin("acme").await;
+    let globex = s.tenant_admin("globex").await;
+    let dev = s.user(&acme, "dev", "member", "person").await;
+    let mut expected = Vec::new();
+    for i in 0..12 {
+        let (t, who, tenant) = match i % 3 {
+            0 => (&acme.admin, "admin", "acme"),
+            1 => (&dev.token, "dev", "acme"),
+            _ => (&globex.admin, "admin", "globex"),
+        };
+        let (tok, secret) = s.mint(t, json!({"scope_set": "read-only"})).await;
+        expected.push((
+            secret,
+            Ok((tok["id"].as_str().unwrap().to_owned(), who, tenant)),
+        ));
+    }
+    let (deleted, secret) = s.mint(&acme.admin, json!({"scope_set": "read-only"})).await;
+    let id = deleted["id"].as_str().unwrap();
+    s.delete(&format!("/api/v1/tokens/{id}"), &acme.admin).await;
+    expected.push((secret, Err("token_unknown")));
+    let (disabled, secret) = s
+        .mint(&globex.admin, json!({"scope_set": "read-only"}))
+        .await;
+    let id = disabled["id"].as_str().unwrap();
+    let r = s
+        .patch(
+            &format!("/api/v1/tokens/{id}"),
+            &globex.admin,
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    expected.push((secret, Err("token_disabled")));
+
+    // The first round reads every token from storage at once; the second answers from
+    // the cache, identically.
+    for _round in 0..2 {
+        let calls = expected.iter().map(|(secret, _)| {
+            let s = &s;
+            async move {
+                let req = s
+                    .client
+                    .get(s.url("/api/v1/authorize"))
+                    .header("X-Original-Method", "GET")
+                    .header("X-Original-URI", "/api/v1/users/me")
+                    .bearer_auth(secret);
+                Resp::from(req.send().await.unwrap()).await
+            }
+        });
+        let answers = futures::future::join_all(calls).await;
+        for ((_, want), r) in expected.iter().zip(&answers) {
+            match want {
+                Ok((token_id, user, tenant)) => {
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    assert_eq!(r.header("x-sigil-token-id"), Some(token_id.as_str()));
+                    assert_eq!(r.header("x-sigil-user"), Some(*user));
+                    assert_eq!(r.header("x-sigil-tenant"), Some(*tenant));
+                }
+                Err(code) => {
+                    r.expect(401, code);
+                }
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@
 pub mod changes;
 pub mod entity;
 pub mod jwt;
+mod loader;
 pub mod rights;
 pub mod scope;
 pub mod service;

@@ -16,7 +16,7 @@ use sigil_core::db::Db;
 use sigil_core::page::{Page, PageRequest};
 use sigil_core::{Error, Result, TenantId, TokenId, UserId};
 use sigil_scope_registry::store::ScopeSetStore;
-use sigil_scope_registry::Registry;
+use sigil_scope_registry::{MethodSet, Registry, Snapshot};
 use sigil_tenant::{KeyRing, TenantPolicy};
 use sigil_user::{User, UserKind, UserService};
 
@@ -239,10 +239,21 @@ impl TokenService {
     async fn check_scope(&self, actor: &Principal, owner: &User, scope: &Scope) -> Result<()> {
         let snapshot = self.registry.current();
         let wanted = scope::resolve_strict(&snapshot, &self.sets, actor.tenant_id, scope).await?;
+        Self::check_within(&snapshot, actor, owner, &wanted)
+    }
+
+    /// Refuses a scope (`wanted`, resolved) that would grant `owner` more than the
+    /// acting credential may do.
+    fn check_within(
+        snapshot: &Snapshot,
+        actor: &Principal,
+        owner: &User,
+        wanted: &MethodSet,
+    ) -> Result<()> {
         if actor.is_session() && actor.user_id == owner.id {
             return Ok(());
         }
-        let owner_rights = crate::rights::role_rights(&snapshot, actor.tenant_id.0, owner.role);
+        let owner_rights = crate::rights::role_rights(snapshot, actor.tenant_id.0, owner.role);
         if !wanted.intersect(&owner_rights).is_subset(&actor.rights) {
             return Err(Error::forbidden(
                 "scope_exceeds_credential",
@@ -252,7 +263,9 @@ impl TokenService {
         Ok(())
     }
 
-    async fn owner_for(&self, actor: &Principal, new: &NewToken) -> Result<User> {
+    /// Who will own a new token: the actor, or (for admins and token managers) the user
+    /// they name.
+    fn owner_id_for(actor: &Principal, new: &NewToken) -> Result<UserId> {
         let owner_id = new.owner.unwrap_or(actor.user_id);
         if owner_id != actor.user_id && !actor.role.manages_all_tokens() {
             return Err(Error::forbidden(
@@ -260,11 +273,11 @@ impl TokenService {
                 "only admins and token managers create tokens for other users",
             ));
         }
-        let owner = self
-            .users
-            .find(actor.tenant_id, owner_id)
-            .await?
-            .ok_or_else(|| Error::invalid("unknown_owner", "the owner does not exist"))?;
+        Ok(owner_id)
+    }
+
+    /// Whether `owner` may own a token of `kind`.
+    fn check_owner(owner: &User, kind: TokenKind) -> Result<()> {
         if owner.is_system {
             return Err(Error::invalid(
                 "system_user",
@@ -277,7 +290,7 @@ impl TokenService {
                 "the owner is deactivated",
             ));
         }
-        match new.kind {
+        match kind {
             TokenKind::Application if owner.kind != UserKind::Api => Err(Error::invalid(
                 "owner_not_api_user",
                 "an application token must be owned by an api user",
@@ -286,34 +299,44 @@ impl TokenService {
                 "invalid_kind",
                 "kind must be personal or application",
             )),
-            _ => Ok(owner),
+            _ => Ok(()),
         }
     }
 
     pub async fn create(&self, actor: &Principal, new: NewToken) -> Result<Minted> {
         validate_text(&new.name, &new.description)?;
         let ip_filter = validate_ip_filter(&new.ip_filter)?;
-        let owner = self.owner_for(actor, &new).await?;
-        check_expiry(&actor.policy, actor, new.expires_at)?;
-        self.check_scope(actor, &owner, &new.scope).await?;
-        // The secret is signed first (it may read the signing key); then the count and the
-        // insert run under a lock on the owner's row, so concurrent creations cannot pass
-        // the limit together (a row lock on PostgreSQL; on SQLite the write lock, taken
-        // before the count).
+        let owner_id = Self::owner_id_for(actor, &new)?;
+        // The secret is signed first (it may read the signing key). Then one statement
+        // locks the owner's row and reads it, and the count and the insert run under that
+        // lock, so concurrent creations cannot pass the limit together (a row lock on
+        // PostgreSQL; on SQLite the write lock, taken before the count).
         let id = TokenId::new();
         let secret = self
-            .mint_secret(actor.tenant_id, owner.id, id, 1, new.kind, new.expires_at)
+            .mint_secret(actor.tenant_id, owner_id, id, 1, new.kind, new.expires_at)
             .await?;
+        // Resolved before the transaction: a custom set is read from storage, and on
+        // SQLite the transaction holds the only connection.
+        let snapshot = self.registry.current();
+        let wanted =
+            scope::resolve_strict(&snapshot, &self.sets, actor.tenant_id, &new.scope).await?;
         let txn = self.db.begin().await?;
-        sigil_user::entity::Entity::update_many()
+        let owner = sigil_user::entity::Entity::update_many()
             .col_expr(
                 sigil_user::entity::Column::UpdatedAt,
                 Expr::col(sigil_user::entity::Column::UpdatedAt).into(),
             )
             .filter(sigil_user::entity::Column::TenantId.eq(actor.tenant_id))
-            .filter(sigil_user::entity::Column::Id.eq(owner.id))
-            .exec(&txn)
-            .await?;
+            .filter(sigil_user::entity::Column::Id.eq(owner_id))
+            .exec_with_returning(&txn)
+            .await?
+            .first()
+            .map(User::try_from)
+            .transpose()?
+            .ok_or_else(|| Error::invalid("unknown_owner", "the owner does not exist"))?;
+        Self::check_owner(&owner, new.kind)?;
+        check_expiry(&actor.policy, actor, new.expires_at)?;
+        Self::check_within(&snapshot, actor, &owner, &wanted)?;
         let owned = in_tenant(actor.tenant_id)
             .filter(entity::Column::OwnerId.eq(owner.id))
             .filter(entity::Column::Kind.ne(TokenKind::Session.as_str()))

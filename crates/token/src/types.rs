@@ -72,10 +72,15 @@ impl Token {
 }
 
 pub(crate) fn scope_of(m: &entity::Model) -> Scope {
-    if m.kind == TokenKind::Session.as_str() {
+    scope_from(&m.kind, &m.scope_set, &m.scope_methods)
+}
+
+/// A token's scope from its stored columns: kind, set id, custom method list (JSON).
+pub(crate) fn scope_from(kind: &str, set: &Option<String>, methods: &Option<String>) -> Scope {
+    if kind == TokenKind::Session.as_str() {
         return Scope::All;
     }
-    match (&m.scope_set, &m.scope_methods) {
+    match (set, methods) {
         (Some(set), _) => Scope::Set(set.clone()),
         (None, Some(json)) => Scope::Methods(serde_json::from_str(json).unwrap_or_default()),
         (None, None) => Scope::Methods(Vec::new()),

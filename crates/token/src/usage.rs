@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{CaseStatement, Expr, SimpleExpr};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use sigil_core::db::Db;
 use sigil_core::{Result, TokenId};
@@ -133,20 +133,50 @@ impl UsageRecorder {
     }
 }
 
+/// Tokens per UPDATE statement: a flush of N tokens runs N / FLUSH_CHUNK statements (one
+/// per token would cost a round trip each, which a busy replica pays on every flush).
+const FLUSH_CHUNK: usize = 100;
+
 async fn write(db: &Db, batch: &HashMap<TokenId, Tally>) -> Result<()> {
+    let rows: Vec<(&TokenId, &Tally)> = batch.iter().collect();
     let txn = db.begin().await?;
-    for (id, tally) in batch {
+    for chunk in rows.chunks(FLUSH_CHUNK) {
+        // use_count = use_count + CASE id WHEN .. THEN n .. END, and likewise the last use;
+        // the last IP only where one was seen.
+        let mut count = CaseStatement::new();
+        let mut last_at = CaseStatement::new();
+        let mut last_ip = CaseStatement::new();
+        let mut any_ip = false;
+        for (id, tally) in chunk {
+            count = count.case(entity::Column::Id.eq(**id), Expr::value(tally.count));
+            last_at = last_at.case(
+                entity::Column::Id.eq(**id),
+                Expr::value(Some(tally.last_at)),
+            );
+            if let Some(ip) = tally.last_ip {
+                last_ip = last_ip.case(
+                    entity::Column::Id.eq(**id),
+                    Expr::value(Some(ip.to_string())),
+                );
+                any_ip = true;
+            }
+        }
         let mut update = entity::Entity::update_many()
             .col_expr(
                 entity::Column::UseCount,
-                Expr::col(entity::Column::UseCount).add(tally.count),
+                Expr::col(entity::Column::UseCount).add(SimpleExpr::Case(Box::new(count))),
             )
-            .col_expr(entity::Column::LastUsedAt, Expr::value(Some(tally.last_at)))
-            .filter(entity::Column::Id.eq(*id));
-        if let Some(ip) = &tally.last_ip {
+            .col_expr(
+                entity::Column::LastUsedAt,
+                SimpleExpr::Case(Box::new(last_at)),
+            )
+            .filter(entity::Column::Id.is_in(chunk.iter().map(|(id, _)| **id)));
+        if any_ip {
             update = update.col_expr(
                 entity::Column::LastUsedIp,
-                Expr::value(Some(ip.to_string())),
+                SimpleExpr::Case(Box::new(
+                    last_ip.finally(Expr::col(entity::Column::LastUsedIp)),
+                )),
             );
         }
         update.exec(&txn).await?;

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use sigil_core::crypto::{ct_eq, sha256};
 use sigil_core::db::Db;
 use sigil_core::{Error, TenantId, TokenId, UserId};
@@ -26,10 +25,11 @@ use tracing::Instrument;
 
 use crate::changes::Change;
 use crate::jwt;
+use crate::loader::MissLoader;
 use crate::rights::role_rights;
-use crate::types::{scope_of, TokenKind};
+use crate::scope;
+use crate::types::{scope_from, TokenKind};
 use crate::usage::UsageRecorder;
-use crate::{entity, scope};
 
 /// A refusal with its stable code; 401 for credential problems, 403 for rights.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,7 +226,8 @@ pub enum Transport {
 #[derive(Debug)]
 pub struct Principal {
     pub tenant_id: TenantId,
-    pub tenant_slug: String,
+    /// Shared by every principal of the tenant.
+    pub tenant_slug: Arc<str>,
     pub user_id: UserId,
     pub username: String,
     pub user_kind: UserKind,
@@ -237,13 +238,11 @@ pub struct Principal {
     pub elevated_until: Option<DateTime<Utc>>,
     /// The token's own scope, compiled.
     pub scope: MethodSet,
-    /// What the owner's role allows now.
-    pub role_rights: MethodSet,
-    /// scope ∩ role_rights.
+    /// scope ∩ what the owner's role allows now.
     pub rights: MethodSet,
-    pub ip_filter: Vec<IpNet>,
-    /// The tenant's allowlist, parsed once.
-    pub tenant_nets: Vec<IpNet>,
+    pub ip_filter: Box<[IpNet]>,
+    /// The tenant's allowlist, parsed once and shared by the tenant's principals.
+    pub tenant_nets: Arc<[IpNet]>,
     pub policy: Arc<TenantPolicy>,
     registry_version: u64,
 }
@@ -293,6 +292,15 @@ enum Cached {
 
 type CacheKey = [u8; 32];
 
+/// What verification needs of a tenant, loaded once and shared by the principals of the
+/// tenant (one policy in memory per tenant, not per cached token).
+struct TenantEntry {
+    slug: Arc<str>,
+    enabled: bool,
+    policy: Arc<TenantPolicy>,
+    nets: Arc<[IpNet]>,
+}
+
 #[derive(Clone)]
 pub struct VerifierDeps {
     pub db: Db,
@@ -308,8 +316,11 @@ pub struct VerifierDeps {
 #[derive(Clone)]
 pub struct Verifier {
     deps: VerifierDeps,
+    loader: MissLoader,
     positive: moka::sync::Cache<CacheKey, Arc<Principal>>,
     negative: moka::sync::Cache<CacheKey, Refusal>,
+    /// Tenants by id (dropped by the same changes as the principals of the tenant).
+    tenants: moka::sync::Cache<TenantId, Arc<TenantEntry>>,
     /// Moves on every invalidation; a miss computed across one is not cached.
     epoch: Arc<AtomicU64>,
     trusted_proxies: Arc<Vec<IpNet>>,
@@ -337,6 +348,7 @@ impl Default for CacheSettings {
 impl Verifier {
     pub fn new(deps: VerifierDeps, cache: CacheSettings, trusted_proxies: Vec<IpNet>) -> Self {
         Self {
+            loader: MissLoader::new(deps.db.clone()),
             deps,
             positive: moka::sync::Cache::builder()
                 .max_capacity(cache.max_entries)
@@ -347,6 +359,10 @@ impl Verifier {
                 .max_capacity(cache.negative_max_entries)
                 .time_to_live(cache.negative_ttl)
                 .support_invalidation_closures()
+                .build(),
+            tenants: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cache.ttl)
                 .build(),
             epoch: Arc::new(AtomicU64::new(0)),
             trusted_proxies: Arc::new(trusted_proxies),
@@ -371,6 +387,13 @@ impl Verifier {
     /// refusal of [`Verifier::check`] / [`Verifier::check_request`]).
     pub fn note_outcome(&self, outcome: &str) {
         self.stats.count(outcome);
+    }
+
+    /// Drops the cached outcome of one credential: its next use is verified in full.
+    pub fn forget(&self, credential: &str) {
+        let key = sha256(credential.as_bytes());
+        self.positive.invalidate(&key);
+        self.negative.invalidate(&key);
     }
 
     pub fn cached_entries(&self) -> u64 {
@@ -498,7 +521,7 @@ impl Verifier {
             IpCheck::Required(ip) => Some(ip),
             IpCheck::Skip => None,
         };
-        for nets in [&p.ip_filter, &p.tenant_nets] {
+        for nets in [&*p.ip_filter, &*p.tenant_nets] {
             if let Some(client_ip) = client_ip.filter(|_| !nets.is_empty()) {
                 let allowed = client_ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)));
                 if !allowed {
@@ -550,7 +573,7 @@ impl Verifier {
     ) -> Result<Option<Arc<Principal>>, Refusal> {
         let epoch = self.epoch.load(Ordering::Acquire);
         let loaded = self
-            .resolve_uncached(credential)
+            .resolve_uncached(credential, epoch)
             .instrument(tracing::info_span!("db", op = "verification.load"))
             .await;
         match loaded {
@@ -579,7 +602,32 @@ impl Verifier {
         }
     }
 
-    async fn resolve_uncached(&self, credential: &str) -> Result<Option<Principal>, Outcome> {
+    /// The tenant (cached); `epoch` is the invalidation epoch the caller started from, so
+    /// a tenant read across an invalidation is used once but not kept.
+    async fn tenant(&self, id: TenantId, epoch: u64) -> Result<Option<Arc<TenantEntry>>, Error> {
+        if let Some(t) = self.tenants.get(&id) {
+            return Ok(Some(t));
+        }
+        let Some(tenant) = self.deps.tenants.find(id).await? else {
+            return Ok(None);
+        };
+        let entry = Arc::new(TenantEntry {
+            nets: tenant.policy.ip_nets().into(),
+            slug: tenant.slug.into(),
+            enabled: tenant.enabled,
+            policy: Arc::new(tenant.policy),
+        });
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            self.tenants.insert(id, entry.clone());
+        }
+        Ok(Some(entry))
+    }
+
+    async fn resolve_uncached(
+        &self,
+        credential: &str,
+        epoch: u64,
+    ) -> Result<Option<Principal>, Outcome> {
         let unverified = jwt::inspect(credential).map_err(|_| Outcome::Refused(MALFORMED))?;
         if unverified.kid.starts_with("op-") {
             return Ok(None);
@@ -587,9 +635,7 @@ impl Verifier {
         let tenant_id = unverified.tenant.ok_or(Outcome::Refused(MALFORMED))?;
         let about = |r: Refusal| Outcome::Refused(r.about(Some(tenant_id), None, None));
         let tenant = self
-            .deps
-            .tenants
-            .find(tenant_id)
+            .tenant(tenant_id, epoch)
             .await?
             .ok_or(about(BAD_SIGNATURE))?;
         let key = self
@@ -610,14 +656,13 @@ impl Verifier {
             return Err(about(TENANT_DISABLED));
         }
         let (token_id, generation) = jwt::parse_jti(&claims.jti).ok_or(about(MALFORMED))?;
-        let record = entity::Entity::find_by_id(token_id)
-            .filter(entity::Column::TenantId.eq(tenant_id))
-            .one(&self.deps.db)
-            .await
-            .map_err(Error::from)?;
         let on_token =
             |r: Refusal| Outcome::Refused(r.about(Some(tenant_id), None, Some(token_id)));
-        let record = record.ok_or(on_token(UNKNOWN))?;
+        let record = self
+            .loader
+            .load(tenant_id, token_id)
+            .await?
+            .ok_or(on_token(UNKNOWN))?;
         let now = Utc::now();
         let hash = sha256(credential.as_bytes());
         let current = generation == record.generation && hash_matches(&record.secret_hash, &hash);
@@ -642,23 +687,24 @@ impl Verifier {
         let owner_ref = |r: Refusal| {
             Outcome::Refused(r.about(Some(tenant_id), Some(record.owner_id), Some(token_id)))
         };
-        let user = self
-            .deps
-            .users
-            .find(tenant_id, record.owner_id)
-            .await?
-            .ok_or(on_token(UNKNOWN))?;
-        if !user.active || user.is_system {
+        if !record.active || record.is_system {
             return Err(owner_ref(USER_DEACTIVATED));
         }
-        if !user.api_access {
+        if !record.api_access {
             return Err(owner_ref(API_ACCESS_DENIED));
         }
+        let role = Role::parse(&record.role).map_err(|_| owner_ref(USER_DEACTIVATED))?;
+        let user_kind =
+            UserKind::parse(&record.user_kind).map_err(|_| owner_ref(USER_DEACTIVATED))?;
         let snapshot = self.deps.registry.current();
-        let token_scope =
-            scope::resolve_lenient(&snapshot, &self.deps.sets, tenant_id, &scope_of(&record))
-                .await?;
-        let role_rights = role_rights(&snapshot, tenant_id.0, user.role);
+        let token_scope = scope::resolve_lenient(
+            &snapshot,
+            &self.deps.sets,
+            tenant_id,
+            &scope_from(&record.kind, &record.scope_set, &record.scope_methods),
+        )
+        .await?;
+        let role_rights = role_rights(&snapshot, tenant_id.0, role);
         let rights = token_scope.intersect(&role_rights);
         let mut expires_at = record.expires_at;
         if let Some(exp) = claims.exp.and_then(|e| DateTime::from_timestamp(e, 0)) {
@@ -672,24 +718,23 @@ impl Verifier {
         let ip_filter: Vec<String> = serde_json::from_str(&record.ip_filter).unwrap_or_default();
         Ok(Some(Principal {
             tenant_id,
-            tenant_slug: tenant.slug,
-            user_id: user.id,
-            username: user.username,
-            user_kind: user.kind,
-            role: user.role,
+            tenant_slug: Arc::clone(&tenant.slug),
+            user_id: record.owner_id,
+            username: record.username,
+            user_kind,
+            role,
             token_id,
             token_kind: TokenKind::parse(&record.kind).map_err(|_| Outcome::Refused(MALFORMED))?,
             expires_at,
             elevated_until: record.elevated_until,
             scope: token_scope,
-            role_rights,
             rights,
             ip_filter: ip_filter
                 .iter()
                 .filter_map(|e| sigil_tenant::policy::parse_ip_net(e))
                 .collect(),
-            tenant_nets: tenant.policy.ip_nets(),
-            policy: Arc::new(tenant.policy),
+            tenant_nets: tenant.nets.clone(),
+            policy: tenant.policy.clone(),
             registry_version: snapshot.version(),
         }))
     }
@@ -718,6 +763,7 @@ impl Verifier {
                 if matches!(change, Change::Keys { .. }) {
                     self.deps.keys.invalidate_tenant(tenant);
                 }
+                self.tenants.invalidate(&tenant);
                 let _ = self
                     .positive
                     .invalidate_entries_if(move |_, p| p.tenant_id == tenant);
@@ -731,6 +777,7 @@ impl Verifier {
             }
             Change::All => {
                 self.deps.keys.invalidate_all();
+                self.tenants.invalidate_all();
                 self.positive.invalidate_all();
                 self.negative.invalidate_all();
             }

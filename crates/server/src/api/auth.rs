@@ -228,7 +228,7 @@ impl AuthApi {
         let methods = snapshot.method_ids(&p.rights).map(str::to_owned).collect();
         Ok(CurrentUserResponse::Ok(Json(CurrentUser {
             user: UserDto::from(&user),
-            tenant: p.tenant_slug.clone(),
+            tenant: p.tenant_slug.to_string(),
             role: p.role.into(),
             token_id: p.token_id.0,
             token_kind: p.token_kind.as_str().to_owned(),

@@ -284,8 +284,34 @@ impl TokensApi {
         }
     }
 
+    /// The display name of one token's scope set (a predefined set, else one read of
+    /// the tenant's custom set), for answers about a single token.
+    async fn set_name_of(&self, p: &Principal, t: &Token) -> HashMap<String, String> {
+        let Scope::Set(id) = &t.scope else {
+            return HashMap::new();
+        };
+        let name = match self
+            .0
+            .registry
+            .load()
+            .predefined_set(Some(p.tenant_id.0), id)
+        {
+            Some(set) => Some(set.name.clone()),
+            None => self
+                .0
+                .sets
+                .find(p.tenant_id, id)
+                .await
+                .ok()
+                .flatten()
+                .map(|c| c.name),
+        };
+        name.map(|n| HashMap::from([(id.clone(), n)]))
+            .unwrap_or_default()
+    }
+
     async fn minted(&self, p: &Principal, m: &sigil_token::Minted) -> MintedTokenDto {
-        let names = self.set_names(p).await;
+        let names = self.set_name_of(p, &m.token).await;
         MintedTokenDto {
             token: Self::dto(&m.token, &names),
             secret: m.secret.clone(),
@@ -444,7 +470,7 @@ impl TokensApi {
     async fn get_token(&self, req: &Request, token_id: Path<Uuid>) -> ApiResult<TokenResponse> {
         let p = self.0.principal(req, "tokens.get").await?;
         let token = self.0.tokens.get(&p, TokenId(token_id.0)).await?;
-        let names = self.set_names(&p).await;
+        let names = self.set_name_of(&p, &token).await;
         Ok(TokenResponse::Ok(Json(Self::dto(&token, &names))))
     }
 
@@ -570,7 +596,7 @@ impl TokensApi {
         p.require_confirmation()?;
         let id = TokenId(token_id.0);
         let token = self.0.tokens.delete(&p, id).await?;
-        let names = self.set_names(&p).await;
+        let names = self.set_name_of(&p, &token).await;
         self.0
             .audit(
                 req,

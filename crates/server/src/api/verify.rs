@@ -181,7 +181,7 @@ impl VerifyApi {
                     active: true,
                     sub: Some(p.user_id.to_string()),
                     username: Some(p.username.clone()),
-                    tenant: Some(p.tenant_slug.clone()),
+                    tenant: Some(p.tenant_slug.to_string()),
                     tenant_id: Some(p.tenant_id.0),
                     token_id: Some(p.token_id.0),
                     token_type: Some(p.token_kind.as_str().to_owned()),
@@ -272,12 +272,12 @@ impl VerifyApi {
         self.0.verifier.record_use(&principal, ip);
         Ok(AuthorizeResponse::Allowed(
             Json(AuthorizeResult {
-                tenant: principal.tenant_slug.clone(),
+                tenant: principal.tenant_slug.to_string(),
                 user: principal.username.clone(),
                 token_id: principal.token_id.0,
                 method: method_id.clone(),
             }),
-            principal.tenant_slug.clone(),
+            principal.tenant_slug.to_string(),
             principal.username.clone(),
             principal.token_id.to_string(),
             method_id,

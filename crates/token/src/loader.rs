@@ -1,0 +1,195 @@
+//! What a verification cache miss needs from storage: the token row and its owner, read
+//! in one statement. Misses that arrive while a statement runs wait for the next one and
+//! are read together (`WHERE id IN (...)`), so a burst of new credentials costs a few
+//! round trips instead of two per credential (adaptive batching: one miss alone is read
+//! at once; batches grow only while the database is busy).
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Alias, Expr, Query};
+use sea_orm::{ConnectionTrait, DatabaseBackend, FromQueryResult};
+use sigil_core::db::Db;
+use sigil_core::{Error, Result, TenantId, TokenId, UserId};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::entity;
+use sigil_user::entity as user;
+
+/// Most ids in one statement (well below SQLite's and PostgreSQL's parameter limits).
+const MAX_BATCH: usize = 256;
+/// Requests waiting for a statement; past it, callers wait to enqueue (back-pressure).
+const QUEUE: usize = 4096;
+
+/// The token and owner columns verification reads.
+#[derive(Clone, Debug, FromQueryResult)]
+pub(crate) struct MissRow {
+    pub id: TokenId,
+    pub tenant_id: TenantId,
+    pub owner_id: UserId,
+    pub kind: String,
+    pub scope_set: Option<String>,
+    pub scope_methods: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub ip_filter: String,
+    pub enabled: bool,
+    pub generation: i32,
+    pub secret_hash: String,
+    pub prev_secret_hash: Option<String>,
+    pub prev_valid_until: Option<DateTime<Utc>>,
+    pub elevated_until: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub username: String,
+    pub user_kind: String,
+    pub role: String,
+    pub api_access: bool,
+    pub active: bool,
+    pub is_system: bool,
+}
+
+struct Pending {
+    tenant: TenantId,
+    token: TokenId,
+    reply: oneshot::Sender<Result<Option<MissRow>>>,
+}
+
+/// Folds concurrent cache misses into batched reads. The background task starts on the
+/// first miss (inside the runtime that serves it).
+#[derive(Clone)]
+pub(crate) struct MissLoader {
+    db: Db,
+    queue: Arc<OnceLock<mpsc::Sender<Pending>>>,
+}
+
+impl MissLoader {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            queue: Arc::default(),
+        }
+    }
+
+    /// The token `token` of `tenant` and its owner; `None` when either does not exist.
+    pub async fn load(&self, tenant: TenantId, token: TokenId) -> Result<Option<MissRow>> {
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            tokio::spawn(run(self.db.clone(), rx));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            tenant,
+            token,
+            reply,
+        };
+        if queue.send(pending).await.is_err() {
+            return Err(Error::Unavailable("the verification loader stopped".into()));
+        }
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("the verification loader stopped".into()))?
+    }
+}
+
+/// Statements run at once: one on SQLite (one connection), a few on PostgreSQL so that a
+/// slow statement does not hold every other miss back.
+fn parallelism(db: &Db) -> usize {
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => 4,
+        _ => 1,
+    }
+}
+
+async fn run(db: Db, mut rx: mpsc::Receiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(parallelism(&db)));
+    loop {
+        // Wait for a free slot first: misses arriving meanwhile queue up and make the
+        // next batch.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let db = db.clone();
+        tokio::spawn(async move {
+            answer(&db, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn answer(db: &Db, batch: Vec<Pending>) {
+    let mut ids: Vec<TokenId> = batch.iter().map(|p| p.token).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    match fetch(db, &ids).await {
+        Ok(rows) => {
+            let rows: HashMap<TokenId, MissRow> = rows.into_iter().map(|r| (r.id, r)).collect();
+            for p in batch {
+                // The tenant named by the credential must own the row: a token id never
+                // answers for another tenant.
+                let row = rows.get(&p.token).filter(|r| r.tenant_id == p.tenant);
+                let _ = p.reply.send(Ok(row.cloned()));
+            }
+        }
+        Err(e) => {
+            let text = e.to_string();
+            for p in batch {
+                let _ = p.reply.send(Err(Error::Unavailable(text.clone())));
+            }
+        }
+    }
+}
+
+async fn fetch(db: &Db, ids: &[TokenId]) -> Result<Vec<MissRow>> {
+    use entity::Column as T;
+    use user::Column as U;
+    let t = entity::Entity;
+    let u = user::Entity;
+    let mut select = Query::select();
+    select
+        .columns([
+            (t, T::Id),
+            (t, T::TenantId),
+            (t, T::OwnerId),
+            (t, T::Kind),
+            (t, T::ScopeSet),
+            (t, T::ScopeMethods),
+            (t, T::ExpiresAt),
+            (t, T::IpFilter),
+            (t, T::Enabled),
+            (t, T::Generation),
+            (t, T::SecretHash),
+            (t, T::PrevSecretHash),
+            (t, T::PrevValidUntil),
+            (t, T::ElevatedUntil),
+            (t, T::RevokedAt),
+        ])
+        .columns([
+            (u, U::Username),
+            (u, U::Role),
+            (u, U::ApiAccess),
+            (u, U::Active),
+            (u, U::IsSystem),
+        ])
+        .expr_as(Expr::col((u, U::Kind)), Alias::new("user_kind"))
+        .from(t)
+        .inner_join(
+            u,
+            Expr::col((u, U::Id))
+                .equals((t, T::OwnerId))
+                .and(Expr::col((u, U::TenantId)).equals((t, T::TenantId))),
+        )
+        .and_where(Expr::col((t, T::Id)).is_in(ids.iter().copied()));
+    let statement = db.get_database_backend().build(&select);
+    Ok(MissRow::find_by_statement(statement).all(db).await?)
+}
