@@ -321,38 +321,21 @@ impl TokenService {
         let wanted =
             scope::resolve_strict(&snapshot, &self.sets, actor.tenant_id, &new.scope).await?;
         let txn = self.db.begin().await?;
-        let owner = sigil_user::entity::Entity::update_many()
-            .col_expr(
-                sigil_user::entity::Column::UpdatedAt,
-                Expr::col(sigil_user::entity::Column::UpdatedAt).into(),
-            )
+        let owner = sigil_user::entity::Entity::find()
             .filter(sigil_user::entity::Column::TenantId.eq(actor.tenant_id))
             .filter(sigil_user::entity::Column::Id.eq(owner_id))
-            .exec_with_returning(&txn)
+            .lock_exclusive()
+            .one(&txn)
             .await?
-            .first()
+            .as_ref()
             .map(User::try_from)
             .transpose()?
             .ok_or_else(|| Error::invalid("unknown_owner", "the owner does not exist"))?;
         Self::check_owner(&owner, new.kind)?;
         check_expiry(&actor.policy, actor, new.expires_at)?;
         Self::check_within(&snapshot, actor, &owner, &wanted)?;
-        let owned = in_tenant(actor.tenant_id)
-            .filter(entity::Column::OwnerId.eq(owner.id))
-            .filter(entity::Column::Kind.ne(TokenKind::Session.as_str()))
-            .count(&txn)
-            .await?;
-        if owned >= u64::from(actor.policy.max_tokens_per_user) {
-            return Err(Error::conflict(
-                "token_limit_reached",
-                format!(
-                    "a user may own at most {} tokens",
-                    actor.policy.max_tokens_per_user
-                ),
-            ));
-        }
-        let minted = Self::store(
-            &txn,
+        let limit = actor.policy.max_tokens_per_user;
+        let model = Self::new_model(
             actor.tenant_id,
             &owner,
             Some(actor.user_id),
@@ -360,9 +343,18 @@ impl TokenService {
             new,
             ip_filter,
             id,
+            &secret,
+        )?;
+        let Some(stored) = insert_within_limit(&txn, model, limit).await? else {
+            return Err(Error::conflict(
+                "token_limit_reached",
+                format!("a user may own at most {limit} tokens"),
+            ));
+        };
+        let minted = Minted {
+            token: Token::try_from(&stored)?,
             secret,
-        )
-        .await?;
+        };
         txn.commit().await?;
         Ok(minted)
     }
@@ -398,6 +390,27 @@ impl TokenService {
         id: TokenId,
         secret: String,
     ) -> Result<Minted> {
+        let model = Self::new_model(tenant, owner, created_by, kind, new, ip_filter, id, &secret)?
+            .insert(conn)
+            .await?;
+        Ok(Minted {
+            token: Token::try_from(&model)?,
+            secret,
+        })
+    }
+
+    /// The row of a new token (generation 1, never used).
+    #[allow(clippy::too_many_arguments)]
+    fn new_model(
+        tenant: TenantId,
+        owner: &User,
+        created_by: Option<UserId>,
+        kind: TokenKind,
+        new: NewToken,
+        ip_filter: Vec<String>,
+        id: TokenId,
+        secret: &str,
+    ) -> Result<entity::ActiveModel> {
         let now = sigil_core::now();
         let (scope_set, scope_methods) = match &new.scope {
             Scope::Set(s) => (Some(s.clone()), None),
@@ -407,7 +420,7 @@ impl TokenService {
             ),
             Scope::All => (None, None),
         };
-        let model = entity::ActiveModel {
+        Ok(entity::ActiveModel {
             id: Set(id),
             tenant_id: Set(tenant),
             owner_id: Set(owner.id),
@@ -431,12 +444,6 @@ impl TokenService {
             last_used_at: Set(None),
             last_used_ip: Set(None),
             revoked_at: Set(None),
-        }
-        .insert(conn)
-        .await?;
-        Ok(Minted {
-            token: Token::try_from(&model)?,
-            secret,
         })
     }
 
@@ -870,4 +877,57 @@ impl TokenService {
             .await;
         Ok(res.rows_affected)
     }
+}
+
+/// Inserts the token unless its owner already has `limit` API tokens, in one statement
+/// (`INSERT ... SELECT ... WHERE (count) < limit`); `None` when the limit is reached.
+/// Run it under the owner's row lock so that concurrent inserts cannot both pass.
+async fn insert_within_limit(
+    conn: &impl sea_orm::ConnectionTrait,
+    model: entity::ActiveModel,
+    limit: u32,
+) -> Result<Option<entity::Model>> {
+    use sea_orm::sea_query::{Query, SimpleExpr};
+    use sea_orm::{ActiveValue, FromQueryResult, Iterable};
+    let (ActiveValue::Set(tenant), ActiveValue::Set(owner)) =
+        (model.tenant_id.clone(), model.owner_id.clone())
+    else {
+        return Err(Error::internal("a new token names its tenant and owner"));
+    };
+    let mut columns = Vec::new();
+    let mut values = Vec::new();
+    for column in entity::Column::iter() {
+        if let ActiveValue::Set(value) = model.get(column) {
+            columns.push(column);
+            values.push(SimpleExpr::Value(value));
+        }
+    }
+    let owned = Query::select()
+        .expr(Expr::col(entity::Column::Id).count())
+        .from(entity::Entity)
+        .and_where(entity::Column::TenantId.eq(tenant))
+        .and_where(entity::Column::OwnerId.eq(owner))
+        .and_where(entity::Column::Kind.ne(TokenKind::Session.as_str()))
+        .to_owned();
+    let source = Query::select()
+        .exprs(values)
+        .and_where(
+            Expr::expr(SimpleExpr::SubQuery(
+                None,
+                Box::new(owned.into_sub_query_statement()),
+            ))
+            .lt(i64::from(limit)),
+        )
+        .to_owned();
+    let mut insert = Query::insert();
+    insert
+        .into_table(entity::Entity)
+        .columns(columns)
+        .select_from(source)
+        .map_err(Error::internal)?
+        .returning_all();
+    let statement = conn.get_database_backend().build(&insert);
+    Ok(entity::Model::find_by_statement(statement)
+        .one(conn)
+        .await?)
 }
