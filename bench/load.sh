@@ -19,8 +19,8 @@
 # caching TOKENS verifications.
 #
 # Settings (environment): BACKENDS ("sqlite postgres"), DURATION (10s), THREADS (2),
-# CONNECTIONS (50), LAT_CONNECTIONS (8, for the latency runs a-lat and b-lat), PAIRS (5)
-# and PAIR_DURATION (3s) for the alternating (a)/(b) ratio check,
+# CONNECTIONS (50), LAT_CONNECTIONS (8, for the latency runs a-lat and b-lat), PAIRS (7)
+# and PAIR_DURATION (3s) for the alternating ratio checks of (b) and (c) warm against (a),
 # TOKENS (10000), PG_URL (postgres://postgres@127.0.0.1:5432), PG_OPTIONS
 # (?sslmode=disable), RESULTS (bench/results), SKIP_BUILD=1 (use target/release/sigil as
 # it is). Needs curl, python3, psql (for PostgreSQL) and wrk (installed with apt-get when
@@ -35,7 +35,7 @@ DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-50}
 LAT_CONNECTIONS=${LAT_CONNECTIONS:-8}
-PAIRS=${PAIRS:-5}
+PAIRS=${PAIRS:-7}
 PAIR_DURATION=${PAIR_DURATION:-3s}
 TOKENS=${TOKENS:-10000}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
@@ -118,13 +118,31 @@ server_cpu() {
   CPU_US=$(awk -v a="$1" -v b="$(cpu_ticks)" -v n="$2" -v t="$TICK_US" 'BEGIN { printf "%.1f", (n > 0 ? (b - a) * t / n : 0) }')
 }
 
-declare -A RR RC
+declare -A RR RC R99
 row() { # row KEY LABEL
-  RR[$1]=$RPS; RC[$1]=$CPU_US
+  RR[$1]=$RPS; RC[$1]=$CPU_US; R99[$1]=$P99
   printf '%-5s %-42s %10.1f %8.3f %8.3f %7.3f %9.1f %7.2f  %s\n' "$1" "$2" "$RPS" "$P50" "$P99" \
     "$(awk -v r="$RPS" -v a="${RR[a]}" 'BEGIN { printf "%.3f", r / a }')" "$CPU_US" \
     "$(awk -v c="$CPU_US" -v a="${RC[a]}" 'BEGIN { printf "%.2f", c / a }')" \
     "$( [ "$NON2XX$ERRORS" = 00 ] && echo ok || echo "non-2xx=$NON2XX socket-errors=$ERRORS")" >>"$SUMMARY"
+}
+
+# pair_ratio KEY LABEL WRK_ARGS...: scenario KEY against (a) in PAIRS alternating slices of
+# PAIR_DURATION, so that a burst of other work on the machine hits both alike; records the
+# median of the per-pair throughput ratios in MEDIAN[KEY].
+declare -A MEDIAN
+pair_ratio() {
+  local key=$1 label=$2; shift 2
+  local ratios=() ra rb
+  for _ in $(seq 1 "$PAIRS"); do
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$PAIR_DURATION" "$BASE/healthz" >"$WORK/pair-a.txt"
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$PAIR_DURATION" "$@" >"$WORK/pair-x.txt"
+    ra=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/pair-a.txt")
+    rb=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/pair-x.txt")
+    ratios+=("$(awk -v a="$ra" -v b="$rb" 'BEGIN { printf "%.3f", b / a }')")
+  done
+  MEDIAN[$key]=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "%.3f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')
+  echo "     $label / (a) in $PAIRS alternating pairs of $PAIR_DURATION: ${ratios[*]}; median ${MEDIAN[$key]}" >>"$SUMMARY"
 }
 
 quiet() { sleep 5; } # lets the 2 s usage flush and PostgreSQL's 1 s stats flush pass
@@ -203,17 +221,7 @@ bench_backend() {
   db_report b "$pg0" "$pg1" $((f1 - f0)) $((ft1 - ft0)) $((miss1 - miss0))
   THREADS=1 CONNECTIONS=$LAT_CONNECTIONS run b-lat -d"$DURATION" "${authz[@]}" -H "Authorization: Bearer $hot" "$BASE/api/v1/authorize"
   row b-lat "authorize, 1 hot token, 1 thr, $LAT_CONNECTIONS conns"
-  # (b) against (a) in alternating short slices, so that a burst of other work on the
-  # machine hits both alike; the median of the per-pair ratios.
-  local ratios=() ra rb
-  for _ in $(seq 1 "$PAIRS"); do
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$PAIR_DURATION" "$BASE/healthz" >"$WORK/pair-a.txt"
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$PAIR_DURATION" "${authz[@]}" -H "Authorization: Bearer $hot" "$BASE/api/v1/authorize" >"$WORK/pair-b.txt"
-    ra=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/pair-a.txt")
-    rb=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/pair-b.txt")
-    ratios+=("$(awk -v a="$ra" -v b="$rb" 'BEGIN { printf "%.3f", b / a }')")
-  done
-  echo "     b / a in $PAIRS alternating pairs of $PAIR_DURATION: ${ratios[*]}; median $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')" >>"$SUMMARY"
+  pair_ratio b "(b)" "${authz[@]}" -H "Authorization: Bearer $hot" "$BASE/api/v1/authorize"
 
   say "== [$backend] (c) forward auth, $TOKENS distinct tokens, cold then warm"
   quiet
@@ -237,12 +245,14 @@ bench_backend() {
   miss1=$(metric sigil_verification_cache_misses_total)
   [ -n "$PG_DB" ] && pg1=$(pg_stats)
   db_report c-warm "$pg0" "$pg1" $((f1 - f0)) $((ft1 - ft0)) $((miss1 - miss0))
+  TOKENS_FILE="$data/tokens.txt" THREADS=$THREADS MODE=warm \
+    pair_ratio c-w "(c) warm" -s bench/wrk/authorize_many.lua "$BASE"
   rss1=$(rss_kib)
   entries=$(metric sigil_verification_cache_entries)
   awk -v b="$rss0" -v a="$rss1" -v n="$entries" -v t="$TOKENS" 'BEGIN {
     per = (a - b) * 1024 / t
-    printf "     memory: VmRSS %.1f MiB before, %.1f MiB after caching %d verifications (cache entries now %d)\n", b / 1024, a / 1024, t, n
-    printf "     memory: %.0f bytes per cached verification -> 1,000,000 cached: %.0f MiB (+ %.0f MiB base) = %.0f MiB\n", per, per * 1e6 / 1048576, b / 1024, per * 1e6 / 1048576 + b / 1024
+    printf "     memory: VmRSS %.1f MiB before, %.1f MiB after caching %d verifications (cache entries now %d): %.0f bytes each,\n", b / 1024, a / 1024, t, n, per
+    printf "     allocator and table growth of a small cache included (1,000,000 entries: cargo bench -p sigil-token --bench cache_memory)\n"
   }' >>"$SUMMARY"
 
   say "== [$backend] (d) GET /api/v1/users/me"
@@ -257,6 +267,7 @@ bench_backend() {
   say "== [$backend] (f) POST /api/v1/auth/login"
   TENANT=$TENANT PASSWORD=$PASSWORD run f -d"$DURATION" -s bench/wrk/login.lua "$BASE/api/v1/auth/login"
   row f "POST /api/v1/auth/login (argon2id)"
+  verdict "$backend"
 
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
   if [ -n "$PG_DB" ]; then
@@ -288,6 +299,27 @@ run_cold() {
   NON2XX=$(awk '/^cold:/ { print $10 }' "$out"); NON2XX=${NON2XX:-?}
   ERRORS=$(awk '/Socket errors/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$out"); ERRORS=${ERRORS:-0}
   row c-c "GET /api/v1/authorize, $TOKENS tokens, cold"
+}
+
+# verdict BACKEND: each target of the benchmark issue against this run's figures.
+verdict() {
+  local backend=$1
+  check() { # check LABEL VALUE OP LIMIT
+    local ok
+    ok=$(awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN { print ((op == ">=" ? v >= l : v < l) ? "met" : "MISSED") }')
+    printf '     target %-52s %10s %s %-8s %s\n' "$1" "$2" "$3" "$4" "$ok" >>"$SUMMARY"
+  }
+  {
+    echo
+    echo "targets ($backend):"
+  } >>"$SUMMARY"
+  check "(b) / (a) throughput, median of pairs" "${MEDIAN[b]}" ">=" 0.85
+  check "(b) p99 ms at $LAT_CONNECTIONS connections (b-lat)" "${R99[b-lat]}" "<" 2
+  check "(c) warm / (a) throughput, median of pairs" "${MEDIAN[c-w]}" ">=" 0.70
+  check "(c) cold verifications/s" "${RR[c-c]}" ">=" 5000
+  if [ "$backend" = postgres ]; then
+    check "(e) createToken tokens/s on PostgreSQL" "${RR[e]}" ">=" 1000
+  fi
 }
 
 # db_report SCENARIO PG_BEFORE PG_AFTER FLUSH_BATCHES FLUSHED_TOKENS CACHE_MISSES

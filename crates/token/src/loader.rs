@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, Query};
-use sea_orm::{ConnectionTrait, DatabaseBackend, FromQueryResult};
+use sea_orm::{ConnectionTrait, FromQueryResult};
 use sigil_core::db::Db;
 use sigil_core::{Error, Result, TenantId, TokenId, UserId};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -19,6 +19,10 @@ use sigil_user::entity as user;
 
 /// Most ids in one statement (well below SQLite's and PostgreSQL's parameter limits).
 const MAX_BATCH: usize = 256;
+/// Statements in flight at once. One: while it runs, the misses that arrive make the
+/// next batch, so a busy database sees few, large statements (on SQLite there is one
+/// connection anyway).
+const PARALLEL_STATEMENTS: usize = 1;
 /// Requests waiting for a statement; past it, callers wait to enqueue (back-pressure).
 const QUEUE: usize = 4096;
 
@@ -92,17 +96,8 @@ impl MissLoader {
     }
 }
 
-/// Statements run at once: one on SQLite (one connection), a few on PostgreSQL so that a
-/// slow statement does not hold every other miss back.
-fn parallelism(db: &Db) -> usize {
-    match db.get_database_backend() {
-        DatabaseBackend::Postgres => 4,
-        _ => 1,
-    }
-}
-
 async fn run(db: Db, mut rx: mpsc::Receiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(parallelism(&db)));
+    let slots = Arc::new(Semaphore::new(PARALLEL_STATEMENTS));
     loop {
         // Wait for a free slot first: misses arriving meanwhile queue up and make the
         // next batch.
