@@ -9,6 +9,7 @@
 #
 # Scenarios (each for DURATION with THREADS wrk threads and CONNECTIONS connections):
 #   a  GET /healthz                           bare route, no credential (baseline)
+#   a-req GET /healthz with (b)'s headers     same route, request as big as (b)'s
 #   b  GET /api/v1/authorize                  forward auth, one hot token
 #   c  GET /api/v1/authorize                  TOKENS distinct tokens: cold pass (each token
 #                                             once, every request a cache miss), then warm
@@ -127,6 +128,8 @@ row() { # row KEY LABEL
     "$( [ "$NON2XX$ERRORS" = 00 ] && echo ok || echo "non-2xx=$NON2XX socket-errors=$ERRORS")" >>"$SUMMARY"
 }
 
+# Extra wrk arguments of the reference request of pair_ratio (none: plain (a)).
+PAIR_REF=()
 # pair_ratio KEY LABEL WRK_ARGS...: scenario KEY against (a) in PAIRS alternating slices of
 # PAIR_DURATION, so that a burst of other work on the machine hits both alike; records the
 # median of the per-pair throughput ratios in MEDIAN[KEY].
@@ -135,14 +138,14 @@ pair_ratio() {
   local key=$1 label=$2; shift 2
   local ratios=() ra rb
   for _ in $(seq 1 "$PAIRS"); do
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$PAIR_DURATION" "$BASE/healthz" >"$WORK/pair-a.txt"
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$PAIR_DURATION" "${PAIR_REF[@]}" "$BASE/healthz" >"$WORK/pair-a.txt"
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"$PAIR_DURATION" "$@" >"$WORK/pair-x.txt"
     ra=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/pair-a.txt")
     rb=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/pair-x.txt")
     ratios+=("$(awk -v a="$ra" -v b="$rb" 'BEGIN { printf "%.3f", b / a }')")
   done
   MEDIAN[$key]=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "%.3f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }')
-  echo "     $label / (a) in $PAIRS alternating pairs of $PAIR_DURATION: ${ratios[*]}; median ${MEDIAN[$key]}" >>"$SUMMARY"
+  echo "     $label / ${REF_LABEL:-(a)} in $PAIRS alternating pairs of $PAIR_DURATION: ${ratios[*]}; median ${MEDIAN[$key]}" >>"$SUMMARY"
 }
 
 quiet() { sleep 5; } # lets the 2 s usage flush and PostgreSQL's 1 s stats flush pass
@@ -222,6 +225,14 @@ bench_backend() {
   THREADS=1 CONNECTIONS=$LAT_CONNECTIONS run b-lat -d"$DURATION" "${authz[@]}" -H "Authorization: Bearer $hot" "$BASE/api/v1/authorize"
   row b-lat "authorize, 1 hot token, 1 thr, $LAT_CONNECTIONS conns"
   pair_ratio b "(b)" "${authz[@]}" -H "Authorization: Bearer $hot" "$BASE/api/v1/authorize"
+  # The same against /healthz sent with (b)'s request headers (a 700-byte credential and
+  # the forward-auth headers, which /healthz ignores): what verifying and answering
+  # cost, without the cost of carrying a bigger request.
+  run a-req -d"$DURATION" "${authz[@]}" -H "Authorization: Bearer $hot" "$BASE/healthz"
+  row a-req "GET /healthz with (b)'s request headers"
+  PAIR_REF=("${authz[@]}" -H "Authorization: Bearer $hot")
+  REF_LABEL="(a-req)" pair_ratio b-req "(b)" "${authz[@]}" -H "Authorization: Bearer $hot" "$BASE/api/v1/authorize"
+  PAIR_REF=()
 
   say "== [$backend] (c) forward auth, $TOKENS distinct tokens, cold then warm"
   quiet
@@ -314,6 +325,7 @@ verdict() {
     echo "targets ($backend):"
   } >>"$SUMMARY"
   check "(b) / (a) throughput, median of pairs" "${MEDIAN[b]}" ">=" 0.85
+  echo "     (for reference: (b) / (a-req), same request headers on both sides: ${MEDIAN[b-req]})" >>"$SUMMARY"
   check "(b) p99 ms at $LAT_CONNECTIONS connections (b-lat)" "${R99[b-lat]}" "<" 2
   check "(c) warm / (a) throughput, median of pairs" "${MEDIAN[c-w]}" ">=" 0.70
   check "(c) cold verifications/s" "${RR[c-c]}" ">=" 5000
