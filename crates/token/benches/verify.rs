@@ -68,7 +68,10 @@ fn bench(c: &mut Criterion) {
     let m = rt.block_on(common::fixture(CacheSettings::default()));
     group.sample_size(20);
     group.bench_function("mint: session token (sign + insert)", |b| {
-        b.iter(|| rt.block_on(m.tokens.create_session(&m.admin, 3600)).unwrap())
+        b.iter(|| {
+            rt.block_on(m.tokens.create_session(&m.admin, 3600))
+                .unwrap()
+        })
     });
     group.finish();
 }

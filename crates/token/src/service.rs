@@ -372,26 +372,8 @@ impl TokenService {
         let secret = self
             .mint_secret(tenant, owner.id, id, 1, kind, new.expires_at)
             .await?;
-        Self::store(
-            &self.db, tenant, owner, created_by, kind, new, ip_filter, id, secret,
-        )
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn store(
-        conn: &impl sea_orm::ConnectionTrait,
-        tenant: TenantId,
-        owner: &User,
-        created_by: Option<UserId>,
-        kind: TokenKind,
-        new: NewToken,
-        ip_filter: Vec<String>,
-        id: TokenId,
-        secret: String,
-    ) -> Result<Minted> {
         let model = Self::new_model(tenant, owner, created_by, kind, new, ip_filter, id, &secret)?
-            .insert(conn)
+            .insert(&self.db)
             .await?;
         Ok(Minted {
             token: Token::try_from(&model)?,
