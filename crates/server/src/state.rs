@@ -65,7 +65,6 @@ impl AppState {
             VerifierDeps {
                 db: db.clone(),
                 tenants: tenants.clone(),
-                users: users.clone(),
                 keys: keys.clone(),
                 platform: platform.clone(),
                 registry: registry.clone(),

@@ -12,17 +12,13 @@ use sea_orm::sea_query::{Alias, Expr, Query};
 use sea_orm::{ConnectionTrait, FromQueryResult};
 use sigil_core::db::Db;
 use sigil_core::{Error, Result, TenantId, TokenId, UserId};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::entity;
 use sigil_user::entity as user;
 
 /// Most ids in one statement (well below SQLite's and PostgreSQL's parameter limits).
 const MAX_BATCH: usize = 256;
-/// Statements in flight at once. One: while it runs, the misses that arrive make the
-/// next batch, so a busy database sees few, large statements (on SQLite there is one
-/// connection anyway).
-const PARALLEL_STATEMENTS: usize = 1;
 /// Requests waiting for a statement; past it, callers wait to enqueue (back-pressure).
 const QUEUE: usize = 4096;
 
@@ -96,17 +92,11 @@ impl MissLoader {
     }
 }
 
+/// One statement at a time: the misses that arrive while it runs make the next batch,
+/// so a busy database sees few, large statements (on SQLite there is one connection
+/// anyway).
 async fn run(db: Db, mut rx: mpsc::Receiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(PARALLEL_STATEMENTS));
-    loop {
-        // Wait for a free slot first: misses arriving meanwhile queue up and make the
-        // next batch.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(first) = rx.recv().await else {
-            return;
-        };
+    while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -114,11 +104,7 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let db = db.clone();
-        tokio::spawn(async move {
-            answer(&db, batch).await;
-            drop(slot);
-        });
+        answer(&db, batch).await;
     }
 }
 

@@ -308,9 +308,9 @@ impl TokenService {
         let ip_filter = validate_ip_filter(&new.ip_filter)?;
         let owner_id = Self::owner_id_for(actor, &new)?;
         // The secret is signed first (it may read the signing key). Then one statement
-        // locks the owner's row and reads it, and the count and the insert run under that
+        // reads the owner and locks its row, and the limit-guarded insert runs under that
         // lock, so concurrent creations cannot pass the limit together (a row lock on
-        // PostgreSQL; on SQLite the write lock, taken before the count).
+        // PostgreSQL; SQLite runs one transaction at a time on its one connection).
         let id = TokenId::new();
         let secret = self
             .mint_secret(actor.tenant_id, owner_id, id, 1, new.kind, new.expires_at)
@@ -345,7 +345,9 @@ impl TokenService {
             id,
             &secret,
         )?;
-        let Some(stored) = insert_within_limit(&txn, model, limit).await? else {
+        let Some(stored) =
+            insert_within_limit(&txn, model, actor.tenant_id, owner.id, limit).await?
+        else {
             return Err(Error::conflict(
                 "token_limit_reached",
                 format!("a user may own at most {limit} tokens"),
@@ -867,15 +869,12 @@ impl TokenService {
 async fn insert_within_limit(
     conn: &impl sea_orm::ConnectionTrait,
     model: entity::ActiveModel,
+    tenant: TenantId,
+    owner: UserId,
     limit: u32,
 ) -> Result<Option<entity::Model>> {
     use sea_orm::sea_query::{Query, SimpleExpr};
     use sea_orm::{ActiveValue, FromQueryResult, Iterable};
-    let (ActiveValue::Set(tenant), ActiveValue::Set(owner)) =
-        (model.tenant_id.clone(), model.owner_id.clone())
-    else {
-        return Err(Error::internal("a new token names its tenant and owner"));
-    };
     let mut columns = Vec::new();
     let mut values = Vec::new();
     for column in entity::Column::iter() {

@@ -19,7 +19,7 @@ use sigil_scope_registry::store::ScopeSetStore;
 use sigil_scope_registry::{MethodIdx, MethodSet, Registry};
 use sigil_tenant::platform::PlatformKey;
 use sigil_tenant::{KeyRing, TenantPolicy, TenantService};
-use sigil_user::{Role, UserKind, UserService};
+use sigil_user::{Role, UserKind};
 use tracing::field::Empty;
 use tracing::Instrument;
 
@@ -305,7 +305,6 @@ struct TenantEntry {
 pub struct VerifierDeps {
     pub db: Db,
     pub tenants: TenantService,
-    pub users: UserService,
     pub keys: KeyRing,
     pub platform: Arc<PlatformKey>,
     pub registry: Arc<Registry>,
@@ -573,7 +572,7 @@ impl Verifier {
     ) -> Result<Option<Arc<Principal>>, Refusal> {
         let epoch = self.epoch.load(Ordering::Acquire);
         let loaded = self
-            .resolve_uncached(credential, epoch)
+            .resolve_uncached(credential, key, epoch)
             .instrument(tracing::info_span!("db", op = "verification.load"))
             .await;
         match loaded {
@@ -626,6 +625,7 @@ impl Verifier {
     async fn resolve_uncached(
         &self,
         credential: &str,
+        hash: &CacheKey,
         epoch: u64,
     ) -> Result<Option<Principal>, Outcome> {
         let unverified = jwt::inspect(credential).map_err(|_| Outcome::Refused(MALFORMED))?;
@@ -664,14 +664,13 @@ impl Verifier {
             .await?
             .ok_or(on_token(UNKNOWN))?;
         let now = Utc::now();
-        let hash = sha256(credential.as_bytes());
-        let current = generation == record.generation && hash_matches(&record.secret_hash, &hash);
+        let current = generation == record.generation && hash_matches(&record.secret_hash, hash);
         let in_grace = generation + 1 == record.generation
             && record.prev_valid_until.is_some_and(|t| t > now)
             && record
                 .prev_secret_hash
                 .as_deref()
-                .is_some_and(|h| hash_matches(h, &hash));
+                .is_some_and(|h| hash_matches(h, hash));
         if !current && !in_grace {
             return Err(on_token(REPLACED));
         }
@@ -693,9 +692,8 @@ impl Verifier {
         if !record.api_access {
             return Err(owner_ref(API_ACCESS_DENIED));
         }
-        let role = Role::parse(&record.role).map_err(|_| owner_ref(USER_DEACTIVATED))?;
-        let user_kind =
-            UserKind::parse(&record.user_kind).map_err(|_| owner_ref(USER_DEACTIVATED))?;
+        let role = Role::parse(&record.role)?;
+        let user_kind = UserKind::parse(&record.user_kind)?;
         let snapshot = self.deps.registry.current();
         let token_scope = scope::resolve_lenient(
             &snapshot,

@@ -93,7 +93,6 @@ pub async fn fixture(cache: CacheSettings) -> Fixture {
     let deps = VerifierDeps {
         db: db.clone(),
         tenants,
-        users,
         keys: keys.clone(),
         platform: PlatformKey::load_or_create(&db, &master).await.unwrap(),
         registry,
