@@ -98,9 +98,9 @@ minter = call(
         "name": "bench-minter",
         "methods": [
             "tokens.create",
-            "environment.*",
-            "marketplace.*",
-            "users.account.getbalance",
+            "platform.environment.*",
+            "platform.marketplace.*",
+            "platform.users.account.getbalance",
         ],
         "expires_at": expiry(60),
     },

@@ -8,6 +8,9 @@ mod m0002_create_users;
 mod m0003_create_registry;
 mod m0004_create_tokens;
 mod m0005_create_audit;
+mod m0006_token_ceiling;
+mod m0007_plugin_namespaces;
+mod m0008_token_leaks;
 
 pub struct Migrator;
 
@@ -20,6 +23,9 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_create_registry::Migration),
             Box::new(m0004_create_tokens::Migration),
             Box::new(m0005_create_audit::Migration),
+            Box::new(m0006_token_ceiling::Migration),
+            Box::new(m0007_plugin_namespaces::Migration),
+            Box::new(m0008_token_leaks::Migration),
         ]
     }
 }

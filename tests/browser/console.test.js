@@ -324,7 +324,7 @@ test('admin pages: users, scope sets, policy, signing keys', async () => {
   await create.getByLabel('Id', { exact: true }).fill('ops-read');
   await create.getByLabel('Name', { exact: true }).fill('Ops read');
   await create.getByRole('searchbox', { name: 'Search methods' }).fill('getenvs');
-  await create.getByRole('checkbox', { name: /^environment\.control\.getenvs\b/ }).check();
+  await create.getByRole('checkbox', { name: /^platform\.environment\.control\.getenvs\b/ }).check();
   await create.getByRole('button', { name: 'Create' }).click();
   const set = page.locator('tbody tr[data-id="ops-read"]');
   await set.getByText('Ops read').waitFor();
@@ -349,6 +349,55 @@ test('admin pages: users, scope sets, policy, signing keys', async () => {
   await page.getByText('retiring').waitFor();
   await screenshot('admin-signing-keys');
   assert.equal((await call('GET', '/users/me', { token: secret })).status, 200, 'tokens signed with the previous key still verify');
+});
+
+test('plugins: register a tenant plugin and see which scopes it widened', async () => {
+  const crm = (version, extra = []) => ({
+    id: 'crm', name: 'CRM', version,
+    methods: [
+      { id: 'crm.contacts.list', http: { method: 'GET', path: '/crm/contacts' }, access: 'read' },
+      ...extra,
+    ],
+  });
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  await nav.getByRole('link', { name: 'Plugins' }).click();
+  await page.locator('tbody tr[data-id="platform"]').waitFor();
+
+  const registerThroughConsole = async (manifest) => {
+    await page.getByRole('button', { name: 'Register plugin' }).click();
+    const d = dialog('Register a plugin');
+    await d.getByLabel('Manifest or OpenAPI 3 document (JSON)', { exact: true }).fill(JSON.stringify(manifest));
+    await d.getByRole('button', { name: 'Register' }).click();
+    const done = dialog('Plugin crm registered');
+    await done.waitFor();
+    return done;
+  };
+  // Ids outside the plugin's namespace are refused with the reason.
+  await page.getByRole('button', { name: 'Register plugin' }).click();
+  const bad = dialog('Register a plugin');
+  await bad.getByLabel('Manifest or OpenAPI 3 document (JSON)', { exact: true })
+    .fill(JSON.stringify({ ...crm('0.1.0'), methods: [{ id: 'contacts.list', http: { method: 'GET', path: '/crm/contacts' }, access: 'read' }] }));
+  await bad.getByRole('button', { name: 'Register' }).click();
+  await bad.getByText("id must start with 'crm.'", { exact: false }).waitFor();
+  await bad.getByRole('button', { name: 'Cancel' }).click();
+
+  let done = await registerThroughConsole(crm('1.0.0'));
+  await done.locator('tbody tr[data-id="read-only"]').waitFor();
+  await done.getByRole('button', { name: 'Done' }).click();
+  await page.locator('tbody tr[data-id="crm"]').waitFor();
+
+  // A custom set with a glob over the plugin gains the next version's new method.
+  const set = await call('POST', '/scope-sets', { token: adminSession, body: { id: 'crm-all', name: 'All of CRM', methods: ['crm.*'] } });
+  assert.equal(set.status, 201, JSON.stringify(set.body));
+  done = await registerThroughConsole(crm('1.1.0', [{ id: 'crm.contacts.delete', http: { method: 'DELETE', path: '/crm/contacts/{id}' }, access: 'change' }]));
+  const widened = done.locator('tbody tr[data-id="crm-all"]');
+  await widened.getByText('crm.contacts.delete').waitFor();
+  await done.getByRole('alert').waitFor();
+  await screenshot('admin-plugin-widened');
+  await done.getByRole('button', { name: 'Done' }).click();
+  const events = await call('GET', '/audit-events?action=plugin.update&target_id=crm', { token: adminSession });
+  assert.equal(events.status, 200, JSON.stringify(events.body));
+  assert.ok(events.body.items[0].after.widened.some((w) => w.id === 'crm-all'), JSON.stringify(events.body.items[0]));
 });
 
 test('an invalid session sends the person back to sign-in with a message', async () => {

@@ -24,13 +24,13 @@ async fn introspector_decides_and_caches() {
     let (_, read_only) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
     let sigil = Introspector::new(&s.base, &plugin_cred, Duration::from_millis(300));
     let ok = sigil
-        .check(&extended, "environment.control.stopenv", None)
+        .check(&extended, "platform.environment.control.stopenv", None)
         .await
         .unwrap();
     assert!(ok.active);
     assert_eq!(ok.username.as_deref(), Some("admin"));
     let no = sigil
-        .check(&read_only, "environment.control.stopenv", None)
+        .check(&read_only, "platform.environment.control.stopenv", None)
         .await
         .unwrap();
     assert!(!no.active);
@@ -43,7 +43,7 @@ async fn introspector_decides_and_caches() {
     .await;
     assert!(
         sigil
-            .check(&extended, "environment.control.stopenv", None)
+            .check(&extended, "platform.environment.control.stopenv", None)
             .await
             .unwrap()
             .active,
@@ -51,7 +51,7 @@ async fn introspector_decides_and_caches() {
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
     let gone = sigil
-        .check(&extended, "environment.control.stopenv", None)
+        .check(&extended, "platform.environment.control.stopenv", None)
         .await
         .unwrap();
     assert_eq!(gone.code.as_deref(), Some("token_unknown"));

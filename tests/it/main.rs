@@ -6,14 +6,24 @@
 
 mod harness;
 
+mod authz_matrix;
+mod authz_model;
+mod ceiling;
+mod cli;
 mod client;
 mod conformance;
+mod contract;
 mod foundation;
+mod holes;
+mod leaks;
+mod namespaces;
 mod nginx;
 mod observability;
 mod registry;
 mod replicas;
+mod secret_format;
 mod security;
 mod tenants_users;
+mod throttle;
 mod tokens;
 mod verification;

@@ -1,6 +1,7 @@
 //! Issue 4: the scope registry — the built-in plugin, plugin registration from manifests
 //! and OpenAPI documents, `--plugin` files, predefined and custom scope sets, method search,
-//! tenant isolation, and registry changes reaching verification at once.
+//! tenant isolation, and registry changes reaching verification at once. Plugin namespaces
+//! and what a registration widens are in `namespaces.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -506,9 +507,15 @@ async fn invalid_manifests_are_refused_with_every_problem() {
     )
     .await
     .expect(409, "reserved_plugin");
-    // A method already defined by another plugin.
+    // A method outside the plugin's namespace (here: one the built-in plugin defines).
     let clash = json!({"id": "clash", "name": "Clash", "version": "1", "methods": [
         {"id": "tokens.list", "http": {"method": "GET", "path": "/clash"}, "access": "read"}]});
+    let r = register(&s, &op, json!({"manifest": clash})).await;
+    r.expect(422, "method_outside_namespace");
+    assert_eq!(strs(&r.body["errors"]).len(), 1, "{}", r.body);
+    // A route another plugin has.
+    let clash = json!({"id": "clash", "name": "Clash", "version": "1", "methods": [
+        {"id": "clash.tokens", "http": {"method": "GET", "path": "/api/v1/tokens"}, "access": "read"}]});
     let r = register(&s, &op, json!({"manifest": clash})).await;
     r.expect(422, "registry_conflict");
     assert!(!strs(&r.body["errors"]).is_empty());
@@ -752,16 +759,16 @@ async fn plugin_file_is_loaded_with_its_predefined_sets() {
     assert_eq!(
         sorted(strs(&r.body["methods"])),
         vec![
-            "environment.control.getenvinfo",
-            "ide.plugin.deploy",
-            "ide.plugin.getenvs"
+            "platform.environment.control.getenvinfo",
+            "platform.ide.plugin.deploy",
+            "platform.ide.plugin.getenvs"
         ]
     );
     // read-only holds every read method visible, including the plugin's.
     let r = s.get("/api/v1/scope-sets/read-only", &t.admin).await;
     let ro = strs(&r.body["methods"]);
-    assert!(ro.contains(&"environment.control.getenvs".to_owned()));
-    assert!(!ro.contains(&"environment.control.stopenv".to_owned()));
+    assert!(ro.contains(&"platform.environment.control.getenvs".to_owned()));
+    assert!(!ro.contains(&"platform.environment.control.stopenv".to_owned()));
     assert!(ro.contains(&"tokens.list".to_owned()));
     assert!(!ro.contains(&"tokens.create".to_owned()));
 
@@ -769,9 +776,15 @@ async fn plugin_file_is_loaded_with_its_predefined_sets() {
     let (_, secret) = s
         .mint(&t.admin, json!({"scope_set": "platform.marketplace"}))
         .await;
-    let a = introspect(&s, &t.admin, &secret, "marketplace.app.install").await;
+    let a = introspect(&s, &t.admin, &secret, "platform.marketplace.app.install").await;
     assert_eq!(a["active"], true, "{a}");
-    let a = introspect(&s, &t.admin, &secret, "environment.control.stopenv").await;
+    let a = introspect(
+        &s,
+        &t.admin,
+        &secret,
+        "platform.environment.control.stopenv",
+    )
+    .await;
     assert_eq!(a["active"], false, "{a}");
     assert_eq!(a["code"], "method_not_in_scope");
 }
@@ -788,7 +801,11 @@ async fn custom_scope_sets_by_tenant_admins() {
             .unwrap()
             .iter()
             .filter(|x| {
-                x["id"].as_str().unwrap().starts_with("environment.") && x["access"] == "read"
+                x["id"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("platform.environment.")
+                    && x["access"] == "read"
             })
             .map(|x| x["id"].as_str().unwrap().to_owned())
             .collect(),
@@ -800,14 +817,14 @@ async fn custom_scope_sets_by_tenant_admins() {
             "/api/v1/scope-sets",
             &t.admin,
             json!({"id": "env-read", "name": "Environments (read)", "description": "look only",
-                   "methods": ["environment.*", "users.account.getbalance", "users.account.getuserinfo"],
+                   "methods": ["platform.environment.*", "platform.users.account.getbalance", "platform.users.account.getuserinfo"],
                    "access": "read"}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let mut want = env_read.clone();
-    want.push("users.account.getbalance".into());
-    want.push("users.account.getuserinfo".into());
+    want.push("platform.users.account.getbalance".into());
+    want.push("platform.users.account.getuserinfo".into());
     let want = sorted(want);
     assert_eq!(r.body["kind"], "custom");
     assert_eq!(r.body["access"], "read");
@@ -819,12 +836,12 @@ async fn custom_scope_sets_by_tenant_admins() {
     assert_eq!(
         strs(&r.body["entries"]),
         vec![
-            "environment.*",
-            "users.account.getbalance",
-            "users.account.getuserinfo"
+            "platform.environment.*",
+            "platform.users.account.getbalance",
+            "platform.users.account.getuserinfo"
         ]
     );
-    assert!(!strs(&r.body["methods"]).contains(&"environment.control.stopenv".to_owned()));
+    assert!(!strs(&r.body["methods"]).contains(&"platform.environment.control.stopenv".to_owned()));
 
     // Unknown ids and globs matching nothing: 422 naming them.
     let r = s
@@ -832,7 +849,7 @@ async fn custom_scope_sets_by_tenant_admins() {
             "/api/v1/scope-sets",
             &t.admin,
             json!({"id": "broken", "name": "Broken",
-                   "methods": ["environment.*", "nope.method", "zzz.*"]}),
+                   "methods": ["platform.environment.*", "nope.method", "zzz.*"]}),
         )
         .await;
     r.expect(422, "unknown_methods");
@@ -899,10 +916,22 @@ async fn custom_scope_sets_by_tenant_admins() {
 
     // A token using the set gets its read methods only.
     let (_, secret) = s.mint(&t.admin, json!({"scope_set": "env-read"})).await;
-    let a = introspect(&s, &t.admin, &secret, "environment.control.getenvs").await;
+    let a = introspect(
+        &s,
+        &t.admin,
+        &secret,
+        "platform.environment.control.getenvs",
+    )
+    .await;
     assert_eq!(a["active"], true, "{a}");
     assert_eq!(scope_of(&a), want.iter().cloned().collect::<BTreeSet<_>>());
-    let a = introspect(&s, &t.admin, &secret, "environment.control.stopenv").await;
+    let a = introspect(
+        &s,
+        &t.admin,
+        &secret,
+        "platform.environment.control.stopenv",
+    )
+    .await;
     assert_eq!(a["active"], false, "{a}");
     assert_eq!(a["code"], "method_not_in_scope");
 
@@ -911,32 +940,43 @@ async fn custom_scope_sets_by_tenant_admins() {
         .patch(
             "/api/v1/scope-sets/env-read",
             &t.admin,
-            json!({"name": "Environments", "methods": ["environment.control.*"], "access": "change"}),
+            json!({"name": "Environments", "methods": ["platform.environment.control.*"], "access": "change"}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["name"], "Environments");
     let r = s.get("/api/v1/scope-sets/env-read", &t.admin).await;
     let got = strs(&r.body["methods"]);
-    assert!(got.contains(&"environment.control.stopenv".to_owned()));
-    assert!(got.iter().all(|x| x.starts_with("environment.control.")));
+    assert!(got.contains(&"platform.environment.control.stopenv".to_owned()));
+    assert!(got
+        .iter()
+        .all(|x| x.starts_with("platform.environment.control.")));
     assert_eq!(r.body["name"], "Environments");
     assert_eq!(r.body["description"], "look only", "kept");
     let r = s
         .patch(
             "/api/v1/scope-sets/env-read",
             &t.admin,
-            json!({"methods": ["environment.nothing.*"]}),
+            json!({"methods": ["platform.environment.nothing.*"]}),
         )
         .await;
     r.expect(422, "unknown_methods");
-    assert_eq!(strs(&r.body["errors"]), vec!["environment.nothing.*"]);
+    assert_eq!(
+        strs(&r.body["errors"]),
+        vec!["platform.environment.nothing.*"]
+    );
     s.patch("/api/v1/scope-sets/nope", &t.admin, json!({"name": "x"}))
         .await
         .expect(404, "not_found");
 
     // deleteScopeSet: refused while a token uses it, unless forced.
-    let a = introspect(&s, &t.admin, &secret, "environment.control.stopenv").await;
+    let a = introspect(
+        &s,
+        &t.admin,
+        &secret,
+        "platform.environment.control.stopenv",
+    )
+    .await;
     assert_eq!(a["active"], true, "{a}");
     s.delete("/api/v1/scope-sets/env-read", &t.admin)
         .await
@@ -953,7 +993,13 @@ async fn custom_scope_sets_by_tenant_admins() {
         .await
         .expect(404, "not_found");
     // The token is left with nothing from the deleted set.
-    let a = introspect(&s, &t.admin, &secret, "environment.control.stopenv").await;
+    let a = introspect(
+        &s,
+        &t.admin,
+        &secret,
+        "platform.environment.control.stopenv",
+    )
+    .await;
     assert_eq!(a["active"], false, "{a}");
     assert_eq!(a["code"], "method_not_in_scope");
     // An unused set is deleted without force.
@@ -983,19 +1029,19 @@ async fn list_methods_searches_filters_and_pages() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         ids(r.body["items"].as_array().unwrap()),
-        vec!["environment.control.stopenv"]
+        vec!["platform.environment.control.stopenv"]
     );
     assert_eq!(r.body["total"], 1);
     // ... and over descriptions ("cloudlet" and "artifact" are in descriptions only).
     let r = s.get("/api/v1/methods?q=cloudlet", &t.admin).await;
     assert_eq!(
         ids(r.body["items"].as_array().unwrap()),
-        vec!["environment.control.changetopology"]
+        vec!["platform.environment.control.changetopology"]
     );
     let r = s.get("/api/v1/methods?q=Artifact", &t.admin).await;
     assert_eq!(
         ids(r.body["items"].as_array().unwrap()),
-        vec!["maven.plugin.deploy"]
+        vec!["platform.maven.plugin.deploy"]
     );
     let r = s.get("/api/v1/methods?q=no-such-thing", &t.admin).await;
     assert_eq!(r.body["total"], 0);

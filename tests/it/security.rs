@@ -86,14 +86,17 @@ async fn spec_operations(s: &TestServer) -> Vec<SpecOp> {
 
 /// Methods only the operator may call, and those each role may not call (rights.rs).
 fn operator_methods() -> BTreeSet<&'static str> {
-    sigil_token::rights::OPERATOR_METHODS
+    sigil_token::SigilMethod::ALL
         .iter()
-        .copied()
+        .filter(|m| m.operator_only())
+        .map(|m| m.id())
         .collect()
 }
 
 fn denied(role: Role) -> BTreeSet<&'static str> {
-    sigil_token::rights::denied_for(role).collect()
+    sigil_token::rights::denied_for(role)
+        .map(|m| m.id())
+        .collect()
 }
 
 /// What a tenant user of `role` gets for `method` when the object is not theirs to see:

@@ -292,13 +292,13 @@ async fn disabled_tenant_refuses_logins_and_existing_tokens() {
     s.get("/api/v1/users/me", &personal)
         .await
         .expect(401, "tenant_disabled");
-    // Logins fail; a wrong password still says only invalid_credentials.
+    // Logins fail the same way whatever the password (no password oracle).
     login_resp(&s, "acme", "admin", &t.admin_password)
         .await
         .expect(401, "tenant_disabled");
     login_resp(&s, "acme", "admin", "wrong-password-123")
         .await
-        .expect(401, "invalid_credentials");
+        .expect(401, "tenant_disabled");
     // Other tenants are untouched.
     assert_eq!(s.get("/api/v1/users/me", &other.admin).await.status, 200);
     let r = s.get(&format!("/api/v1/tenants/{}", t.id), &op).await;
@@ -1100,12 +1100,24 @@ async fn only_admins_manage_users() {
             .status,
         200
     );
-    // updateCurrentUser has no role: a role in the body changes nothing.
+    // updateCurrentUser has no role: a role in the body is refused and changes nothing.
     let r = s
         .patch(
             "/api/v1/users/me",
             &member.token,
             json!({"role": "admin", "display_name": "Bobby"}),
+        )
+        .await;
+    r.expect(422, "unknown_field");
+    assert_eq!(r.body["errors"], json!(["role: unknown field"]));
+    let me = s.get("/api/v1/users/me", &member.token).await;
+    assert_eq!(me.body["role"], "member");
+    assert_ne!(me.body["display_name"], "Bobby");
+    let r = s
+        .patch(
+            "/api/v1/users/me",
+            &member.token,
+            json!({"display_name": "Bobby"}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);

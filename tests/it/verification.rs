@@ -283,13 +283,15 @@ async fn jwt_attacks_are_refused() {
     me(format!("{}.{}.{}", b64(&header), b64(&tampered), signature))
         .await
         .expect(401, "token_invalid_signature");
-    // Expired and not-yet-valid JWTs, signed with the real key.
+    // Not-yet-valid JWTs and altered expiries, signed with the real key. Online, the stored
+    // expiry is the truth, and only the stored secret itself verifies: a JWT re-signed with
+    // another `exp` is not the token's current secret.
     let now = Utc::now().timestamp();
     let mut expired = claims.clone();
     expired["exp"] = json!(now - 600);
     me(forge(&s, &t.id, expired, json!({})).await)
         .await
-        .expect(401, "token_expired");
+        .expect(401, "token_replaced");
     let mut early = claims.clone();
     early["nbf"] = json!(now + 600);
     me(forge(&s, &t.id, early, json!({})).await)
@@ -335,7 +337,7 @@ async fn forward_auth_maps_routes_to_methods() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("x-sigil-tenant"), Some("acme"));
     assert_eq!(r.header("x-sigil-user"), Some("admin"));
-    assert_eq!(r.body["method"], "environment.control.stopenv");
+    assert_eq!(r.body["method"], "platform.environment.control.stopenv");
     let r = authorize(
         format!("/1.0/environment/control/rest/stopenv?envName=x&session={read_only}"),
         vec![],
@@ -390,8 +392,13 @@ async fn introspection_reports_activity_and_reasons() {
             json!({"token": secret, "method": "tokens.create"}),
         )
         .await;
-    assert_eq!(r.body["active"], false);
+    // The token is valid: it is active, and the answer says the method is not allowed
+    // and why, naming it.
+    assert_eq!(r.body["active"], true, "{}", r.body);
+    assert_eq!(r.body["method_allowed"], false);
     assert_eq!(r.body["code"], "method_not_in_scope");
+    assert!(r.body["detail"].as_str().unwrap().contains("tokens.create"));
+    assert_eq!(r.body["token_id"], tok["id"]);
     let r = s
         .post(
             "/api/v1/introspect",

@@ -1,5 +1,6 @@
 //! A tiny plugin service protected by Sigil: `GET /1.0/environment/control/rest/stopenv`
-//! answers `{"result":0}` when the caller's token may call `environment.control.stopenv`.
+//! answers `{"result":0}` when the caller's token may call
+//! `platform.environment.control.stopenv`.
 //!
 //! ```sh
 //! SIGIL_URL=http://127.0.0.1:8080 SIGIL_INTROSPECT_TOKEN=<token with sigil.introspect> \
@@ -40,7 +41,7 @@ async fn stop_env(
         .ok_or_else(|| poem::Error::from_status(StatusCode::UNAUTHORIZED))?;
     let ip = req.remote_addr().as_socket_addr().map(|a| a.ip());
     let decision = sigil
-        .check(&token, "environment.control.stopenv", ip)
+        .check(&token, "platform.environment.control.stopenv", ip)
         .await
         .map_err(|_| poem::Error::from_status(StatusCode::BAD_GATEWAY))?;
     if !decision.active {

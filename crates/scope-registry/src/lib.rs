@@ -7,6 +7,9 @@
 //! - [`Snapshot::build`] compiles global and tenant-private plugins into method indices,
 //!   [`MethodSet`] bitsets, predefined scope sets and per-verb route tries.
 //! - [`Registry`] holds the current snapshot and swaps it without blocking readers.
+//! - Each plugin owns a namespace: its id, which prefixes its method ids (the built-in
+//!   plugin owns the first segments of its own ids), so ids of different plugins never
+//!   overlap; [`RegistryDiff`] tells what a change adds to existing scopes.
 
 pub mod access;
 pub mod bitset;
@@ -17,13 +20,15 @@ pub mod registry;
 pub mod routes;
 pub mod snapshot;
 pub mod store;
+pub mod widening;
 
 pub use access::{Access, ParseAccessError};
 pub use bitset::{MethodIdx, MethodSet};
-pub use manifest::{HttpRoute, ManifestMethod, ManifestScopeSet, PluginManifest};
+pub use manifest::{namespace_of, HttpRoute, ManifestMethod, ManifestScopeSet, PluginManifest};
 pub use pattern::EntryPattern;
 pub use registry::Registry;
 pub use routes::{RouteTable, HTTP_METHODS};
 pub use snapshot::{
     MethodInfo, PredefinedSet, RegisteredPlugin, Snapshot, READ_CHANGE_SET, READ_ONLY_SET,
 };
+pub use widening::{RegistryDiff, SetGain};

@@ -1,6 +1,6 @@
 //! Plugin manifests: the JSON document a plugin is registered with, and its validation.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -10,8 +10,9 @@ use crate::routes::{normalize_http_method, parse_template};
 
 /// Longest allowed plugin id and scope set id.
 pub const MAX_PLUGIN_ID_LEN: usize = 64;
-/// Longest allowed method id.
-pub const MAX_METHOD_ID_LEN: usize = 128;
+/// Longest allowed method id: the plugin id and a dot (its namespace), then up to 128
+/// characters.
+pub const MAX_METHOD_ID_LEN: usize = MAX_PLUGIN_ID_LEN + 1 + 128;
 
 /// A named, versioned set of methods.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +32,8 @@ pub struct PluginManifest {
 /// One API method of a plugin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestMethod {
+    /// Dotted method id. An external plugin's ids start with its own id
+    /// (`platform.environment.control.stopenv`); see [`PluginManifest::namespace_errors`].
     pub id: String,
     pub http: HttpRoute,
     pub access: Access,
@@ -88,6 +91,12 @@ pub fn is_valid_method_id(id: &str) -> bool {
             .all(|seg| !seg.is_empty() && seg.bytes().all(is_id_byte))
 }
 
+/// The namespace of a method id or scope entry: its first dotted segment
+/// (`users` for `users.list`, `*` for `*.plugin.getenvs`).
+pub fn namespace_of(id: &str) -> &str {
+    id.split('.').next().unwrap_or(id)
+}
+
 fn is_id_byte(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
 }
@@ -123,6 +132,30 @@ impl PluginManifest {
         for s in &mut self.scope_sets {
             s.id = s.id.trim().to_string();
         }
+    }
+
+    /// The namespaces its methods use: the first segments of their ids.
+    pub fn namespaces(&self) -> BTreeSet<&str> {
+        self.methods.iter().map(|m| namespace_of(&m.id)).collect()
+    }
+
+    /// The namespace rule for every plugin but the built-in one: a plugin owns the
+    /// namespace of its id, so each method id must start with `<plugin id>.`. Then ids of
+    /// different plugins never overlap, and a scope entry whose first segment is literal
+    /// (`platform.environment.*`) stays inside one plugin. Returns one problem per method
+    /// outside the namespace.
+    pub fn namespace_errors(&self) -> Vec<String> {
+        let prefix = format!("{}.", self.id);
+        self.methods
+            .iter()
+            .filter(|m| !m.id.starts_with(&prefix))
+            .map(|m| {
+                format!(
+                    "method '{}': id must start with '{prefix}' (the namespace of plugin '{}'), e.g. '{prefix}{}'",
+                    m.id, self.id, m.id
+                )
+            })
+            .collect()
     }
 
     /// Checks the manifest; returns every problem found.
@@ -270,7 +303,7 @@ mod tests {
         assert!(is_valid_plugin_id(&"a".repeat(64)));
 
         assert!(is_valid_method_id("tokens.create"));
-        assert!(is_valid_method_id("environment.control.stopenv"));
+        assert!(is_valid_method_id("platform.environment.control.stopenv"));
         assert!(is_valid_method_id("a"));
         assert!(is_valid_method_id("a-b.c_d.9"));
         assert!(!is_valid_method_id("tokens..create"));
@@ -278,7 +311,8 @@ mod tests {
         assert!(!is_valid_method_id("tokens."));
         assert!(!is_valid_method_id("Tokens.create"));
         assert!(!is_valid_method_id("tokens.*"));
-        assert!(!is_valid_method_id(&"a".repeat(129)));
+        assert!(is_valid_method_id(&"a".repeat(193)));
+        assert!(!is_valid_method_id(&"a".repeat(194)));
     }
 
     #[test]
@@ -390,7 +424,7 @@ mod tests {
         let stop = m
             .methods
             .iter()
-            .find(|m| m.id == "environment.control.stopenv")
+            .find(|m| m.id == "platform.environment.control.stopenv")
             .unwrap();
         assert_eq!(stop.http.method, "GET");
         assert_eq!(stop.http.path, "/1.0/environment/control/rest/stopenv");
@@ -398,5 +432,39 @@ mod tests {
             .methods
             .iter()
             .all(|m| !m.description.is_empty() && m.docs_url.is_some()));
+        assert_eq!(m.namespace_errors(), Vec::<String>::new());
+        assert_eq!(m.namespaces(), BTreeSet::from(["platform"]));
+    }
+
+    #[test]
+    fn namespace_rule() {
+        assert_eq!(namespace_of("users.account.getbalance"), "users");
+        assert_eq!(namespace_of("*.plugin.getenvs"), "*");
+        assert_eq!(namespace_of("a"), "a");
+
+        // sample() is plugin 'tokens' with ids 'tokens.*': inside its namespace.
+        assert!(sample().namespace_errors().is_empty());
+        let mut m = sample();
+        m.methods.push(method(
+            "users.account.getbalance",
+            "GET",
+            "/b",
+            Access::Read,
+        ));
+        m.methods
+            .push(method("tokensx.list", "GET", "/c", Access::Read));
+        m.methods.push(method("tokens", "GET", "/d", Access::Read));
+        let errors = m.namespace_errors();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors[0].contains("method 'users.account.getbalance': id must start with 'tokens.'")
+        );
+        assert!(errors[0].contains("'tokens.users.account.getbalance'"));
+        assert!(errors[1].contains("method 'tokensx.list'"));
+        assert!(errors[2].contains("method 'tokens'"));
+        assert_eq!(
+            m.namespaces(),
+            BTreeSet::from(["tokens", "tokensx", "users"])
+        );
     }
 }

@@ -59,20 +59,20 @@ mod tests {
         assert!(e.matches("tokens.create"));
         assert!(!e.matches("tokens.created"));
 
-        let g = EntryPattern::parse("environment.*").unwrap();
-        assert!(g.matches("environment.control.stopenv"));
-        assert!(g.matches("environment.x"));
-        assert!(!g.matches("environments.x"));
-        assert!(!g.matches("marketplace.app.getlist"));
+        let g = EntryPattern::parse("platform.environment.*").unwrap();
+        assert!(g.matches("platform.environment.control.stopenv"));
+        assert!(g.matches("platform.environment.x"));
+        assert!(!g.matches("platform.environments.x"));
+        assert!(!g.matches("platform.marketplace.app.getlist"));
 
         let all = EntryPattern::parse("*").unwrap();
         assert!(all.is_match_all());
         assert!(all.matches("a.b.c"));
 
         let mid = EntryPattern::parse("*.plugin.getenvs").unwrap();
-        assert!(mid.matches("ide.plugin.getenvs"));
-        assert!(mid.matches("maven.plugin.getenvs"));
-        assert!(!mid.matches("maven.plugin.deploy"));
+        assert!(mid.matches("platform.ide.plugin.getenvs"));
+        assert!(mid.matches("platform.maven.plugin.getenvs"));
+        assert!(!mid.matches("platform.maven.plugin.deploy"));
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub struct PredefinedSet {
 #[derive(Debug, Clone)]
 struct View {
     by_id: HashMap<Box<str>, MethodIdx>,
+    /// Namespace (first segment of method ids, or a plugin id) → index of the plugin
+    /// owning it.
+    namespaces: HashMap<Box<str>, usize>,
     routes: RouteTable,
     /// Plugin scope sets, as indices into `Snapshot::sets`, in registration order.
     sets: Vec<usize>,
@@ -95,6 +98,7 @@ impl View {
     fn new(tenant: Option<Uuid>, methods: usize) -> View {
         View {
             by_id: HashMap::new(),
+            namespaces: HashMap::new(),
             routes: RouteTable::new(),
             sets: Vec::new(),
             set_by_id: HashMap::new(),
@@ -178,6 +182,7 @@ fn method_label(m: &MethodInfo) -> String {
 }
 
 struct Compiler<'a> {
+    plugins: &'a [RegisteredPlugin],
     methods: &'a [MethodInfo],
     templates: &'a [Vec<Segment>],
     ranges: &'a [Range<usize>],
@@ -186,7 +191,39 @@ struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
+    /// A plugin owns its id and the first segments of its method ids; within one view no
+    /// two plugins share a namespace, so a scope entry whose first segment is literal
+    /// (`users.*`) always stays inside one plugin.
+    fn claim_namespaces(&self, view: &mut View, plugin: usize, errors: &mut Vec<String>) {
+        let Some(p) = self.plugins.get(plugin) else {
+            return;
+        };
+        let mut spaces = p.manifest.namespaces();
+        spaces.insert(p.manifest.id.as_str());
+        for space in spaces {
+            match view.namespaces.entry(space.into()) {
+                Entry::Occupied(e) => {
+                    let owner = *e.get();
+                    if owner == plugin {
+                        continue;
+                    }
+                    if let Some(other) = self.plugins.get(owner) {
+                        errors.push(format!(
+                            "{}: namespace '{space}' belongs to {}",
+                            plugin_label(p.tenant, &p.manifest.id),
+                            plugin_label(other.tenant, &other.manifest.id)
+                        ));
+                    }
+                }
+                Entry::Vacant(e) => {
+                    e.insert(plugin);
+                }
+            }
+        }
+    }
+
     fn add_plugin(&self, view: &mut View, plugin: usize, errors: &mut Vec<String>) {
+        self.claim_namespaces(view, plugin, errors);
         let range = self.ranges.get(plugin).cloned().unwrap_or_default();
         for mi in range {
             let (Some(m), Some(template)) = (self.methods.get(mi), self.templates.get(mi)) else {
@@ -247,8 +284,10 @@ impl Snapshot {
     }
 
     /// Compiles plugins into a snapshot. Fails with every problem found: invalid manifests,
-    /// plugin ids registered twice in one visibility scope, and method ids or routes that a
-    /// tenant would see twice (a tenant-private plugin may not redefine a global method).
+    /// plugin ids registered twice in one visibility scope, method ids or routes that a
+    /// tenant would see twice (a tenant-private plugin may not redefine a global method),
+    /// and namespaces (plugin ids and first segments of method ids) that two plugins of
+    /// one view would share.
     pub fn build_with_version(
         plugins: Vec<RegisteredPlugin>,
         version: u64,
@@ -384,6 +423,7 @@ impl Snapshot {
         }
 
         let compiler = Compiler {
+            plugins: &plugins,
             methods: &methods,
             templates: &templates,
             ranges: &ranges,
@@ -491,10 +531,10 @@ impl Snapshot {
             .filter_map(|idx| self.methods.get(idx.index()).map(|m| m.id.as_str()))
     }
 
-    /// Resolves scope entries (exact method ids or globs such as `environment.*` or `*`)
-    /// against the methods visible to `tenant`. With `access == Some(Read)` only read
-    /// methods are kept. Fails with the entries (as given) that match no visible method
-    /// or are not valid patterns.
+    /// Resolves scope entries (exact method ids or globs such as `platform.environment.*`
+    /// or `*`) against the methods visible to `tenant`. With `access == Some(Read)` only
+    /// read methods are kept. Fails with the entries (as given) that match no visible
+    /// method or are not valid patterns.
     pub fn resolve(
         &self,
         tenant: Option<Uuid>,

@@ -132,9 +132,11 @@ fn indexes_methods() {
     let total = platform().methods.len() + tokens().methods.len() + 2;
     assert_eq!(s.method_count(), total);
 
-    let idx = s.lookup(None, "environment.control.stopenv").unwrap();
+    let idx = s
+        .lookup(None, "platform.environment.control.stopenv")
+        .unwrap();
     let m = s.method(idx);
-    assert_eq!(m.id, "environment.control.stopenv");
+    assert_eq!(m.id, "platform.environment.control.stopenv");
     assert_eq!(m.plugin, "platform");
     assert_eq!(m.tenant, None);
     assert_eq!(m.http_method, "GET");
@@ -207,25 +209,33 @@ fn resolve_exact_and_globs() {
     let set = s
         .resolve(
             None,
-            &strings(&["tokens.create", "marketplace.*", "*.plugin.getenvs"]),
+            &strings(&[
+                "tokens.create",
+                "platform.marketplace.*",
+                "*.plugin.getenvs",
+            ]),
             None,
         )
         .unwrap();
     assert_eq!(
         ids(&s, &set),
         strings(&[
-            "ide.plugin.getenvs",
-            "marketplace.app.getappinfo",
-            "marketplace.app.getlist",
-            "marketplace.app.install",
-            "maven.plugin.getenvs",
+            "platform.ide.plugin.getenvs",
+            "platform.marketplace.app.getappinfo",
+            "platform.marketplace.app.getlist",
+            "platform.marketplace.app.install",
+            "platform.maven.plugin.getenvs",
             "tokens.create",
         ])
     );
 
-    let env = s.resolve(None, &strings(&["environment.*"]), None).unwrap();
+    let env = s
+        .resolve(None, &strings(&["platform.environment.*"]), None)
+        .unwrap();
     assert!(env.len() > 5);
-    assert!(s.method_ids(&env).all(|id| id.starts_with("environment.")));
+    assert!(s
+        .method_ids(&env)
+        .all(|id| id.starts_with("platform.environment.")));
 
     let all = s.resolve(None, &strings(&["*"]), None).unwrap();
     assert_eq!(all, MethodSet::full(&s, None));
@@ -241,26 +251,26 @@ fn resolve_read_filter() {
     let set = s
         .resolve(
             None,
-            &strings(&["environment.control.*", "tokens.create"]),
+            &strings(&["platform.environment.control.*", "tokens.create"]),
             Some(Access::Read),
         )
         .unwrap();
     assert_eq!(
         ids(&s, &set),
         strings(&[
-            "environment.control.getenvinfo",
-            "environment.control.getenvs",
+            "platform.environment.control.getenvinfo",
+            "platform.environment.control.getenvs",
         ])
     );
     let change = s
         .resolve(
             None,
-            &strings(&["environment.control.*"]),
+            &strings(&["platform.environment.control.*"]),
             Some(Access::Change),
         )
         .unwrap();
     let unrestricted = s
-        .resolve(None, &strings(&["environment.control.*"]), None)
+        .resolve(None, &strings(&["platform.environment.control.*"]), None)
         .unwrap();
     assert_eq!(change, unrestricted);
     assert!(set.is_subset(&change));
@@ -284,7 +294,7 @@ fn unknown_entries_are_reported() {
                 "tokens.create",
                 "tokens.nope",
                 "nothing.*",
-                "environment.*",
+                "platform.environment.*",
                 "bad.[glob",
                 "",
             ]),
@@ -308,10 +318,12 @@ fn predefined_sets() {
     assert_eq!(ext.name, "Extended Access");
     assert_eq!(ext.plugin.as_deref(), Some("platform"));
     assert_eq!(ext.tenant, None);
-    assert!(ext.entries.contains(&"environment.*".to_string()));
-    let stop = s.lookup(None, "environment.control.stopenv").unwrap();
-    let install = s.lookup(None, "marketplace.app.install").unwrap();
-    let ide_deploy = s.lookup(None, "ide.plugin.deploy").unwrap();
+    assert!(ext.entries.contains(&"platform.environment.*".to_string()));
+    let stop = s
+        .lookup(None, "platform.environment.control.stopenv")
+        .unwrap();
+    let install = s.lookup(None, "platform.marketplace.app.install").unwrap();
+    let ide_deploy = s.lookup(None, "platform.ide.plugin.deploy").unwrap();
     assert!(ext.methods.contains(stop));
     assert!(ext.methods.contains(install));
     assert!(!ext.methods.contains(ide_deploy));
@@ -376,10 +388,10 @@ fn built_in_sets_follow_visibility() {
     assert_eq!(rc_b.methods, s.read_change(None).methods);
     assert!(s
         .method_ids(&s.read_only(None).methods)
-        .any(|id| id == "environment.control.getenvinfo"));
+        .any(|id| id == "platform.environment.control.getenvinfo"));
     assert!(!s
         .method_ids(&s.read_only(None).methods)
-        .any(|id| id == "environment.control.stopenv"));
+        .any(|id| id == "platform.environment.control.stopenv"));
 }
 
 #[test]
@@ -392,11 +404,11 @@ fn routes() {
             "GET",
             "/1.0/environment/control/rest/stopenv?envName=x"
         )),
-        Some("environment.control.stopenv".into())
+        Some("platform.environment.control.stopenv".into())
     );
     assert_eq!(
         id(s.route(None, "HEAD", "/1.0/environment/control/rest/getenvinfo")),
-        Some("environment.control.getenvinfo".into())
+        Some("platform.environment.control.getenvinfo".into())
     );
     assert_eq!(
         id(s.route(None, "GET", "/api/v1/tokens/abc/")),
@@ -440,10 +452,97 @@ fn tenant_may_not_redefine_global_methods() {
         RegisteredPlugin::private(TENANT_A, clash),
     ])
     .unwrap_err();
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("method 'tokens.create'"), "{errors:?}");
-    assert!(errors[0].contains(&TENANT_A.to_string()), "{errors:?}");
-    assert!(errors[0].contains("plugin 'tokens' (global)"), "{errors:?}");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(
+        errors[0],
+        format!("plugin 'mine' of tenant {TENANT_A}: namespace 'tokens' belongs to plugin 'tokens' (global)")
+    );
+    assert!(errors[1].contains("method 'tokens.create'"), "{errors:?}");
+    assert!(errors[1].contains(&TENANT_A.to_string()), "{errors:?}");
+    assert!(errors[1].contains("plugin 'tokens' (global)"), "{errors:?}");
+}
+
+#[test]
+fn namespaces_belong_to_one_plugin_per_view() {
+    // Before namespaces, 'platform' could define 'users.account.getbalance' next to the
+    // built-in 'users.*' methods, and a token with 'users.*' gained it.
+    let builtin = manifest(
+        "sigil",
+        vec![
+            method("users.list", "GET", "/api/v1/users", Access::Read),
+            method(
+                "sigil.introspect",
+                "POST",
+                "/api/v1/introspect",
+                Access::Read,
+            ),
+        ],
+    );
+    let old_style = manifest(
+        "platform",
+        vec![method(
+            "users.account.getbalance",
+            "GET",
+            "/1.0/users/account/rest/getbalance",
+            Access::Read,
+        )],
+    );
+    let errors = Snapshot::build(vec![
+        RegisteredPlugin::global(builtin.clone()),
+        RegisteredPlugin::global(old_style),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        errors,
+        vec!["plugin 'platform' (global): namespace 'users' belongs to plugin 'sigil' (global)"]
+    );
+
+    // A plugin whose id is a namespace of another plugin, globally or in one tenant.
+    let users = manifest(
+        "users",
+        vec![method("users.account.x", "GET", "/x", Access::Read)],
+    );
+    let errors = Snapshot::build(vec![
+        RegisteredPlugin::global(builtin.clone()),
+        RegisteredPlugin::private(TENANT_A, users.clone()),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        errors,
+        vec![format!(
+            "plugin 'users' of tenant {TENANT_A}: namespace 'users' belongs to plugin 'sigil' (global)"
+        )]
+    );
+
+    // Prefixed ids live side by side; a literal first segment stays in its plugin and a
+    // leading wildcard spans plugins.
+    let s = Snapshot::build(vec![
+        RegisteredPlugin::global(builtin),
+        RegisteredPlugin::global(platform()),
+        RegisteredPlugin::private(TENANT_A, private_a()),
+    ])
+    .unwrap();
+    let users = s
+        .resolve(Some(TENANT_A), &strings(&["users.*"]), None)
+        .unwrap();
+    assert_eq!(ids(&s, &users), strings(&["users.list"]));
+    let theirs = s
+        .resolve(Some(TENANT_A), &strings(&["platform.users.*"]), None)
+        .unwrap();
+    assert_eq!(
+        ids(&s, &theirs),
+        strings(&[
+            "platform.users.account.getbalance",
+            "platform.users.account.getuserinfo"
+        ])
+    );
+    let spanning = s
+        .resolve(Some(TENANT_A), &strings(&["*.list"]), None)
+        .unwrap();
+    assert_eq!(
+        ids(&s, &spanning),
+        strings(&["billing.invoices.list", "users.list"])
+    );
 }
 
 #[test]
@@ -512,7 +611,11 @@ fn conflicts_between_global_plugins_and_duplicate_plugins() {
         has("method 'b.route' of plugin 'b' (global): route GET /a/{} conflicts"),
         "{errors:?}"
     );
-    assert_eq!(errors.len(), 5, "{errors:?}");
+    assert!(
+        has("plugin 'b' (global): namespace 'shared' belongs to plugin 'a' (global)"),
+        "{errors:?}"
+    );
+    assert_eq!(errors.len(), 6, "{errors:?}");
 }
 
 #[test]

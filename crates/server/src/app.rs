@@ -1,7 +1,7 @@
 //! Wiring: the OpenAPI service, docs, spec, console and the error model around them.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use poem::endpoint::make_sync;
 use poem::http::StatusCode;
@@ -41,6 +41,9 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
     let builtin = spec::builtin_plugin(&spec)
         .map_err(|errors| sigil_core::Error::internal(errors.join("; ")))?;
     state.start_registry(builtin).await?;
+    let routes = crate::api::caller::RouteMethods::from_spec(&spec)
+        .map_err(|errors| sigil_core::Error::internal(errors.join("; ")))?;
+    let _ = state.route_methods.set(routes);
     let spec_json = spec_text(&spec);
     let docs_html = service.swagger_ui_html().replacen(&raw, &spec_json, 1);
     let spec_for_route = spec_json.clone();
@@ -66,12 +69,20 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
         );
     let endpoint = route
         .catch_all_error(|err| async move { from_poem_error(err) })
+        .around({
+            let paths = body_types.clone();
+            move |next, req| allow_methods(next, req, paths.clone())
+        })
         .around(move |next, req| strict_json::enforce(next, req, body_types.clone()))
         .around(form_credential)
-        .around(move |next, req| limit_body(next, req, body_limit))
-        .around(limit_headers)
         .around(root_to_console)
+        .around({
+            let read_within = Duration::from_secs(state.config.idle_timeout_secs);
+            move |next, req| limit_body(next, req, body_limit, read_within)
+        })
+        .around(limit_headers)
         .around(move |next, req| log_request(next, req, for_log.clone()))
+        .data(state.clone())
         .boxed();
     Ok(Built { endpoint, spec })
 }
@@ -124,49 +135,138 @@ async fn limit_headers<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
     if size > MAX_HEADER_BYTES {
-        return Ok(crate::problem::problem_response(
+        // The body is left unread, so the connection cannot carry another request.
+        return Ok(closing(crate::problem::problem_response(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "headers_too_large",
             "the request headers are too large",
-        ));
+        )));
     }
     next.call(req).await.map(IntoResponse::into_response)
 }
 
-/// Refuses bodies over the limit with 413 before any handler reads them; bodies without
-/// a length (chunked) are read up to the limit.
+/// Refuses bodies over the limit with 413 before any handler reads them, and reads every
+/// other body whole before the request goes on. An operation that takes no body (or
+/// refuses the request before reading it) would otherwise leave it unread, and hyper then
+/// closes the keep-alive connection after the answer whenever the body had not arrived in
+/// full by then, dropping the client's next request on it. A body that is not read (too
+/// large, or not sent in time) gets an answer with `Connection: close`.
 async fn limit_body<E: Endpoint>(
     next: Arc<E>,
     mut req: Request,
     limit: usize,
+    read_within: Duration,
 ) -> poem::Result<Response> {
-    let too_large = || {
-        crate::problem::problem_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large",
-        )
-    };
     let declared = req
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    match declared {
-        Some(len) if len > limit => return Ok(too_large()),
-        Some(_) => {}
-        None if req
-            .headers()
-            .contains_key(poem::http::header::TRANSFER_ENCODING) =>
-        {
-            match req.take_body().into_bytes_limit(limit).await {
-                Ok(bytes) => req.set_body(bytes),
-                Err(_) => return Ok(too_large()),
-            }
-        }
-        None => {}
+    if declared.is_some_and(|len| len > limit) {
+        return Ok(closing(too_large()));
     }
+    let expected = declared.unwrap_or(0);
+    let body = match read_body(req.take_body(), limit, expected, read_within).await {
+        Ok(body) => body,
+        Err(BodyRead::TooLarge) => return Ok(closing(too_large())),
+        Err(BodyRead::Failed) => {
+            return Ok(closing(crate::problem::problem_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request body could not be read",
+            )))
+        }
+        Err(BodyRead::Silent) => {
+            return Ok(closing(crate::problem::problem_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body stopped arriving",
+            )))
+        }
+    };
+    req.set_body(body);
     next.call(req).await.map(IntoResponse::into_response)
+}
+
+enum BodyRead {
+    TooLarge,
+    Failed,
+    Silent,
+}
+
+/// Reads a body whole, up to `limit` bytes (`expected` of them announced), with at most
+/// `silence` between its parts.
+async fn read_body(
+    body: poem::Body,
+    limit: usize,
+    expected: usize,
+    silence: Duration,
+) -> Result<Vec<u8>, BodyRead> {
+    use tokio::io::AsyncReadExt;
+    let mut reader = body.into_async_read();
+    let mut data = Vec::with_capacity(expected.min(limit));
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match tokio::time::timeout(silence, reader.read(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) => return Err(BodyRead::Failed),
+            Err(_) => return Err(BodyRead::Silent),
+        };
+        if n == 0 {
+            return Ok(data);
+        }
+        if data.len() + n > limit {
+            return Err(BodyRead::TooLarge);
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn too_large() -> Response {
+    crate::problem::problem_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is too large",
+    )
+}
+
+/// Tells the client that the connection ends with this answer.
+fn closing(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        poem::http::header::CONNECTION,
+        poem::http::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
+/// Every 405 carries `Allow` with the methods the path supports (RFC 9110), taken from
+/// the published spec.
+async fn allow_methods<E: Endpoint>(
+    next: Arc<E>,
+    req: Request,
+    paths: Arc<strict_json::BodyTypes>,
+) -> poem::Result<Response> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = next.call(req).await.map(IntoResponse::into_response)?;
+    if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return Ok(resp);
+    }
+    let allowed = paths.allowed(&path).unwrap_or_default();
+    let detail = if allowed.is_empty() {
+        format!("{method} is not allowed on this resource")
+    } else {
+        format!("{method} is not allowed on this resource; it allows {allowed}")
+    };
+    let mut resp = crate::problem::problem_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &detail,
+    );
+    if let Ok(v) = poem::http::HeaderValue::from_str(&allowed) {
+        resp.headers_mut().insert(poem::http::header::ALLOW, v);
+    }
+    Ok(resp)
 }
 
 /// The `request` span (continuing the caller's W3C trace) around everything a request

@@ -36,7 +36,9 @@ pub fn credential(
             Transport::Header,
         ));
     }
-    for source in [query.or(req.uri().query()), form].into_iter().flatten() {
+    // The request's own query, and the forwarded request's (forward auth) when given.
+    let own = req.uri().query().filter(|own| Some(*own) != query);
+    for source in [query, own, form].into_iter().flatten() {
         for pair in source.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             if is_credential_key(key) {

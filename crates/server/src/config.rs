@@ -49,6 +49,11 @@ pub struct Config {
     pub idle_timeout_secs: u64,
     /// Seconds a client has to send a complete request head (slow-client protection).
     pub header_read_timeout_secs: u64,
+    /// Public keys that sign leak reports of a secret scanning partner program (GitHub
+    /// secret scanning): key identifier -> PEM of an ECDSA P-256 public key. A JSON object
+    /// in the environment (`SIGIL_LEAK_REPORT_KEYS`). Empty: partner reports are refused.
+    #[serde(deserialize_with = "map_or_json")]
+    pub leak_report_keys: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -74,6 +79,7 @@ impl Default for Config {
             refusal_limit_per_minute: 600,
             idle_timeout_secs: 60,
             header_read_timeout_secs: 15,
+            leak_report_keys: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -106,6 +112,7 @@ const KEYS: &[&str] = &[
     "refusal_limit_per_minute",
     "idle_timeout_secs",
     "header_read_timeout_secs",
+    "leak_report_keys",
 ];
 
 fn is_known_key(key: &str) -> bool {
@@ -144,6 +151,27 @@ fn paths_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, 
         .into_iter()
         .map(PathBuf::from)
         .collect())
+}
+
+/// A map, or (from the environment) a JSON object in a string.
+fn map_or_json<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum MapOrJson {
+        Map(std::collections::BTreeMap<String, String>),
+        Json(String),
+    }
+    match MapOrJson::deserialize(d)? {
+        MapOrJson::Map(m) => Ok(m),
+        MapOrJson::Json(s) if s.trim().is_empty() => Ok(Default::default()),
+        MapOrJson::Json(s) => serde_json::from_str(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "must be a JSON object of key id -> PEM public key ({e})"
+            ))
+        }),
+    }
 }
 
 fn bad(setting: &str, message: impl Into<String>) -> ConfigError {
@@ -248,6 +276,14 @@ impl Config {
         }
         if self.usage_flush_secs == 0 || self.usage_flush_secs > 300 {
             return Err(bad("SIGIL_USAGE_FLUSH_SECS", "must be between 1 and 300"));
+        }
+        for (id, pem) in &self.leak_report_keys {
+            if crate::api::leaks::parse_report_key(pem).is_none() {
+                return Err(bad(
+                    "SIGIL_LEAK_REPORT_KEYS",
+                    format!("key {id:?} is not a PEM ECDSA P-256 public key"),
+                ));
+            }
         }
         if self.argon2.memory_kib < 8 * 1024
             || self.argon2.iterations == 0

@@ -1,13 +1,14 @@
 //! Start-up and shutdown: database, migrations, master key, state, background work, and
 //! a listener that drains in-flight requests on SIGINT/SIGTERM.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use poem::listener::{Acceptor, Listener, TcpListener};
 use sigil_core::crypto::MasterKey;
 use sigil_core::db::Db;
+use sigil_core::page::PageRequest;
 use sigil_core::Error;
 use sigil_token::Change;
 
@@ -33,6 +34,91 @@ pub async fn open_database(config: &Config) -> sigil_core::Result<Db> {
         })?;
     }
     sigil_core::db::connect(&url, config.db_max_connections).await
+}
+
+/// The first page of one tenant: enough to tell whether any exists.
+const ONE_TENANT: PageRequest = PageRequest {
+    offset: 0,
+    limit: 1,
+};
+
+/// The SQLite file a URL names (`sqlite://path?...` or `sqlite:path`); `None` for
+/// in-memory databases and other backends.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path.contains(":memory:") || query.contains("mode=memory") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+/// A path as the user should read it: absolute, so a relative data directory shows where
+/// it resolved from the current directory.
+fn shown(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// Checks, creating nothing, that the configuration leads to the data a server made: an
+/// existing, migrated Sigil database and the master key. Administration commands run this
+/// first so that, run from the wrong directory or with other settings, they stop with a
+/// message instead of creating a new database and key that no server uses. `create_hint`
+/// ends the message: how to create the data on purpose.
+pub async fn require_existing_data(config: &Config, create_hint: &str) -> Result<(), String> {
+    let settings = "run it with the settings `sigil serve` uses (the same working directory, \
+                    SIGIL_DATA_DIR, SIGIL_DATABASE_URL, SIGIL_MASTER_KEY or --config)";
+    let relative = if config.data_dir.is_relative() {
+        format!(
+            " (the data directory {} is relative to the current directory)",
+            config.data_dir.display()
+        )
+    } else {
+        String::new()
+    };
+    let url = config.effective_database_url();
+    if let Some(file) = sqlite_file(&url) {
+        if !file.exists() {
+            let relative = if config.database_url.is_empty() {
+                relative.as_str()
+            } else {
+                ""
+            };
+            return Err(format!(
+                "no Sigil database at {}{relative}; {settings}, or {create_hint}",
+                shown(&file)
+            ));
+        }
+    }
+    let db = sigil_core::db::connect(&url, 1)
+        .await
+        .map_err(|e| format!("{e}; {settings}"))?;
+    let migrated = sigil_tenant::TenantService::new(db.clone())
+        .list(None, ONE_TENANT)
+        .await
+        .is_ok();
+    let _ = db.close().await;
+    if !migrated {
+        let which = sqlite_file(&url).map_or_else(|| "the database".to_owned(), |f| shown(&f));
+        return Err(format!(
+            "{which} holds no Sigil data (not migrated); {settings}, or {create_hint}"
+        ));
+    }
+    if config.master_key.is_empty() {
+        let key = config.data_dir.join("master.key");
+        if !key.exists() {
+            return Err(format!(
+                "no master key: SIGIL_MASTER_KEY is not set and {} does not exist{relative}; \
+                 {settings}, or {create_hint}",
+                shown(&key)
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub async fn migrate(db: &Db) -> sigil_core::Result<()> {
@@ -149,8 +235,9 @@ fn spawn_background(
     })
 }
 
-/// Prints what a newcomer needs after the server is up.
-fn banner(state: &AppState, bound: &str) {
+/// Prints what a newcomer needs after the server is up; how to create a first tenant only
+/// while there is none.
+fn banner(state: &AppState, bound: &str, has_tenants: bool) {
     let base = if state.config.public_url.is_empty() {
         format!("http://{bound}")
     } else {
@@ -160,15 +247,33 @@ fn banner(state: &AppState, bound: &str) {
     println!("  console:  {base}/console/");
     println!("  API docs: {base}/docs   (spec: {base}/openapi.json)");
     println!("  health:   {base}/healthz  {base}/readyz");
-    println!("First steps:");
+    if has_tenants {
+        return;
+    }
+    println!("First steps (no tenant yet):");
     println!("  sigil tenant create acme         # prints the first admin's password");
+    if state.config.database_url.is_empty() && state.config.master_key.is_empty() {
+        println!(
+            "  (with this server's settings: here, or with SIGIL_DATA_DIR={})",
+            shown(&state.config.data_dir)
+        );
+    } else {
+        println!("  (with this server's settings: SIGIL_* variables, --config)");
+    }
     println!("  then sign in at {base}/console/ with tenant 'acme', user 'admin'");
+}
+
+/// Whether the database holds a tenant; `true` when it cannot tell (no misleading hint).
+async fn has_tenants(state: &AppState) -> bool {
+    let first = state.tenants.list(None, ONE_TENANT).await;
+    !matches!(first, Ok(page) if page.total == 0)
 }
 
 /// Serves until SIGINT/SIGTERM, then drains requests and flushes background work.
 pub async fn serve(prepared: Prepared) -> sigil_core::Result<()> {
-    serve_with(prepared, shutdown_signal(), |state, bound| {
-        banner(state, bound)
+    let has_tenants = has_tenants(&prepared.state).await;
+    serve_with(prepared, shutdown_signal(), move |state, bound| {
+        banner(state, bound, has_tenants)
     })
     .await
 }

@@ -4,44 +4,139 @@
 use serde_json::{json, Value};
 use sigil_scope_registry::{Access, HttpRoute, ManifestMethod, PluginManifest};
 
-use crate::api::{method_of, METHODS, PUBLIC_OPERATIONS};
+use sigil_token::SigilMethod;
+
+use crate::api::method_of;
 
 const VERBS: [&str; 7] = ["get", "head", "post", "put", "patch", "delete", "options"];
 
 /// Operations that do not change anything although they are POSTs.
 const READ_POSTS: &[&str] = &["introspectToken"];
 
-/// Adds security schemes and the registry method of each operation.
+/// Adds the registry method of each operation, and checks that every operation's
+/// credential requirement is the one its method's audience calls for: the schemes come
+/// from the caller parameter of the handler, so an operation that forgot it has none,
+/// and the spec (and with it the server) is refused.
 pub fn finish(raw: &str) -> Result<Value, String> {
     let mut doc: Value = serde_json::from_str(raw).map_err(|e| e.to_string())?;
-    doc["components"]["securitySchemes"] = json!({
-        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-            "description": "A Sigil token (session, personal or application). `Authorization: authToken <token>` is accepted too."},
-        "authTokenHeader": {"type": "apiKey", "in": "header", "name": "Auth-Token"},
-        "authTokenQuery": {"type": "apiKey", "in": "query", "name": "auth_token"},
-        "sessionQuery": {"type": "apiKey", "in": "query", "name": "session"}
-    });
     if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
         schemas.values_mut().for_each(normalize_properties);
     }
-    let security = json!([{"bearerAuth": []}, {"authTokenHeader": []}, {"authTokenQuery": []}, {"sessionQuery": []}]);
+    let mut errors = Vec::new();
     if let Some(paths) = doc["paths"].as_object_mut() {
-        for item in paths.values_mut() {
+        for (path, item) in paths.iter_mut() {
             for verb in VERBS {
                 let Some(op) = item.get_mut(verb) else {
                     continue;
                 };
                 let op_id = op["operationId"].as_str().unwrap_or_default().to_owned();
-                if let Some(method) = method_of(&op_id) {
-                    op["x-sigil-method"] = json!(method);
-                }
-                if !PUBLIC_OPERATIONS.contains(&op_id.as_str()) {
-                    op["security"] = security.clone();
+                let Some(method) = SigilMethod::from_operation_id(&op_id) else {
+                    errors.push(format!("{verb} {path} ({op_id}) has no Sigil method"));
+                    continue;
+                };
+                op["x-sigil-method"] = json!(method.id());
+                let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+                if secured == method.is_public() {
+                    errors.push(format!(
+                        "{op_id}: {} but its handler {} a caller parameter",
+                        if method.is_public() {
+                            "public"
+                        } else {
+                            "needs a credential"
+                        },
+                        if secured { "takes" } else { "lacks" },
+                    ));
                 }
             }
         }
     }
-    Ok(doc)
+    close_request_objects(&mut doc);
+    if errors.is_empty() {
+        Ok(doc)
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Request objects take only the fields they declare (the server refuses others with
+/// 422 `unknown_field`, see strict_json.rs): every object schema with declared properties
+/// that a JSON request body reaches gets `additionalProperties: false`. Free-form objects
+/// (no declared properties, or an `additionalProperties` of their own) stay as they are,
+/// and so do members of an `allOf`, where the keyword would refuse the other members'
+/// fields.
+fn close_request_objects(doc: &mut Value) {
+    /// Marks `schema` and the inline schemas inside it; queues the components it names
+    /// (with whether they are reached as a member of an `allOf`).
+    fn walk(schema: &mut Value, in_all_of: bool, queue: &mut Vec<(String, bool)>) {
+        if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+            let name = reference.rsplit('/').next().unwrap_or_default();
+            queue.push((name.to_owned(), in_all_of));
+            return;
+        }
+        let Some(obj) = schema.as_object_mut() else {
+            return;
+        };
+        if obj.get("properties").is_some_and(Value::is_object)
+            && !obj.contains_key("additionalProperties")
+            && !in_all_of
+        {
+            obj.insert("additionalProperties".into(), json!(false));
+        }
+        for (key, value) in obj.iter_mut() {
+            match key.as_str() {
+                "properties" => {
+                    if let Some(props) = value.as_object_mut() {
+                        for prop in props.values_mut() {
+                            walk(prop, false, queue);
+                        }
+                    }
+                }
+                "items" | "additionalProperties" => walk(value, false, queue),
+                "allOf" | "anyOf" | "oneOf" => {
+                    if let Some(members) = value.as_array_mut() {
+                        for member in members {
+                            walk(member, key == "allOf", queue);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    let mut queue = Vec::new();
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for item in paths.values_mut() {
+            let Some(ops) = item.as_object_mut() else {
+                continue;
+            };
+            for op in ops.values_mut() {
+                let Some(content) = op
+                    .pointer_mut("/requestBody/content")
+                    .and_then(Value::as_object_mut)
+                else {
+                    continue;
+                };
+                for (media, body) in content.iter_mut() {
+                    if media.starts_with("application/json") {
+                        if let Some(schema) = body.get_mut("schema") {
+                            walk(schema, false, &mut queue);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut done = Vec::new();
+    while let Some(next) = queue.pop() {
+        if done.contains(&next) {
+            continue;
+        }
+        if let Some(schema) = doc["components"]["schemas"].get_mut(&next.0) {
+            walk(schema, next.1, &mut queue);
+        }
+        done.push(next);
+    }
 }
 
 /// Property schemas as generators and validators read them:
@@ -138,7 +233,7 @@ pub fn builtin_plugin(doc: &Value) -> Result<PluginManifest, Vec<String>> {
             }
         }
     }
-    for (op, _) in METHODS {
+    for op in SigilMethod::ALL.iter().map(|m| m.operation_id()) {
         if !seen.iter().any(|s| s == op) {
             errors.push(format!(
                 "method table names {op}, which is not an operation"

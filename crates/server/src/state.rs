@@ -36,6 +36,8 @@ pub struct AppState {
     pub audit: AuditLog,
     pub throttle: LoginThrottle,
     pub builtin: std::sync::OnceLock<PluginManifest>,
+    /// Sigil's method of each route of the API (from the spec), for the caller check.
+    pub route_methods: std::sync::OnceLock<crate::api::caller::RouteMethods>,
     pub metrics: crate::metrics::Metrics,
     /// Refused verifications per client address (429 past the limit).
     pub refusals: crate::refusals::RefusalLimiter,
@@ -46,7 +48,11 @@ impl AppState {
         let hasher = PasswordHasher::new(config.argon2)?;
         let tenants = TenantService::new(db.clone());
         let users = UserService::new(db.clone(), hasher);
-        let keys = KeyRing::new(db.clone(), master.clone());
+        let keys = KeyRing::with_ttl(
+            db.clone(),
+            master.clone(),
+            Duration::from_secs(config.cache_ttl_secs),
+        );
         let platform = PlatformKey::load_or_create(&db, &master).await?;
         let plugins = PluginStore::new(db.clone());
         let sets = ScopeSetStore::new(db.clone());
@@ -96,6 +102,7 @@ impl AppState {
             changes,
             usage,
             builtin: std::sync::OnceLock::new(),
+            route_methods: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::new(),
             refusals: crate::refusals::RefusalLimiter::new(config_refusal_limit),
         });
@@ -110,8 +117,10 @@ impl AppState {
         self.reload_registry().await
     }
 
-    /// Registers the manifests given with `--plugin` as global plugins (idempotent).
+    /// Registers the manifests given with `--plugin` as global plugins (idempotent). Each
+    /// must keep to the namespace rule; what a changed one widens is logged and audited.
     async fn load_plugin_files(&self) -> sigil_core::Result<()> {
+        let reserved = crate::api::registry::reserved_namespaces(self.builtin.get());
         for path in &self.config.plugins {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 sigil_core::Error::invalid(
@@ -126,6 +135,15 @@ impl AppState {
                     errors,
                 )
             })?;
+            crate::api::registry::check_namespace(&manifest, &reserved).map_err(|e| {
+                sigil_core::Error::invalid_with(
+                    "invalid_manifest",
+                    format!("{} breaks the plugin namespace rule", path.display()),
+                    std::iter::once(e.to_string())
+                        .chain(manifest.namespace_errors())
+                        .collect(),
+                )
+            })?;
             let unchanged = self
                 .plugins
                 .get(None, &manifest.id)
@@ -135,7 +153,7 @@ impl AppState {
                         == serde_json::to_value(&manifest).ok()
                 });
             if !unchanged {
-                self.plugins.upsert(None, &manifest).await?;
+                crate::api::registry::store_plugin_file(self, &manifest).await?;
                 tracing::info!(plugin = %manifest.id, version = %manifest.version, "plugin loaded from file");
             }
         }
@@ -166,17 +184,8 @@ impl AppState {
 
     /// Verifies the request's credential for `method`.
     pub async fn caller(&self, req: &Request, method: &str) -> ApiResult<Caller> {
-        self.caller_with(req, None, method).await
-    }
-
-    pub async fn caller_with(
-        &self,
-        req: &Request,
-        form: Option<&str>,
-        method: &str,
-    ) -> ApiResult<Caller> {
         let ip = auth::client_ip(req, self.verifier.trusted_proxies());
-        let Some((credential, transport)) = auth::credential(req, None, form)? else {
+        let Some((credential, transport)) = auth::credential(req, None, None)? else {
             self.verifier
                 .note_outcome(sigil_token::verifier::MISSING.code);
             return Err(sigil_token::verifier::MISSING.into());
@@ -322,9 +331,5 @@ impl AppState {
     /// Publishes a change and applies it to this replica's caches at once.
     pub async fn changed(&self, change: sigil_token::Change) {
         self.changes.publish(change).await;
-    }
-
-    pub fn map_err(e: sigil_core::Error) -> ApiError {
-        e.into()
     }
 }

@@ -1,13 +1,16 @@
-//! The `sigil` command: run the server, migrate, print the spec, and administer tenants.
+//! The `sigil` command: run the server, migrate, print the spec, administer tenants, and
+//! issue and revoke operator tokens. Only `serve`, `migrate` and `tenant create --init`
+//! create a database; the other commands use the one the settings name, or stop.
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use sigil_server::app;
 use sigil_server::config::Config;
+use sigil_server::run::require_existing_data;
 
 #[derive(Parser)]
 #[command(name = "sigil", version, about = "Sigil: multi-tenant API tokens", long_about = None)]
@@ -27,7 +30,7 @@ enum Command {
         #[arg(long = "plugin", value_name = "FILE")]
         plugins: Vec<PathBuf>,
     },
-    /// Apply database migrations and exit.
+    /// Create the database (when missing) or apply pending migrations, and exit.
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
@@ -46,6 +49,10 @@ enum Command {
 #[derive(Subcommand)]
 enum TenantCommand {
     /// Create a tenant and its first admin; prints JSON with the admin's password.
+    ///
+    /// Uses the server's data (the same settings as `serve`: working directory,
+    /// SIGIL_DATA_DIR, SIGIL_DATABASE_URL, SIGIL_MASTER_KEY, --config) and stops when there
+    /// is none, unless --init is given.
     Create {
         /// Lowercase identifier used at login.
         slug: String,
@@ -56,6 +63,10 @@ enum TenantCommand {
         /// Read the admin password from standard input instead of generating one.
         #[arg(long)]
         admin_password_stdin: bool,
+        /// Create the database and master key when they do not exist yet (a new
+        /// installation; `sigil serve` creates them on its first start too).
+        #[arg(long)]
+        init: bool,
     },
 }
 
@@ -66,6 +77,20 @@ enum OperatorCommand {
         /// Lifetime, e.g. 15m, 1h, 3600s (at most 24h).
         #[arg(long, default_value = "1h", value_parser = parse_ttl)]
         ttl: Duration,
+    },
+    /// Revoke operator tokens: every one issued so far, or one. Running replicas refuse
+    /// them within a few seconds.
+    #[command(group(ArgGroup::new("which").required(true).multiple(false)))]
+    Revoke {
+        /// Every operator token issued before now.
+        #[arg(long, group = "which")]
+        all: bool,
+        /// The token with this id (its `jti` claim).
+        #[arg(long, group = "which", value_name = "JTI")]
+        jti: Option<String>,
+        /// This token (its signature is checked); `-` reads it from standard input.
+        #[arg(long, group = "which", value_name = "TOKEN")]
+        token: Option<String>,
     },
 }
 
@@ -89,6 +114,9 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
     }
     Ok(Duration::from_secs(secs))
 }
+
+/// How operator commands can get data: from a server that has started once.
+const OPERATOR_HINT: &str = "start `sigil serve` once to create the database";
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     eprintln!("sigil: {message}");
@@ -155,8 +183,15 @@ async fn run(command: Command, mut config: Config) -> ExitCode {
                     name,
                     admin_username,
                     admin_password_stdin,
+                    init,
                 },
         } => {
+            if !init {
+                let hint = "add --init to start a new installation with these settings";
+                if let Err(message) = require_existing_data(&config, hint).await {
+                    return fail(1, message);
+                }
+            }
             let password = if admin_password_stdin {
                 let mut text = String::new();
                 if let Err(e) = std::io::stdin().read_to_string(&mut text) {
@@ -201,6 +236,9 @@ async fn run(command: Command, mut config: Config) -> ExitCode {
         Command::Operator {
             command: OperatorCommand::Token { ttl },
         } => {
+            if let Err(message) = require_existing_data(&config, OPERATOR_HINT).await {
+                return fail(1, message);
+            }
             let prepared = match sigil_server::prepare(config).await {
                 Ok(p) => p,
                 Err(e) => return fail(1, e),
@@ -213,7 +251,76 @@ async fn run(command: Command, mut config: Config) -> ExitCode {
                 Err(e) => fail(1, e),
             }
         }
+        Command::Operator {
+            command: OperatorCommand::Revoke { all, jti, token },
+        } => {
+            let token = match token.as_deref() {
+                Some("-") => {
+                    let mut text = String::new();
+                    if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+                        return fail(1, format!("cannot read the token from stdin: {e}"));
+                    }
+                    Some(text.trim().to_owned())
+                }
+                other => other.map(str::to_owned),
+            };
+            if let Err(message) = require_existing_data(&config, OPERATOR_HINT).await {
+                return fail(1, message);
+            }
+            let prepared = match sigil_server::prepare(config).await {
+                Ok(p) => p,
+                Err(e) => return fail(1, e),
+            };
+            revoke_operator_tokens(&prepared.state.platform, all, jti, token).await
+        }
     }
+}
+
+/// `sigil operator revoke`: stores the revocation and prints what was revoked as JSON.
+async fn revoke_operator_tokens(
+    platform: &sigil_tenant::platform::PlatformKey,
+    all: bool,
+    jti: Option<String>,
+    token: Option<String>,
+) -> ExitCode {
+    let out = if all {
+        let not_before = match platform.revoke_all().await {
+            Ok(t) => t,
+            Err(e) => return fail(1, describe(&e)),
+        };
+        // Tokens carry whole seconds: one issued before `not_before` is refused, so wait
+        // for it (under a second) and a token issued after this command returns works.
+        let wait_ms = not_before.saturating_mul(1000) - now_ms();
+        if let Ok(wait_ms) = u64::try_from(wait_ms) {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        }
+        serde_json::json!({"revoked": "all", "not_before": not_before})
+    } else {
+        let revoked = match (jti, token) {
+            (Some(jti), _) => {
+                let jti = jti.trim().to_owned();
+                platform.revoke_id(&jti).await.map(|()| jti)
+            }
+            (None, Some(token)) => platform.revoke_token(&token).await,
+            (None, None) => return fail(2, "give --all, --jti or --token"),
+        };
+        match revoked {
+            Ok(jti) => serde_json::json!({"revoked": jti}),
+            Err(e) => return fail(1, describe(&e)),
+        }
+    };
+    println!("{out}");
+    eprintln!(
+        "sigil: running replicas refuse the revoked operator tokens within {}s",
+        sigil_tenant::platform::REFRESH_EVERY.as_secs()
+    );
+    ExitCode::SUCCESS
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn describe(e: &sigil_core::Error) -> String {

@@ -129,8 +129,14 @@ pub(crate) fn decoding_key(public_x: &str) -> Result<DecodingKey> {
     DecodingKey::from_ed_components(public_x).map_err(Error::internal)
 }
 
+/// How long a cached key is trusted when [`KeyRing::new`] is used (the server's default
+/// `cache_ttl_secs`); the server passes its configured TTL to [`KeyRing::with_ttl`].
+pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(60);
+
 /// Keys of every tenant, loaded on demand and cached; the cache is dropped for a tenant
-/// on rotation (locally, and on other replicas through the change feed).
+/// on rotation (locally, and on other replicas through the change feed). The TTL bounds
+/// how long a replica that missed a notification keeps signing with, or accepting, a key
+/// that was rotated out: the same bound as the verification cache (`cache_ttl_secs`).
 #[derive(Clone)]
 pub struct KeyRing {
     db: Db,
@@ -141,7 +147,11 @@ pub struct KeyRing {
 
 impl KeyRing {
     pub fn new(db: Db, master: MasterKey) -> Self {
-        let ttl = Duration::from_secs(300);
+        Self::with_ttl(db, master, DEFAULT_KEY_CACHE_TTL)
+    }
+
+    /// A key ring whose cached keys live at most `ttl` (the configured cache TTL).
+    pub fn with_ttl(db: Db, master: MasterKey, ttl: Duration) -> Self {
         Self {
             db,
             master,

@@ -1,18 +1,24 @@
 //! Tokens: minting and managing personal, application and session tokens, and verifying
 //! them on the hot path (cache, precise refusal codes, usage counting, change feed).
 
+pub mod ceiling;
 pub mod changes;
 pub mod entity;
 pub mod jwt;
+pub mod leaks;
 mod loader;
+pub mod methods;
 pub mod rights;
 pub mod scope;
 pub mod service;
 pub mod types;
 pub mod usage;
 pub mod verifier;
+pub mod widening;
 
+pub use ceiling::Expiry;
 pub use changes::{Change, ChangeFeed};
+pub use methods::{Audience, SigilMethod};
 pub use service::{NewToken, TokenFilter, TokenPatch, TokenService};
 pub use types::{Minted, Scope, Token, TokenKind};
 pub use usage::UsageRecorder;

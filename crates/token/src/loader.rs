@@ -40,6 +40,9 @@ pub(crate) struct MissRow {
     pub prev_valid_until: Option<DateTime<Utc>>,
     pub elevated_until: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// `leaked` when the secret was reported exposed (crate::leaks).
+    pub revoked_reason: Option<String>,
+    pub ceiling: Option<String>,
     pub username: String,
     pub user_kind: String,
     pub role: String,
@@ -154,6 +157,7 @@ async fn fetch(db: &Db, ids: &[TokenId]) -> Result<Vec<MissRow>> {
             (t, T::PrevValidUntil),
             (t, T::ElevatedUntil),
             (t, T::RevokedAt),
+            (t, T::Ceiling),
         ])
         .columns([
             (u, U::Username),
@@ -163,6 +167,10 @@ async fn fetch(db: &Db, ids: &[TokenId]) -> Result<Vec<MissRow>> {
             (u, U::IsSystem),
         ])
         .expr_as(Expr::col((u, U::Kind)), Alias::new("user_kind"))
+        .expr_as(
+            Expr::col((t, Alias::new(crate::leaks::REASON_COLUMN))),
+            Alias::new("revoked_reason"),
+        )
         .from(t)
         .inner_join(
             u,

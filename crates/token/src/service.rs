@@ -17,12 +17,13 @@ use sigil_core::page::{Page, PageRequest};
 use sigil_core::{Error, Result, TenantId, TokenId, UserId};
 use sigil_scope_registry::store::ScopeSetStore;
 use sigil_scope_registry::{MethodSet, Registry, Snapshot};
-use sigil_tenant::{KeyRing, TenantPolicy};
+use sigil_tenant::KeyRing;
 use sigil_user::{User, UserKind, UserService};
 
+use crate::ceiling::{self, Expiry};
 use crate::changes::{Change, ChangeFeed};
 use crate::jwt::{self, Claims};
-use crate::types::{Minted, Scope, Token, TokenKind};
+use crate::types::{scope_of, Minted, Scope, Token, TokenKind};
 use crate::verifier::Principal;
 use crate::{entity, scope};
 
@@ -129,50 +130,6 @@ pub fn validate_ip_filter(entries: &[String]) -> Result<Vec<String>> {
     }
 }
 
-fn check_expiry(
-    policy: &TenantPolicy,
-    actor: &Principal,
-    expires_at: Option<DateTime<Utc>>,
-) -> Result<()> {
-    let now = Utc::now();
-    match expires_at {
-        Some(t) if t <= now => {
-            return Err(Error::invalid(
-                "expiry_in_past",
-                "expires_at must be in the future",
-            ))
-        }
-        None if !policy.allow_non_expiring_tokens => {
-            return Err(Error::invalid(
-                "expiry_required",
-                "the tenant policy requires an expiry date (expires_at)",
-            ))
-        }
-        _ => {}
-    }
-    if let (Some(days), Some(t)) = (policy.max_token_lifetime_days, expires_at) {
-        if t > now + Duration::days(i64::from(days)) + Duration::minutes(5) {
-            return Err(Error::invalid(
-                "expiry_exceeds_policy",
-                format!("the tenant policy limits token lifetime to {days} days"),
-            ));
-        }
-    }
-    // A token may not outlive the (non-session) credential that mints it.
-    if !actor.is_session() {
-        if let Some(limit) = actor.expires_at {
-            // Whole seconds: the credential's JWT `exp` carries no fraction.
-            if expires_at.is_none_or(|t| t.timestamp() > limit.timestamp()) {
-                return Err(Error::forbidden(
-                    "expiry_exceeds_credential",
-                    "a token cannot expire later than the token used to create it",
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
 impl TokenService {
     pub fn new(
         db: Db,
@@ -234,35 +191,6 @@ impl TokenService {
         Ok(model)
     }
 
-    /// The rights a token with `scope` would have for `owner`, refused when they exceed
-    /// what the acting credential may do.
-    async fn check_scope(&self, actor: &Principal, owner: &User, scope: &Scope) -> Result<()> {
-        let snapshot = self.registry.current();
-        let wanted = scope::resolve_strict(&snapshot, &self.sets, actor.tenant_id, scope).await?;
-        Self::check_within(&snapshot, actor, owner, &wanted)
-    }
-
-    /// Refuses a scope (`wanted`, resolved) that would grant `owner` more than the
-    /// acting credential may do.
-    fn check_within(
-        snapshot: &Snapshot,
-        actor: &Principal,
-        owner: &User,
-        wanted: &MethodSet,
-    ) -> Result<()> {
-        if actor.is_session() && actor.user_id == owner.id {
-            return Ok(());
-        }
-        let owner_rights = crate::rights::role_rights(snapshot, actor.tenant_id.0, owner.role);
-        if !wanted.intersect(&owner_rights).is_subset(&actor.rights) {
-            return Err(Error::forbidden(
-                "scope_exceeds_credential",
-                "the token would grant more than the credential used to create it",
-            ));
-        }
-        Ok(())
-    }
-
     /// Who will own a new token: the actor, or (for admins and token managers) the user
     /// they name.
     fn owner_id_for(actor: &Principal, new: &NewToken) -> Result<UserId> {
@@ -304,6 +232,17 @@ impl TokenService {
     }
 
     pub async fn create(&self, actor: &Principal, new: NewToken) -> Result<Minted> {
+        self.mint(actor, new, None).await
+    }
+
+    /// Creates a token (a copy when `copied_ceiling` is given: the source's stored
+    /// ceiling, carried over). Every right and the expiry are decided by the one ceiling.
+    async fn mint(
+        &self,
+        actor: &Principal,
+        new: NewToken,
+        copied_ceiling: Option<Option<String>>,
+    ) -> Result<Minted> {
         validate_text(&new.name, &new.description)?;
         let ip_filter = validate_ip_filter(&new.ip_filter)?;
         let owner_id = Self::owner_id_for(actor, &new)?;
@@ -332,18 +271,58 @@ impl TokenService {
             .transpose()?
             .ok_or_else(|| Error::invalid("unknown_owner", "the owner does not exist"))?;
         Self::check_owner(&owner, new.kind)?;
-        check_expiry(&actor.policy, actor, new.expires_at)?;
-        Self::check_within(&snapshot, actor, &owner, &wanted)?;
+        let owner_rights = crate::rights::role_rights(&snapshot, actor.tenant_id.0, owner.role);
+        let source_ceiling = copied_ceiling
+            .as_ref()
+            .map(|stored| ceiling::from_stored(&snapshot, actor.tenant_id, stored.as_deref()));
+        let request = match &source_ceiling {
+            None => ceiling::Request::Create {
+                scope: &wanted,
+                expires_at: new.expires_at,
+            },
+            Some(source) => ceiling::Request::Copy {
+                source: ceiling::Existing {
+                    scope: &wanted,
+                    ceiling: source.as_ref(),
+                    expires_at: new.expires_at,
+                },
+                expires_at: new.expires_at,
+            },
+        };
+        let decision = ceiling::decide(actor, &owner, &owner_rights, request)?;
+        self.insert_decided(
+            txn, actor, &snapshot, &owner, new, ip_filter, id, secret, decision,
+        )
+        .await
+    }
+
+    /// Inserts a decided token under the owner's lock (within the per-user limit).
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_decided(
+        &self,
+        txn: sea_orm::DatabaseTransaction,
+        actor: &Principal,
+        snapshot: &Snapshot,
+        owner: &User,
+        new: NewToken,
+        ip_filter: Vec<String>,
+        id: TokenId,
+        secret: String,
+        decision: ceiling::Decision,
+    ) -> Result<Minted> {
         let limit = actor.policy.max_tokens_per_user;
+        let stored_ceiling = ceiling::to_stored(snapshot, decision.ceiling.as_ref())?;
+        let kind = new.kind;
         let model = Self::new_model(
             actor.tenant_id,
-            &owner,
+            owner,
             Some(actor.user_id),
-            new.kind,
+            kind,
             new,
             ip_filter,
             id,
             &secret,
+            stored_ceiling,
         )?;
         let Some(stored) =
             insert_within_limit(&txn, model, actor.tenant_id, owner.id, limit).await?
@@ -374,9 +353,11 @@ impl TokenService {
         let secret = self
             .mint_secret(tenant, owner.id, id, 1, kind, new.expires_at)
             .await?;
-        let model = Self::new_model(tenant, owner, created_by, kind, new, ip_filter, id, &secret)?
-            .insert(&self.db)
-            .await?;
+        let model = Self::new_model(
+            tenant, owner, created_by, kind, new, ip_filter, id, &secret, None,
+        )?
+        .insert(&self.db)
+        .await?;
         Ok(Minted {
             token: Token::try_from(&model)?,
             secret,
@@ -394,6 +375,7 @@ impl TokenService {
         ip_filter: Vec<String>,
         id: TokenId,
         secret: &str,
+        ceiling: Option<String>,
     ) -> Result<entity::ActiveModel> {
         let now = sigil_core::now();
         let (scope_set, scope_methods) = match &new.scope {
@@ -428,6 +410,7 @@ impl TokenService {
             last_used_at: Set(None),
             last_used_ip: Set(None),
             revoked_at: Set(None),
+            ceiling: Set(ceiling),
         })
     }
 
@@ -612,13 +595,58 @@ impl TokenService {
         Ok(Page { items, total })
     }
 
-    pub async fn update(&self, actor: &Principal, id: TokenId, patch: TokenPatch) -> Result<Token> {
-        let current = self.managed(actor, id).await?;
+    /// The owner of a managed token, and what the owner's role allows now.
+    async fn owner_of(
+        &self,
+        snapshot: &Snapshot,
+        actor: &Principal,
+        model: &entity::Model,
+    ) -> Result<(User, MethodSet)> {
         let owner = self
             .users
-            .find(actor.tenant_id, current.owner_id)
+            .find(actor.tenant_id, model.owner_id)
             .await?
             .ok_or_else(|| Error::not_found("token"))?;
+        let rights = crate::rights::role_rights(snapshot, actor.tenant_id.0, owner.role);
+        Ok((owner, rights))
+    }
+
+    pub async fn update(&self, actor: &Principal, id: TokenId, patch: TokenPatch) -> Result<Token> {
+        let current = self.managed(actor, id).await?;
+        let snapshot = self.registry.current();
+        let (owner, owner_rights) = self.owner_of(&snapshot, actor, &current).await?;
+        let current_scope =
+            scope::resolve_lenient(&snapshot, &self.sets, actor.tenant_id, &scope_of(&current))
+                .await?;
+        let current_ceiling =
+            ceiling::from_stored(&snapshot, actor.tenant_id, current.ceiling.as_deref());
+        let new_scope = match &patch.scope {
+            Some(Scope::All) => return Err(Error::invalid("invalid_scope", "a scope is required")),
+            Some(scope) => {
+                Some(scope::resolve_strict(&snapshot, &self.sets, actor.tenant_id, scope).await?)
+            }
+            None => None,
+        };
+        // Expiring now is allowed: it is how a token is retired but kept for history.
+        let expiring_now = matches!(patch.expires_at, Some(Some(t)) if t <= Utc::now());
+        let expiry = match patch.expires_at {
+            Some(t) if !expiring_now => Expiry::Set(t),
+            _ => Expiry::Keep,
+        };
+        let decision = ceiling::decide(
+            actor,
+            &owner,
+            &owner_rights,
+            ceiling::Request::Update {
+                token: ceiling::Existing {
+                    scope: &current_scope,
+                    ceiling: current_ceiling.as_ref(),
+                    expires_at: current.expires_at,
+                },
+                scope: new_scope.as_ref(),
+                expiry,
+            },
+        )?;
         let mut model: entity::ActiveModel = current.into();
         if let Some(name) = &patch.name {
             validate_text(name, patch.description.as_deref().unwrap_or(""))?;
@@ -628,32 +656,24 @@ impl TokenService {
             validate_text(patch.name.as_deref().unwrap_or("x"), description)?;
             model.description = Set(description.clone());
         }
-        if let Some(scope) = &patch.scope {
-            self.check_scope(actor, &owner, scope).await?;
-            match scope {
-                Scope::Set(s) => {
-                    model.scope_set = Set(Some(s.clone()));
-                    model.scope_methods = Set(None);
-                }
-                Scope::Methods(m) => {
-                    model.scope_set = Set(None);
-                    model.scope_methods =
-                        Set(Some(serde_json::to_string(m).map_err(Error::internal)?));
-                }
-                Scope::All => return Err(Error::invalid("invalid_scope", "a scope is required")),
+        match &patch.scope {
+            Some(Scope::Set(s)) => {
+                model.scope_set = Set(Some(s.clone()));
+                model.scope_methods = Set(None);
             }
+            Some(Scope::Methods(m)) => {
+                model.scope_set = Set(None);
+                model.scope_methods = Set(Some(serde_json::to_string(m).map_err(Error::internal)?));
+            }
+            _ => {}
         }
-        if let Some(expires_at) = patch.expires_at {
-            // Expiring now is allowed: it is how a token is retired but kept for history.
-            let expiring_now = expires_at.is_some_and(|t| t <= Utc::now());
-            if !expiring_now {
-                check_expiry(&actor.policy, actor, expires_at)?;
-            }
-            model.expires_at = Set(if expiring_now {
-                Some(sigil_core::now())
-            } else {
-                expires_at
-            });
+        if patch.scope.is_some() {
+            model.ceiling = Set(ceiling::to_stored(&snapshot, decision.ceiling.as_ref())?);
+        }
+        if expiring_now {
+            model.expires_at = Set(Some(sigil_core::now()));
+        } else if patch.expires_at.is_some() {
+            model.expires_at = Set(decision.expires_at);
         }
         if let Some(ip_filter) = &patch.ip_filter {
             let normalised = validate_ip_filter(ip_filter)?;
@@ -674,11 +694,13 @@ impl TokenService {
     }
 
     /// New secret, generation + 1. The old secret stops at once, or after `grace_secs`.
+    /// `expiry` may give the token a new expiry (required when it has expired).
     pub async fn regenerate(
         &self,
         actor: &Principal,
         id: TokenId,
         grace_secs: u32,
+        expiry: Expiry,
     ) -> Result<Minted> {
         if grace_secs > 86_400 {
             return Err(Error::invalid(
@@ -687,6 +709,26 @@ impl TokenService {
             ));
         }
         let current = self.managed(actor, id).await?;
+        let snapshot = self.registry.current();
+        let (owner, owner_rights) = self.owner_of(&snapshot, actor, &current).await?;
+        let current_scope =
+            scope::resolve_lenient(&snapshot, &self.sets, actor.tenant_id, &scope_of(&current))
+                .await?;
+        let current_ceiling =
+            ceiling::from_stored(&snapshot, actor.tenant_id, current.ceiling.as_deref());
+        let decision = ceiling::decide(
+            actor,
+            &owner,
+            &owner_rights,
+            ceiling::Request::Regenerate {
+                token: ceiling::Existing {
+                    scope: &current_scope,
+                    ceiling: current_ceiling.as_ref(),
+                    expires_at: current.expires_at,
+                },
+                expiry,
+            },
+        )?;
         let generation = current.generation + 1;
         let secret = self
             .mint_secret(
@@ -695,11 +737,15 @@ impl TokenService {
                 id,
                 generation,
                 TokenKind::parse(&current.kind)?,
-                current.expires_at,
+                decision.expires_at,
             )
             .await?;
         let now = sigil_core::now();
-        let txn = self.db.begin().await?;
+        // A grace period never outlives the token itself.
+        let grace_until = (grace_secs > 0)
+            .then(|| now + Duration::seconds(i64::from(grace_secs)))
+            .map(|g| current.expires_at.map_or(g, |t| t.min(g)))
+            .filter(|g| *g > now);
         let res = entity::Entity::update_many()
             .col_expr(entity::Column::Generation, Expr::value(generation))
             .col_expr(
@@ -708,19 +754,15 @@ impl TokenService {
             )
             .col_expr(
                 entity::Column::PrevSecretHash,
-                Expr::value((grace_secs > 0).then(|| current.secret_hash.clone())),
+                Expr::value(grace_until.map(|_| current.secret_hash.clone())),
             )
-            .col_expr(
-                entity::Column::PrevValidUntil,
-                Expr::value(
-                    (grace_secs > 0).then(|| now + Duration::seconds(i64::from(grace_secs))),
-                ),
-            )
+            .col_expr(entity::Column::PrevValidUntil, Expr::value(grace_until))
+            .col_expr(entity::Column::ExpiresAt, Expr::value(decision.expires_at))
             .col_expr(entity::Column::UpdatedAt, Expr::value(now))
             .filter(entity::Column::TenantId.eq(actor.tenant_id))
             .filter(entity::Column::Id.eq(id))
             .filter(entity::Column::Generation.eq(current.generation))
-            .exec(&txn)
+            .exec(&self.db)
             .await?;
         if res.rows_affected != 1 {
             return Err(Error::conflict(
@@ -728,7 +770,6 @@ impl TokenService {
                 "the token changed meanwhile; retry",
             ));
         }
-        txn.commit().await?;
         self.changes
             .publish(Change::Token {
                 tenant: actor.tenant_id,
@@ -742,14 +783,17 @@ impl TokenService {
         })
     }
 
-    /// A new, independent token with the same parameters and a new secret.
+    /// A new, independent token with the same parameters and a new secret. It carries the
+    /// source's ceiling, so a copy never holds more than the original.
     pub async fn copy(
         &self,
         actor: &Principal,
         id: TokenId,
         name: Option<String>,
     ) -> Result<Minted> {
-        let source = Token::try_from(&self.managed(actor, id).await?)?;
+        let model = self.managed(actor, id).await?;
+        let stored_ceiling = model.ceiling.clone();
+        let source = Token::try_from(&model)?;
         let new = NewToken {
             kind: source.kind,
             owner: Some(source.owner_id),
@@ -764,7 +808,7 @@ impl TokenService {
             ip_filter: source.ip_filter,
             enabled: source.enabled,
         };
-        self.create(actor, new).await
+        self.mint(actor, new, Some(stored_ceiling)).await
     }
 
     pub async fn delete(&self, actor: &Principal, id: TokenId) -> Result<Token> {

@@ -1,13 +1,14 @@
 //! Usage counting off the request path: verifications add to an in-memory tally that a
 //! background task flushes as additive batch updates, so replicas never overwrite each
-//! other and no request waits for a write.
+//! other and no request waits for a write. The last use (time and IP) only moves forwards,
+//! whatever order replicas flush in.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{CaseStatement, Expr, SimpleExpr};
+use sea_orm::sea_query::{CaseStatement, Condition, Expr, SimpleExpr};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use sigil_core::db::Db;
 use sigil_core::{Result, TokenId};
@@ -141,8 +142,9 @@ async fn write(db: &Db, batch: &HashMap<TokenId, Tally>) -> Result<()> {
     let rows: Vec<(&TokenId, &Tally)> = batch.iter().collect();
     let txn = db.begin().await?;
     for chunk in rows.chunks(FLUSH_CHUNK) {
-        // use_count = use_count + CASE id WHEN .. THEN n .. END, and likewise the last use;
-        // the last IP only where one was seen.
+        // use_count = use_count + CASE id WHEN .. THEN n .. END. The last use moves only
+        // forwards: replicas flush in any order, so a flush carrying an earlier use than
+        // the stored one (and its IP) leaves the row's last use as it is.
         let mut count = CaseStatement::new();
         let mut last_at = CaseStatement::new();
         let mut last_ip = CaseStatement::new();
@@ -161,6 +163,14 @@ async fn write(db: &Db, batch: &HashMap<TokenId, Tally>) -> Result<()> {
                 any_ip = true;
             }
         }
+        let flushed_at: SimpleExpr = last_at.into();
+        // The flushed use is later than the stored one (or none is stored). Every SET
+        // expression sees the row as it was before the UPDATE, so the IP's condition
+        // compares against the old last use too. (SQLite compares the stored RFC 3339 text,
+        // which sorts by time: every value is written by the same encoder, in UTC.)
+        let later = Condition::any()
+            .add(Expr::col(entity::Column::LastUsedAt).is_null())
+            .add(Expr::col(entity::Column::LastUsedAt).lt(flushed_at.clone()));
         let mut update = entity::Entity::update_many()
             .col_expr(
                 entity::Column::UseCount,
@@ -168,15 +178,20 @@ async fn write(db: &Db, batch: &HashMap<TokenId, Tally>) -> Result<()> {
             )
             .col_expr(
                 entity::Column::LastUsedAt,
-                SimpleExpr::Case(Box::new(last_at)),
+                Expr::case(later.clone(), flushed_at)
+                    .finally(Expr::col(entity::Column::LastUsedAt))
+                    .into(),
             )
             .filter(entity::Column::Id.is_in(chunk.iter().map(|(id, _)| **id)));
         if any_ip {
             update = update.col_expr(
                 entity::Column::LastUsedIp,
-                SimpleExpr::Case(Box::new(
+                Expr::case(
+                    later,
                     last_ip.finally(Expr::col(entity::Column::LastUsedIp)),
-                )),
+                )
+                .finally(Expr::col(entity::Column::LastUsedIp))
+                .into(),
             );
         }
         update.exec(&txn).await?;

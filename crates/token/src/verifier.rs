@@ -23,9 +23,11 @@ use sigil_user::{Role, UserKind};
 use tracing::field::Empty;
 use tracing::Instrument;
 
+use crate::ceiling;
 use crate::changes::Change;
 use crate::jwt;
 use crate::loader::MissLoader;
+use crate::methods::SigilMethod;
 use crate::rights::role_rights;
 use crate::scope;
 use crate::types::{scope_from, TokenKind};
@@ -40,6 +42,10 @@ pub struct Refusal {
     token: Option<TokenId>,
     user: Option<UserId>,
     tenant: Option<TenantId>,
+    /// Whether `tenant` is known (signature verified) rather than merely claimed.
+    tenant_verified: bool,
+    /// The method refused, for a refusal about one method: the answer names it.
+    method: Option<Box<str>>,
 }
 
 impl Refusal {
@@ -51,6 +57,8 @@ impl Refusal {
             token: None,
             user: None,
             tenant: None,
+            tenant_verified: false,
+            method: None,
         }
     }
     const fn forbidden(code: &'static str, detail: &'static str) -> Self {
@@ -61,6 +69,8 @@ impl Refusal {
             token: None,
             user: None,
             tenant: None,
+            tenant_verified: false,
+            method: None,
         }
     }
     fn about(
@@ -74,20 +84,59 @@ impl Refusal {
         self.token = token.or(self.token);
         self
     }
-    pub fn token_id(&self) -> Option<TokenId> {
-        self.token
+    /// Names the tenant a credential claims, before its signature is checked.
+    fn claimed_by(mut self, tenant: TenantId) -> Self {
+        self.tenant = Some(tenant);
+        self.tenant_verified = false;
+        self
     }
+    /// A refusal about a verified principal.
+    fn on(self, p: &Principal) -> Self {
+        self.about(Some(p.tenant_id), Some(p.user_id), Some(p.token_id))
+            .verified()
+    }
+    fn verified(mut self) -> Self {
+        self.tenant_verified = true;
+        self
+    }
+    /// The token concerned, once its credential verified.
+    pub fn token_id(&self) -> Option<TokenId> {
+        self.token.filter(|_| self.tenant_verified)
+    }
+    /// The tenant concerned, once the credential's signature verified: a forged token's
+    /// claim never files a refusal under a tenant.
     pub fn tenant_id(&self) -> Option<TenantId> {
-        self.tenant
+        self.tenant.filter(|_| self.tenant_verified)
+    }
+}
+
+impl Refusal {
+    /// The refusal's explanation, naming the method when it is about one.
+    pub fn explanation(&self) -> String {
+        match &self.method {
+            Some(m) => format!("{}: {m}", self.detail),
+            None => self.detail.to_owned(),
+        }
+    }
+
+    /// The method refused, when the refusal is about one.
+    pub fn method(&self) -> Option<&str> {
+        self.method.as_deref()
+    }
+
+    fn for_method(mut self, method: &str) -> Self {
+        self.method = Some(method.into());
+        self
     }
 }
 
 impl From<Refusal> for Error {
     fn from(r: Refusal) -> Self {
+        let detail = r.explanation();
         if r.forbidden {
-            Error::forbidden(r.code, r.detail)
+            Error::forbidden(r.code, detail)
         } else {
-            Error::unauthorized(r.code, r.detail)
+            Error::unauthorized(r.code, detail)
         }
     }
 }
@@ -112,6 +161,10 @@ const NOT_YET_VALID: Refusal =
     Refusal::unauthorized("token_not_yet_valid", "the token is not valid yet");
 const DISABLED: Refusal = Refusal::unauthorized("token_disabled", "the token is disabled");
 const REVOKED: Refusal = Refusal::unauthorized("token_revoked", "the token was revoked");
+const LEAKED: Refusal = Refusal::unauthorized(
+    "token_leaked",
+    "the token was revoked because its secret was reported exposed; make a new one",
+);
 const TENANT_DISABLED: Refusal =
     Refusal::unauthorized("tenant_disabled", "the token's tenant is disabled");
 const USER_DEACTIVATED: Refusal =
@@ -156,6 +209,7 @@ pub const OUTCOMES: &[&str] = &[
     "token_not_yet_valid",
     "token_disabled",
     "token_revoked",
+    "token_leaked",
     "tenant_disabled",
     "user_deactivated",
     "api_access_denied",
@@ -240,7 +294,8 @@ pub struct Principal {
     pub scope: MethodSet,
     /// scope ∩ what the owner's role allows now.
     pub rights: MethodSet,
-    pub ip_filter: Box<[IpNet]>,
+    /// The token's IP filter; `None` when the stored filter is unreadable (refuses all).
+    pub ip_filter: Option<Box<[IpNet]>>,
     /// The tenant's allowlist, parsed once and shared by the tenant's principals.
     pub tenant_nets: Arc<[IpNet]>,
     pub policy: Arc<TenantPolicy>,
@@ -261,7 +316,7 @@ impl Principal {
         {
             return Err(Error::forbidden(
                 "password_confirmation_required",
-                "confirm your password (confirmPassword) before changing tokens",
+                "changing tokens with a login session needs a recent password confirmation: POST /api/v1/auth/confirm-password with {\"password\": ...} (confirmPassword), then retry",
             ));
         }
         Ok(())
@@ -367,10 +422,6 @@ impl Verifier {
             trusted_proxies: Arc::new(trusted_proxies),
             stats: Arc::default(),
         }
-    }
-
-    pub fn deps(&self) -> &VerifierDeps {
-        &self.deps
     }
 
     pub fn trusted_proxies(&self) -> &[IpNet] {
@@ -484,12 +535,14 @@ impl Verifier {
     }
 
     fn operator(&self, credential: &str, method: Option<&str>) -> Result<Caller, Refusal> {
-        if self.deps.platform.verify(credential).is_none() {
-            return Err(BAD_SIGNATURE);
+        match self.deps.platform.check(credential) {
+            Ok(_) => {}
+            Err(sigil_tenant::platform::OperatorRefusal::Revoked) => return Err(REVOKED),
+            Err(_) => return Err(BAD_SIGNATURE),
         }
         match method {
-            Some(m) if !crate::rights::OPERATOR_METHODS.contains(&m) && !is_operator_shared(m) => {
-                Err(NOT_FOR_OPERATOR)
+            Some(m) if !SigilMethod::from_id(m).is_some_and(SigilMethod::operator_may_call) => {
+                Err(NOT_FOR_OPERATOR.for_method(m))
             }
             _ => Ok(Caller::Operator),
         }
@@ -511,7 +564,7 @@ impl Verifier {
     ) -> Result<(), Refusal> {
         let now = Utc::now();
         if p.expires_at.is_some_and(|t| t <= now) {
-            return Err(EXPIRED.about(Some(p.tenant_id), None, Some(p.token_id)));
+            return Err(EXPIRED.on(p));
         }
         if transport == Transport::QueryOrForm && !p.policy.allow_query_credentials {
             return Err(TRANSPORT_NOT_ALLOWED);
@@ -520,24 +573,27 @@ impl Verifier {
             IpCheck::Required(ip) => Some(ip),
             IpCheck::Skip => None,
         };
-        for nets in [&*p.ip_filter, &*p.tenant_nets] {
+        let Some(token_nets) = p.ip_filter.as_deref() else {
+            return Err(IP_NOT_ALLOWED.on(p));
+        };
+        for nets in [token_nets, &*p.tenant_nets] {
             if let Some(client_ip) = client_ip.filter(|_| !nets.is_empty()) {
                 let allowed = client_ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)));
                 if !allowed {
-                    return Err(IP_NOT_ALLOWED.about(Some(p.tenant_id), None, Some(p.token_id)));
+                    return Err(IP_NOT_ALLOWED.on(p));
                 }
             }
         }
         if let Some(method) = method {
-            if crate::rights::OPERATOR_METHODS.contains(&method) {
-                return Err(OPERATOR_ONLY);
+            if SigilMethod::from_id(method).is_some_and(SigilMethod::operator_only) {
+                return Err(OPERATOR_ONLY.for_method(method));
             }
             let snapshot = self.deps.registry.load();
             let idx = snapshot
                 .lookup(Some(p.tenant_id.0), method)
-                .ok_or(NOT_IN_SCOPE)?;
+                .ok_or_else(|| NOT_IN_SCOPE.for_method(method))?;
             p.check_method(idx)
-                .map_err(|r| r.about(Some(p.tenant_id), Some(p.user_id), Some(p.token_id)))?;
+                .map_err(|r| r.on(p).for_method(method))?;
         }
         Ok(())
     }
@@ -578,8 +634,14 @@ impl Verifier {
         match loaded {
             Ok(Some(p)) => {
                 let p = Arc::new(p);
+                // Insert, then look at the epoch again: an invalidation that ran after the
+                // load either sees this entry (and drops it) or moved the epoch (and the
+                // entry is dropped here), so a stale principal never stays cached.
                 if self.epoch.load(Ordering::Acquire) == epoch {
                     self.positive.insert(*key, p.clone());
+                    if self.epoch.load(Ordering::Acquire) != epoch {
+                        self.positive.invalidate(key);
+                    }
                 }
                 Ok(Some(p))
             }
@@ -587,6 +649,9 @@ impl Verifier {
             Err(Outcome::Refused(r)) => {
                 if self.epoch.load(Ordering::Acquire) == epoch {
                     self.negative.insert(*key, r.clone());
+                    if self.epoch.load(Ordering::Acquire) != epoch {
+                        self.negative.invalidate(key);
+                    }
                 }
                 Err(r)
             }
@@ -597,6 +662,8 @@ impl Verifier {
                 token: None,
                 user: None,
                 tenant: None,
+                tenant_verified: false,
+                method: None,
             }),
         }
     }
@@ -618,6 +685,9 @@ impl Verifier {
         });
         if self.epoch.load(Ordering::Acquire) == epoch {
             self.tenants.insert(id, entry.clone());
+            if self.epoch.load(Ordering::Acquire) != epoch {
+                self.tenants.invalidate(&id);
+            }
         }
         Ok(Some(entry))
     }
@@ -633,7 +703,9 @@ impl Verifier {
             return Ok(None);
         }
         let tenant_id = unverified.tenant.ok_or(Outcome::Refused(MALFORMED))?;
-        let about = |r: Refusal| Outcome::Refused(r.about(Some(tenant_id), None, None));
+        // Before the signature verifies, the tenant claim is only a claim: a refusal keeps
+        // it for cache invalidation but is not filed under that tenant.
+        let about = |r: Refusal| Outcome::Refused(r.claimed_by(tenant_id));
         let tenant = self
             .tenant(tenant_id, epoch)
             .await?
@@ -653,11 +725,16 @@ impl Verifier {
             })
         })?;
         if !tenant.enabled {
-            return Err(about(TENANT_DISABLED));
+            return Err(Outcome::Refused(
+                TENANT_DISABLED
+                    .about(Some(tenant_id), None, None)
+                    .verified(),
+            ));
         }
         let (token_id, generation) = jwt::parse_jti(&claims.jti).ok_or(about(MALFORMED))?;
-        let on_token =
-            |r: Refusal| Outcome::Refused(r.about(Some(tenant_id), None, Some(token_id)));
+        let on_token = |r: Refusal| {
+            Outcome::Refused(r.about(Some(tenant_id), None, Some(token_id)).verified())
+        };
         let record = self
             .loader
             .load(tenant_id, token_id)
@@ -674,6 +751,10 @@ impl Verifier {
         if !current && !in_grace {
             return Err(on_token(REPLACED));
         }
+        // A secret reported exposed (crate::leaks) is refused with its own code.
+        if record.revoked_at.is_some() && record.revoked_reason.as_deref() == Some("leaked") {
+            return Err(on_token(LEAKED));
+        }
         if record.revoked_at.is_some() {
             return Err(on_token(REVOKED));
         }
@@ -684,7 +765,10 @@ impl Verifier {
             return Err(on_token(EXPIRED));
         }
         let owner_ref = |r: Refusal| {
-            Outcome::Refused(r.about(Some(tenant_id), Some(record.owner_id), Some(token_id)))
+            Outcome::Refused(
+                r.about(Some(tenant_id), Some(record.owner_id), Some(token_id))
+                    .verified(),
+            )
         };
         if !record.active || record.is_system {
             return Err(owner_ref(USER_DEACTIVATED));
@@ -703,17 +787,20 @@ impl Verifier {
         )
         .await?;
         let role_rights = role_rights(&snapshot, tenant_id.0, role);
-        let rights = token_scope.intersect(&role_rights);
-        let mut expires_at = record.expires_at;
-        if let Some(exp) = claims.exp.and_then(|e| DateTime::from_timestamp(e, 0)) {
-            expires_at = Some(expires_at.map_or(exp, |t| t.min(exp)));
+        let mut token_scope = token_scope;
+        if let Some(ceiling) = ceiling::from_stored(&snapshot, tenant_id, record.ceiling.as_deref())
+        {
+            token_scope.intersect_with(&ceiling);
         }
+        let rights = token_scope.intersect(&role_rights);
+        // The stored expiry is the truth online; the JWT's `exp` is for offline checks.
+        let mut expires_at = record.expires_at;
         if in_grace {
             expires_at = record
                 .prev_valid_until
                 .map(|g| expires_at.map_or(g, |t| t.min(g)));
         }
-        let ip_filter: Vec<String> = serde_json::from_str(&record.ip_filter).unwrap_or_default();
+        let ip_filter = parse_ip_filter(&record.ip_filter);
         Ok(Some(Principal {
             tenant_id,
             tenant_slug: Arc::clone(&tenant.slug),
@@ -727,10 +814,7 @@ impl Verifier {
             elevated_until: record.elevated_until,
             scope: token_scope,
             rights,
-            ip_filter: ip_filter
-                .iter()
-                .filter_map(|e| sigil_tenant::policy::parse_ip_net(e))
-                .collect(),
+            ip_filter,
             tenant_nets: tenant.nets.clone(),
             policy: tenant.policy.clone(),
             registry_version: snapshot.version(),
@@ -788,17 +872,14 @@ impl Verifier {
     }
 }
 
-/// Methods an operator token may call besides the tenant administration ones.
-fn is_operator_shared(method: &str) -> bool {
-    matches!(
-        method,
-        "plugins.list"
-            | "plugins.register"
-            | "plugins.get"
-            | "plugins.delete"
-            | "methods.list"
-            | "audit.list"
-    )
+/// A stored IP filter; `None` when it does not parse, which refuses every address (a
+/// filter that cannot be read must never mean "no filter").
+fn parse_ip_filter(stored: &str) -> Option<Box<[IpNet]>> {
+    let entries: Vec<String> = serde_json::from_str(stored).ok()?;
+    entries
+        .iter()
+        .map(|e| sigil_tenant::policy::parse_ip_net(e))
+        .collect()
 }
 
 fn hash_matches(stored_hex: &str, hash: &[u8; 32]) -> bool {

@@ -10,5 +10,5 @@ pub mod types;
 pub use onboard::{onboard_tenant, Onboarded};
 pub use password::{PasswordHasher, PasswordParams};
 pub use service::{NewUser, UserFilter, UserPatch, UserService};
-pub use throttle::LoginThrottle;
+pub use throttle::{LoginAttempt, LoginThrottle};
 pub use types::{Role, User, UserKind, SYSTEM_USERNAME};

@@ -111,6 +111,19 @@ impl ScopeSetStore {
             .collect()
     }
 
+    /// Every tenant's custom sets, by tenant and id (to tell what a global plugin change
+    /// adds to them).
+    pub async fn list_all(&self) -> Result<Vec<CustomSet>> {
+        scope_set::Entity::find()
+            .order_by_asc(scope_set::Column::TenantId)
+            .order_by_asc(scope_set::Column::Slug)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(CustomSet::try_from)
+            .collect()
+    }
+
     pub async fn create(&self, tenant: TenantId, input: CustomSetInput) -> Result<CustomSet> {
         validate_slug(&input.slug)?;
         if self.find(tenant, &input.slug).await?.is_some() {

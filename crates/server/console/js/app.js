@@ -7,6 +7,7 @@ import { renderProfile } from './pages/profile.js';
 import { renderTokens } from './pages/tokens.js';
 import { renderUsers } from './pages/users.js';
 import { renderScopeSets } from './pages/scope-sets.js';
+import { renderPlugins } from './pages/plugins.js';
 import { renderPolicy, renderSigningKeys } from './pages/tenant.js';
 
 const NOTICE_KEY = 'sigil.notice';
@@ -20,6 +21,7 @@ const routes = {
   '/admin/tokens': { title: 'API tokens', nav: 'API tokens', admin: true, visible: isManager, render: (main) => renderTokens(main, { all: true }) },
   '/admin/users': { title: 'Users', nav: 'Users', admin: true, visible: () => isManager() && can('users.list'), render: renderUsers },
   '/admin/scope-sets': { title: 'Scope sets', nav: 'Scope sets', admin: true, visible: isManager, render: renderScopeSets },
+  '/admin/plugins': { title: 'Plugins', nav: 'Plugins', admin: true, visible: () => isManager() && can('plugins.list'), render: renderPlugins },
   '/admin/policy': { title: 'Tenant policy', nav: 'Policy', admin: true, visible: isManager, render: renderPolicy },
   '/admin/signing-keys': { title: 'Signing keys', nav: 'Signing keys', admin: true, visible: () => isManager() && can('signing_keys.list'), render: renderSigningKeys },
 };

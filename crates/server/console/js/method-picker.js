@@ -13,13 +13,13 @@ export async function loadMethods(refresh = false) {
 
 /**
  * Builds the picker. `checked` holds method ids or globs; entries that are not a known
- * method id (globs such as `environment.*`) are kept in a free-text "Patterns" field.
+ * method id (globs such as `platform.environment.*`) are kept in a free-text "Patterns" field.
  * Returns { el, value() } where value() is the list to send as `methods`.
  */
 export function methodPicker(methods, checked = [], { label = 'Methods' } = {}) {
   const known = new Set(methods.map((m) => m.id));
   const chosen = new Set(checked.filter((id) => known.has(id)));
-  const patterns = h('input', { type: 'text', name: 'patterns', placeholder: 'e.g. environment.*', spellcheck: 'false' });
+  const patterns = h('input', { type: 'text', name: 'patterns', placeholder: 'e.g. platform.environment.*', spellcheck: 'false' });
   patterns.value = checked.filter((id) => !known.has(id)).join(', ');
 
   const search = h('input', { type: 'search', placeholder: 'Search methods', 'aria-label': 'Search methods', class: 'picker-search' });

@@ -1,7 +1,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use poem::Request;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::types::Any;
@@ -13,6 +12,7 @@ use sigil_token::{Caller, Principal, TokenFilter};
 use sigil_user::Role;
 use uuid::Uuid;
 
+use super::caller::AnyCaller;
 use super::ApiTags;
 use crate::problem::ApiResult;
 use crate::state::AppState;
@@ -66,7 +66,7 @@ impl AuditApi {
     #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
-        req: &Request,
+        any: AnyCaller,
         actor_id: Query<Option<Uuid>>,
         target_id: Query<Option<String>>,
         action: Query<Option<String>>,
@@ -81,7 +81,7 @@ impl AuditApi {
         cursor: Query<Option<Uuid>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
     ) -> ApiResult<AuditResponse> {
-        let caller = self.0.caller(req, "audit.list").await?;
+        let caller = any.0;
         let limit = limit.0.unwrap_or(50);
         let mut filter = AuditFilter {
             actor: actor_id.0.map(UserId),

@@ -8,10 +8,13 @@ use poem::Request;
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Form, Json};
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
-use sigil_core::Error;
-use sigil_user::UserPatch;
+use sigil_core::{Error, TenantId};
+use sigil_tenant::TenantPolicy;
+use sigil_user::{LoginAttempt, UserPatch};
 
+use super::caller::TenantCaller;
 use super::dto::{RoleDto, UserDto};
+use super::optional_body::OptionalRequest;
 use super::ApiTags;
 use crate::auth::client_ip;
 use crate::metrics::LoginOutcome;
@@ -159,12 +162,13 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Auth")]
 impl AuthApi {
     /// Sign in with username, password and tenant (JSON, form, or HTTP Basic plus tenant).
+    /// With HTTP Basic the body is optional: give the tenant in the `tenant` query parameter.
     #[oai(path = "/auth/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
         req: &Request,
         tenant: Query<Option<String>>,
-        body: LoginRequest,
+        body: OptionalRequest<LoginRequest>,
     ) -> ApiResult<LoginResponse> {
         let result = self.sign_in(req, tenant.0, body).await;
         let outcome = match &result {
@@ -189,30 +193,31 @@ impl AuthApi {
     async fn confirm_password(
         &self,
         req: &Request,
+        caller: TenantCaller,
         body: Json<ConfirmPasswordBody>,
     ) -> ApiResult<ConfirmResponse> {
-        let p = self.0.principal(req, "auth.confirm_password").await?;
-        let policy = &p.policy;
-        let ip = client_ip(req, self.0.verifier.trusted_proxies());
-        let window = std::time::Duration::from_secs(u64::from(policy.login_lockout_secs));
-        self.0.throttle.check(
-            p.tenant_id,
-            &p.username,
-            ip,
-            policy.login_max_failures,
-            window,
-        )?;
+        let p = caller.0;
+        // Only a login session is ever asked to confirm: refuse anything else before the
+        // password is looked at (and before it costs a throttle slot).
+        if !p.is_session() {
+            return Err(Error::invalid(
+                "not_a_session",
+                "only a login session can be confirmed; tokens are not asked to confirm",
+            )
+            .into());
+        }
+        let attempt = self.password_attempt(req, p.tenant_id, &p.username, &p.policy)?;
         if !self
             .0
             .users
             .check_password(p.tenant_id, p.user_id, body.0.password)
             .await?
         {
-            self.0
-                .throttle
-                .record_failure(p.tenant_id, &p.username, ip, window);
+            // A wrong password keeps the slot it reserved.
+            drop(attempt);
             return Err(Error::forbidden("invalid_password", "the password is wrong").into());
         }
+        attempt.succeeded();
         let until = self.0.tokens.confirm_session(&p).await?;
         Ok(ConfirmResponse::Ok(Json(Confirmation {
             confirmed_until: until,
@@ -221,8 +226,9 @@ impl AuthApi {
 
     /// The signed-in user, their tenant and the rights of the credential in use.
     #[oai(path = "/users/me", method = "get", operation_id = "getCurrentUser")]
-    async fn current_user(&self, req: &Request) -> ApiResult<CurrentUserResponse> {
-        let p = self.0.principal(req, "me.get").await?;
+    async fn current_user(&self, caller: TenantCaller) -> ApiResult<CurrentUserResponse> {
+        let p = caller.0;
+
         let user = self.0.users.get(p.tenant_id, p.user_id).await?;
         let snapshot = self.0.registry.load();
         let methods = snapshot.method_ids(&p.rights).map(str::to_owned).collect();
@@ -248,9 +254,10 @@ impl AuthApi {
     async fn update_current_user(
         &self,
         req: &Request,
+        caller: TenantCaller,
         body: Json<UpdateCurrentUserBody>,
     ) -> ApiResult<UserResponse> {
-        let p = self.0.principal(req, "me.update").await?;
+        let p = caller.0;
         let before = self.0.users.get(p.tenant_id, p.user_id).await?;
         let patch = UserPatch {
             display_name: body.0.display_name,
@@ -283,20 +290,26 @@ impl AuthApi {
     async fn change_password(
         &self,
         req: &Request,
+        caller: TenantCaller,
         body: Json<ChangePasswordBody>,
     ) -> ApiResult<NoContent> {
-        let p = self.0.principal(req, "me.change_password").await?;
+        let p = caller.0;
         let body = body.0;
+        // The current password is guessable with a stolen session: throttled like a login.
+        let attempt = self.password_attempt(req, p.tenant_id, &p.username, &p.policy)?;
         if !self
             .0
             .users
             .check_password(p.tenant_id, p.user_id, body.current_password)
             .await?
         {
+            // A wrong password keeps the slot it reserved.
+            drop(attempt);
             return Err(
                 Error::forbidden("invalid_password", "the current password is wrong").into(),
             );
         }
+        attempt.succeeded();
         self.0
             .users
             .set_password(p.tenant_id, p.user_id, body.new_password)
@@ -322,16 +335,39 @@ impl AuthApi {
 }
 
 impl AuthApi {
+    /// Reserves one password attempt for the user (login, confirmPassword and
+    /// changePassword share the per-user count) and the client IP, before any hashing.
+    /// Dropping the attempt counts it as a failure; only a right password gives it back.
+    fn password_attempt(
+        &self,
+        req: &Request,
+        tenant: TenantId,
+        username: &str,
+        policy: &TenantPolicy,
+    ) -> sigil_core::Result<LoginAttempt<'_>> {
+        let ip = client_ip(req, self.0.verifier.trusted_proxies());
+        let window = std::time::Duration::from_secs(u64::from(policy.login_lockout_secs));
+        self.0
+            .throttle
+            .reserve(tenant, username, ip, policy.login_max_failures, window)
+    }
+
     /// The login itself; [`AuthApi::login`] counts its outcome.
     async fn sign_in(
         &self,
         req: &Request,
         tenant: Option<String>,
-        body: LoginRequest,
+        body: OptionalRequest<LoginRequest>,
     ) -> ApiResult<LoginResponse> {
-        let body = match body {
-            LoginRequest::Json(Json(b)) => b,
-            LoginRequest::Form(Form(f)) => f.into(),
+        // No body at all: HTTP Basic credentials and the `tenant` query parameter.
+        let body = match body.0 {
+            Some(LoginRequest::Json(Json(b))) => b,
+            Some(LoginRequest::Form(Form(f))) => f.into(),
+            None => LoginBody {
+                tenant: None,
+                username: None,
+                password: None,
+            },
         };
         let (username, password) = match (body.username, body.password, basic_credentials(req)) {
             (Some(u), Some(p), _) => (u, p),
@@ -349,7 +385,6 @@ impl AuthApi {
             .or(tenant)
             .ok_or_else(|| Error::invalid("tenant_required", "give the tenant"))?;
         let state = &self.0;
-        let ip = client_ip(req, state.verifier.trusted_proxies());
         let tenant = state.tenants.get_by_slug(&slug).await?;
         let Some(tenant) = tenant else {
             // Same work as a real attempt, so unknown tenants cannot be told apart.
@@ -361,26 +396,21 @@ impl AuthApi {
             .into());
         };
         let policy = &tenant.policy;
-        let window = std::time::Duration::from_secs(u64::from(policy.login_lockout_secs));
-        state
-            .throttle
-            .check(tenant.id, &username, ip, policy.login_max_failures, window)?;
-        let user = match state
+        let attempt = self.password_attempt(req, tenant.id, &username, policy)?;
+        let authenticated = state
             .users
             .authenticate(tenant.id, &username, password)
-            .await
-        {
-            Ok(user) => user,
-            Err(e) => {
-                state
-                    .throttle
-                    .record_failure(tenant.id, &username, ip, window);
-                return Err(e.into());
-            }
-        };
+            .await;
         if !tenant.enabled {
+            // The same hash work as a real attempt and the same answer whatever the
+            // password; the slot stays taken either way, so nothing recorded tells a right
+            // password from a wrong one.
+            drop((attempt, authenticated));
             return Err(Error::unauthorized("tenant_disabled", "the tenant is disabled").into());
         }
+        // A wrong password (or a deactivated user) keeps the slot it reserved.
+        let user = authenticated?;
+        attempt.succeeded();
         if !user.api_access {
             return Err(Error::forbidden(
                 "api_access_denied",
@@ -388,7 +418,6 @@ impl AuthApi {
             )
             .into());
         }
-        state.throttle.record_success(tenant.id, &username);
         let minted = state
             .tokens
             .create_session(&user, policy.session_lifetime_secs)

@@ -1,3 +1,4 @@
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -9,10 +10,12 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use sigil_core::{Error, TenantId};
 use sigil_scope_registry::store::{CustomSet, CustomSetInput};
 use sigil_scope_registry::{
-    Access, HttpRoute, ManifestMethod, ManifestScopeSet, PluginManifest, RegisteredPlugin, Snapshot,
+    Access, HttpRoute, ManifestMethod, ManifestScopeSet, PluginManifest, RegisteredPlugin,
+    RegistryDiff, Snapshot,
 };
 use sigil_token::{Caller, Change};
 
+use super::caller::{AnyCaller, TenantCaller};
 use super::ApiTags;
 use crate::problem::ApiResult;
 use crate::state::AppState;
@@ -21,6 +24,9 @@ pub struct RegistryApi(pub Arc<AppState>);
 
 pub const BUILTIN_PLUGIN: &str = "sigil";
 const MAX_SET_ENTRIES: usize = 500;
+/// Most widened tokens and sets listed in a registration answer or audit event; the
+/// totals count them all.
+const MAX_WIDENED_LISTED: usize = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 #[oai(rename_all = "lowercase")]
@@ -57,7 +63,8 @@ pub struct HttpRouteDto {
 
 #[derive(Clone, Debug, Object)]
 pub struct ManifestMethodDto {
-    /// Dotted method id, e.g. `environment.control.stopenv`.
+    /// Dotted method id in the plugin's namespace: `<plugin id>.<name>`, e.g.
+    /// `platform.environment.control.stopenv`.
     pub id: String,
     pub http: HttpRouteDto,
     pub access: AccessDto,
@@ -168,11 +175,63 @@ pub struct PluginDto {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum WidenedKind {
+    /// A token with its own method list.
+    Token,
+    /// A predefined or custom scope set; the tokens using it gain the methods too.
+    ScopeSet,
+}
+
+impl WidenedKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            WidenedKind::Token => "token",
+            WidenedKind::ScopeSet => "scope_set",
+        }
+    }
+}
+
+/// A token or scope set that grants methods it did not grant before the registration.
+#[derive(Clone, Debug, Object)]
+pub struct WidenedDto {
+    pub kind: WidenedKind,
+    /// Token id, or scope set id.
+    pub id: String,
+    pub name: String,
+    /// Tenant of the token, custom set or tenant-private plugin set; null for a set of a
+    /// global plugin (or a built-in set), which every tenant sees alike.
+    pub tenant_id: Option<String>,
+    /// Method ids it grants now and did not before.
+    pub added_methods: Vec<String>,
+    /// For a set: live tokens without a creator ceiling that use it (and so gain the
+    /// methods too).
+    pub tokens_using: Option<u64>,
+}
+
+/// What a registration widened in one tenant.
+#[derive(Clone, Debug, Object)]
+pub struct WidenedTenantDto {
+    pub tenant_id: String,
+    /// Custom scope sets that grant more.
+    pub scope_sets: u64,
+    /// Tokens that grant more: by their own method list or by a widened set.
+    pub tokens: u64,
+}
+
 #[derive(Object)]
 pub struct RegisteredPluginDto {
     pub plugin: PluginDto,
     /// Method ids the new version no longer has; tokens simply lose them.
     pub removed_methods: Vec<String>,
+    /// Tokens and scope sets that grant methods they did not grant before (at most 1000;
+    /// `widened_total` counts them all). A tenant admin sees the tenant's; the operator,
+    /// registering a global plugin, every tenant's. Empty when nothing widened.
+    pub widened: Vec<WidenedDto>,
+    pub widened_total: u64,
+    /// The widened custom sets and tokens counted per tenant.
+    pub widened_tenants: Vec<WidenedTenantDto>,
 }
 
 #[derive(Object)]
@@ -222,7 +281,7 @@ pub struct CreateScopeSetBody {
     pub name: String,
     #[oai(validator(max_length = 2000))]
     pub description: Option<String>,
-    /// Method ids or globs (`environment.*`).
+    /// Method ids or globs (`platform.environment.*`).
     #[oai(validator(min_items = 1, max_items = 500))]
     pub methods: Vec<String>,
     pub access: Option<AccessDto>,
@@ -425,17 +484,361 @@ fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
+/// Namespaces no external plugin may take: the built-in plugin's id and the first
+/// segments of its method ids (`tokens`, `users`, `sigil`, ...).
+pub(crate) fn reserved_namespaces(builtin: Option<&PluginManifest>) -> BTreeSet<String> {
+    let mut reserved: BTreeSet<String> = builtin
+        .map(|b| b.namespaces().into_iter().map(str::to_owned).collect())
+        .unwrap_or_default();
+    reserved.insert(BUILTIN_PLUGIN.to_owned());
+    reserved
+}
+
+/// The namespace rule for an external plugin: its id is not a built-in namespace and its
+/// method ids start with `<id>.`.
+pub(crate) fn check_namespace(
+    manifest: &PluginManifest,
+    reserved: &BTreeSet<String>,
+) -> Result<(), Error> {
+    if manifest.id == BUILTIN_PLUGIN {
+        return Err(Error::conflict(
+            "reserved_plugin",
+            "the plugin id 'sigil' is reserved",
+        ));
+    }
+    if reserved.contains(&manifest.id) {
+        return Err(Error::invalid(
+            "reserved_plugin_id",
+            format!(
+                "the plugin id '{0}' is a namespace of the built-in plugin (its methods '{0}.*'); choose another id",
+                manifest.id
+            ),
+        ));
+    }
+    let errors = manifest.namespace_errors();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid_with(
+            "method_outside_namespace",
+            format!(
+                "every method id of plugin '{0}' must start with '{0}.'",
+                manifest.id
+            ),
+            errors,
+        ))
+    }
+}
+
+/// Compiles the registry from the built-in plugin and the stored plugins, with `change`
+/// replacing the stored plugin of its id and visibility (or added).
+pub(crate) fn compile_registry(
+    builtin: Option<&PluginManifest>,
+    stored: &[RegisteredPlugin],
+    change: Option<&RegisteredPlugin>,
+) -> Result<Snapshot, Vec<String>> {
+    let mut plugins: Vec<RegisteredPlugin> = builtin
+        .cloned()
+        .map(RegisteredPlugin::global)
+        .into_iter()
+        .chain(
+            stored
+                .iter()
+                .filter(|p| {
+                    change.is_none_or(|c| !(p.manifest.id == c.manifest.id && p.tenant == c.tenant))
+                })
+                .cloned(),
+        )
+        .collect();
+    plugins.extend(change.cloned());
+    Snapshot::build(plugins)
+}
+
+/// A token or scope set a registry change widened.
+#[derive(Clone, Debug)]
+pub(crate) struct WidenedItem {
+    kind: WidenedKind,
+    id: String,
+    name: String,
+    tenant: Option<TenantId>,
+    added: Vec<String>,
+    /// Sets: tokens using it, per tenant.
+    using: Option<BTreeMap<TenantId, u64>>,
+}
+
+impl WidenedItem {
+    fn tokens_using(&self, tenant: Option<TenantId>) -> Option<u64> {
+        self.using.as_ref().map(|u| match tenant {
+            Some(t) => u.get(&t).copied().unwrap_or(0),
+            None => u.values().sum(),
+        })
+    }
+
+    fn dto(&self) -> WidenedDto {
+        WidenedDto {
+            kind: self.kind,
+            id: self.id.clone(),
+            name: self.name.clone(),
+            tenant_id: self.tenant.map(|t| t.to_string()),
+            added_methods: self.added.clone(),
+            tokens_using: self.tokens_using(None),
+        }
+    }
+
+    fn json(&self, tenant: Option<TenantId>) -> serde_json::Value {
+        serde_json::json!({
+            "kind": self.kind.as_str(),
+            "id": self.id,
+            "name": self.name,
+            "tenant_id": self.tenant.map(|t| t.to_string()),
+            "added_methods": self.added,
+            "tokens_using": self.tokens_using(tenant),
+        })
+    }
+}
+
+/// What a registry change widened: tokens with their own method lists, tenants' custom
+/// sets and predefined sets that grant methods they did not grant before.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Widening {
+    items: Vec<WidenedItem>,
+    /// Per tenant: widened custom sets, and tokens that gain methods.
+    tenants: BTreeMap<TenantId, (u64, u64)>,
+}
+
+impl Widening {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn dtos(&self) -> Vec<WidenedDto> {
+        self.items
+            .iter()
+            .take(MAX_WIDENED_LISTED)
+            .map(WidenedItem::dto)
+            .collect()
+    }
+
+    fn tenant_dtos(&self) -> Vec<WidenedTenantDto> {
+        self.tenants
+            .iter()
+            .map(|(t, (sets, tokens))| WidenedTenantDto {
+                tenant_id: t.to_string(),
+                scope_sets: *sets,
+                tokens: *tokens,
+            })
+            .collect()
+    }
+
+    /// For the registration's audit event (`None`: everything) or for the event filed
+    /// under one tenant (its items, and the predefined sets its tokens use).
+    pub(crate) fn audit_json(&self, tenant: Option<TenantId>) -> serde_json::Value {
+        let items: Vec<&WidenedItem> = self
+            .items
+            .iter()
+            .filter(|i| match tenant {
+                None => true,
+                Some(t) => {
+                    i.tenant == Some(t) || (i.tenant.is_none() && i.tokens_using(tenant) > Some(0))
+                }
+            })
+            .collect();
+        let mut json = serde_json::json!({
+            "widened": items.iter().take(MAX_WIDENED_LISTED).map(|i| i.json(tenant)).collect::<Vec<_>>(),
+            "widened_total": items.len(),
+        });
+        if tenant.is_none() {
+            json["widened_tenants"] = serde_json::json!(self
+                .tenants
+                .iter()
+                .map(|(t, (sets, tokens))| serde_json::json!({"tenant_id": t.to_string(), "scope_sets": sets, "tokens": tokens}))
+                .collect::<Vec<_>>());
+        }
+        json
+    }
+
+    fn tenants(&self) -> impl Iterator<Item = TenantId> + '_ {
+        self.tenants.keys().copied()
+    }
+
+    /// A short line for the log.
+    pub(crate) fn summary(&self) -> String {
+        let ids: Vec<String> = self
+            .items
+            .iter()
+            .take(20)
+            .map(|i| format!("{} {}", i.kind.as_str(), i.id))
+            .collect();
+        format!("{} widened: {}", self.items.len(), ids.join(", "))
+    }
+}
+
+/// Works out what a change from `before` to `after` widened, for the view of `target`
+/// (a tenant's private plugin) or every tenant (a global plugin).
+pub(crate) async fn widening(
+    state: &AppState,
+    before: &Snapshot,
+    after: &Snapshot,
+    target: Option<TenantId>,
+) -> sigil_core::Result<Widening> {
+    let diff = RegistryDiff::between(before, after, target.map(|t| t.0));
+    let mut out = Widening::default();
+    if diff.is_empty() {
+        return Ok(out);
+    }
+    let custom = match target {
+        Some(t) => state.sets.list(t, None).await?,
+        None => state.sets.list_all().await?,
+    };
+    let custom: Vec<(CustomSet, Vec<String>)> = custom
+        .into_iter()
+        .filter_map(|s| {
+            let added = diff.added(&s.entries, s.access);
+            (!added.is_empty()).then_some((s, added))
+        })
+        .collect();
+    let set_ids: Vec<String> = diff
+        .predefined()
+        .iter()
+        .map(|s| s.id.clone())
+        .chain(custom.iter().map(|(s, _)| s.slug.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut using: HashMap<String, BTreeMap<TenantId, u64>> = HashMap::new();
+    for (tenant, set, n) in
+        sigil_token::widening::count_using_sets(&state.db, target, &set_ids).await?
+    {
+        using.entry(set).or_default().insert(tenant, n);
+    }
+
+    for gain in diff.predefined() {
+        let per_tenant = using.get(&gain.id).cloned().unwrap_or_default();
+        // A set that did not exist widens only the tokens that already name it.
+        if gain.is_new && per_tenant.is_empty() {
+            continue;
+        }
+        for (t, n) in &per_tenant {
+            out.tenants.entry(*t).or_default().1 += n;
+        }
+        out.items.push(WidenedItem {
+            kind: WidenedKind::ScopeSet,
+            id: gain.id.clone(),
+            name: gain.name.clone(),
+            tenant: target,
+            added: gain.added.clone(),
+            using: Some(per_tenant),
+        });
+    }
+    for (set, added) in custom {
+        let n = using
+            .get(&set.slug)
+            .and_then(|u| u.get(&set.tenant))
+            .copied()
+            .unwrap_or(0);
+        let entry = out.tenants.entry(set.tenant).or_default();
+        entry.0 += 1;
+        entry.1 += n;
+        out.items.push(WidenedItem {
+            kind: WidenedKind::ScopeSet,
+            id: set.slug,
+            name: set.name,
+            tenant: Some(set.tenant),
+            added,
+            using: Some(BTreeMap::from([(set.tenant, n)])),
+        });
+    }
+    let new_ids: Vec<&str> = diff.new_method_ids().collect();
+    for token in
+        sigil_token::widening::tokens_with_custom_methods(&state.db, target, &new_ids).await?
+    {
+        let mut added = diff.added(&token.methods, None);
+        if let Some(ceiling) = &token.ceiling {
+            added.retain(|m| ceiling.contains(m));
+        }
+        if added.is_empty() {
+            continue;
+        }
+        out.tenants.entry(token.tenant).or_default().1 += 1;
+        out.items.push(WidenedItem {
+            kind: WidenedKind::Token,
+            id: token.id.to_string(),
+            name: token.name,
+            tenant: Some(token.tenant),
+            added,
+            using: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Stores a global plugin read from a `--plugin` file. What it widens is logged and
+/// recorded in the audit log, as for a registration through the API.
+pub(crate) async fn store_plugin_file(
+    state: &AppState,
+    manifest: &PluginManifest,
+) -> sigil_core::Result<()> {
+    let (_, stored) = state.plugins.load_all().await?;
+    let builtin = state.builtin.get();
+    let change = RegisteredPlugin::global(manifest.clone());
+    let before = compile_registry(builtin, &stored, None).ok();
+    let after = compile_registry(builtin, &stored, Some(&change)).ok();
+    let created = state.plugins.upsert(None, manifest).await?;
+    let widened = match (before, after) {
+        (Some(before), Some(after)) => widening(state, &before, &after, None).await?,
+        _ => Widening::default(),
+    };
+    if !widened.is_empty() {
+        tracing::warn!(
+            plugin = %manifest.id,
+            version = %manifest.version,
+            "plugin file widens existing tokens or scope sets: {}",
+            widened.summary()
+        );
+    }
+    let action = if created {
+        "plugin.register"
+    } else {
+        "plugin.update"
+    };
+    let mut after = serde_json::json!({"version": manifest.version, "methods": manifest.methods.len(), "source": "file"});
+    merge(&mut after, widened.audit_json(None));
+    let event = |tenant: Option<TenantId>, after: serde_json::Value| sigil_audit::NewEvent {
+        tenant,
+        actor_label: "operator".to_owned(),
+        action: action.to_owned(),
+        target_type: "plugin".to_owned(),
+        target_id: Some(manifest.id.clone()),
+        after: Some(after),
+        ..Default::default()
+    };
+    let mut events = vec![event(None, after)];
+    for t in widened.tenants() {
+        let mut after = serde_json::json!({"version": manifest.version, "source": "file"});
+        merge(&mut after, widened.audit_json(Some(t)));
+        events.push(event(Some(t), after));
+    }
+    for e in events {
+        if let Err(err) = state.audit.record(e).await {
+            tracing::error!(error = %err, "could not write an audit event");
+        }
+    }
+    Ok(())
+}
+
+fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+    if let (Some(a), serde_json::Value::Object(b)) = (into.as_object_mut(), from) {
+        a.extend(b);
+    }
+}
+
 impl RegistryApi {
     /// Who is asking: the operator (global plugins) or a tenant principal.
-    async fn scope_of(
-        &self,
-        req: &Request,
-        method: &str,
-    ) -> ApiResult<(Option<TenantId>, Option<Arc<sigil_token::Principal>>)> {
-        Ok(match self.0.caller(req, method).await? {
+    fn scope_of(any: AnyCaller) -> (Option<TenantId>, Option<Arc<sigil_token::Principal>>) {
+        match any.0 {
             Caller::Operator => (None, None),
             Caller::Tenant(p) => (Some(p.tenant_id), Some(p)),
-        })
+        }
     }
 
     async fn registry_changed(&self, tenant: Option<TenantId>) -> ApiResult<()> {
@@ -462,8 +865,8 @@ impl RegistryApi {
 impl RegistryApi {
     /// Plugins you can see: global ones and your tenant's own.
     #[oai(path = "/plugins", method = "get", operation_id = "listPlugins")]
-    async fn list_plugins(&self, req: &Request) -> ApiResult<PluginListResponse> {
-        let (tenant, _) = self.scope_of(req, "plugins.list").await?;
+    async fn list_plugins(&self, any: AnyCaller) -> ApiResult<PluginListResponse> {
+        let (tenant, _) = Self::scope_of(any);
         let snapshot = self.0.registry.current();
         let items = snapshot
             .plugins()
@@ -475,13 +878,18 @@ impl RegistryApi {
     }
 
     /// Register or upgrade a plugin (operator: global; tenant admin: private to the tenant).
+    /// The plugin owns the namespace of its id: every method id starts with `<id>.`
+    /// (`method_outside_namespace`), and the built-in plugin's namespaces (`tokens`,
+    /// `users`, ...) are no plugin ids (`reserved_plugin_id`). The answer lists the tokens
+    /// and scope sets that grant more after the change (`widened`); so does the audit log.
     #[oai(path = "/plugins", method = "post", operation_id = "registerPlugin")]
     async fn register_plugin(
         &self,
         req: &Request,
+        any: AnyCaller,
         body: Json<RegisterPluginBody>,
     ) -> ApiResult<RegisterResponse> {
-        let (caller_tenant, principal) = self.scope_of(req, "plugins.register").await?;
+        let (caller_tenant, principal) = Self::scope_of(any);
         let b = body.0;
         let target = match (caller_tenant, b.global) {
             (None, Some(false)) => {
@@ -528,11 +936,8 @@ impl RegistryApi {
         manifest.validate().map_err(|errors| {
             Error::invalid_with("invalid_manifest", "the manifest is invalid", errors)
         })?;
-        if manifest.id == BUILTIN_PLUGIN {
-            return Err(
-                Error::conflict("reserved_plugin", "the plugin id 'sigil' is reserved").into(),
-            );
-        }
+        let builtin = self.0.builtin.get();
+        check_namespace(&manifest, &reserved_namespaces(builtin))?;
         let existing = self.0.plugins.get(target, &manifest.id).await?;
         if let Some(old) = &existing {
             if old.manifest == manifest {
@@ -545,13 +950,22 @@ impl RegistryApi {
                 return Ok(RegisterResponse::Updated(Json(RegisteredPluginDto {
                     plugin: dto,
                     removed_methods: vec![],
+                    widened: vec![],
+                    widened_total: 0,
+                    widened_tenants: vec![],
                 })));
             }
             check_newer(&old.manifest, &manifest)?;
         }
         // Decided again on the stored state under the registry write lock, so that
         // concurrent registrations cannot downgrade a plugin or store conflicting ones.
-        let builtin = self.0.builtin.get();
+        // The registry before and after the change, compiled from that same state, tell
+        // what the change widens.
+        let mut compiled: Option<(Snapshot, Snapshot)> = None;
+        let change = RegisteredPlugin {
+            tenant: target.map(|t| t.0),
+            manifest: manifest.clone(),
+        };
         let previous = self
             .0
             .plugins
@@ -559,31 +973,19 @@ impl RegistryApi {
                 if let Some(old) = previous.filter(|old| old.manifest != manifest) {
                     check_newer(&old.manifest, &manifest)?;
                 }
-                // The whole registry must still compile with the new plugin (no id conflicts).
-                let mut plugins: Vec<RegisteredPlugin> = builtin
-                    .cloned()
-                    .map(RegisteredPlugin::global)
-                    .into_iter()
-                    .chain(
-                        stored
-                            .iter()
-                            .filter(|p| {
-                                !(p.manifest.id == manifest.id && p.tenant == target.map(|t| t.0))
-                            })
-                            .cloned(),
-                    )
-                    .collect();
-                plugins.push(RegisteredPlugin {
-                    tenant: target.map(|t| t.0),
-                    manifest: manifest.clone(),
-                });
-                Snapshot::build(plugins).map(|_| ()).map_err(|errors| {
+                // The whole registry must still compile with the new plugin (no id or
+                // namespace conflicts).
+                let after = compile_registry(builtin, stored, Some(&change)).map_err(|errors| {
                     Error::invalid_with(
                         "registry_conflict",
-                        "the plugin conflicts with registered methods",
+                        "the plugin conflicts with registered plugins or methods",
                         errors,
                     )
-                })
+                })?;
+                compiled = compile_registry(builtin, stored, None)
+                    .ok()
+                    .map(|before| (before, after));
+                Ok(())
             })
             .await?;
         let created = previous.is_none();
@@ -599,6 +1001,18 @@ impl RegistryApi {
             })
             .unwrap_or_default();
         self.registry_changed(target).await?;
+        let widened = match &compiled {
+            Some((before, after)) => widening(&self.0, before, after, target).await?,
+            None => Widening::default(),
+        };
+        if !widened.is_empty() {
+            tracing::warn!(
+                plugin = %manifest.id,
+                version = %manifest.version,
+                "plugin registration widens existing tokens or scope sets: {}",
+                widened.summary()
+            );
+        }
         let snapshot = self.0.registry.current();
         let stored = self.0.plugins.get(target, &manifest.id).await?;
         let reg = RegisteredPlugin {
@@ -610,24 +1024,48 @@ impl RegistryApi {
             &reg,
             stored.map(|s| (s.created_at, s.updated_at)),
         );
+        let action = if created {
+            "plugin.register"
+        } else {
+            "plugin.update"
+        };
+        let mut after = serde_json::json!({"version": dto.version, "methods": dto.methods.len()});
+        merge(&mut after, widened.audit_json(None));
         self.0
             .audit(
                 req,
                 principal.as_deref(),
-                if created {
-                    "plugin.register"
-                } else {
-                    "plugin.update"
-                },
+                action,
                 "plugin",
                 Some(dto.id.clone()),
                 previous.map(|o| serde_json::json!({"version": o.manifest.version})),
-                Some(serde_json::json!({"version": dto.version, "methods": dto.methods.len()})),
+                Some(after),
             )
             .await;
+        // A global plugin: each tenant it widened finds the event in its own log too.
+        if target.is_none() {
+            for t in widened.tenants() {
+                let mut after = serde_json::json!({"version": dto.version});
+                merge(&mut after, widened.audit_json(Some(t)));
+                self.0
+                    .audit_operator(
+                        req,
+                        t,
+                        action,
+                        "plugin",
+                        Some(dto.id.clone()),
+                        None,
+                        Some(after),
+                    )
+                    .await;
+            }
+        }
         let body = Json(RegisteredPluginDto {
             plugin: dto,
             removed_methods,
+            widened: widened.dtos(),
+            widened_total: widened.items.len() as u64,
+            widened_tenants: widened.tenant_dtos(),
         });
         Ok(if created {
             RegisterResponse::Created(body)
@@ -644,10 +1082,10 @@ impl RegistryApi {
     )]
     async fn get_plugin(
         &self,
-        req: &Request,
+        any: AnyCaller,
         plugin_id: Path<String>,
     ) -> ApiResult<PluginResponse> {
-        let (tenant, _) = self.scope_of(req, "plugins.get").await?;
+        let (tenant, _) = Self::scope_of(any);
         let snapshot = self.0.registry.current();
         let plugin = Self::find_visible(&snapshot, tenant, &plugin_id.0)
             .ok_or(Error::not_found("plugin"))?;
@@ -674,9 +1112,10 @@ impl RegistryApi {
     async fn delete_plugin(
         &self,
         req: &Request,
+        any: AnyCaller,
         plugin_id: Path<String>,
     ) -> ApiResult<DeletePluginResponse> {
-        let (tenant, principal) = self.scope_of(req, "plugins.delete").await?;
+        let (tenant, principal) = Self::scope_of(any);
         if plugin_id.0 == BUILTIN_PLUGIN {
             return Err(Error::conflict(
                 "reserved_plugin",
@@ -729,14 +1168,14 @@ impl RegistryApi {
     #[oai(path = "/methods", method = "get", operation_id = "listMethods")]
     async fn list_methods(
         &self,
-        req: &Request,
+        any: AnyCaller,
         q: Query<Option<String>>,
         plugin: Query<Option<String>>,
         access: Query<Option<AccessDto>>,
         #[oai(validator(maximum(value = "1000000")))] offset: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<u64>>,
     ) -> ApiResult<MethodListResponse> {
-        let (tenant, _) = self.scope_of(req, "methods.list").await?;
+        let (tenant, _) = Self::scope_of(any);
         let snapshot = self.0.registry.current();
         let needle = q.0.unwrap_or_default().to_lowercase();
         let matching: Vec<MethodDto> = snapshot
@@ -771,11 +1210,11 @@ impl RegistryApi {
     #[oai(path = "/scope-sets", method = "get", operation_id = "listScopeSets")]
     async fn list_scope_sets(
         &self,
-        req: &Request,
+        caller: TenantCaller,
         q: Query<Option<String>>,
         kind: Query<Option<SetKind>>,
     ) -> ApiResult<ScopeSetListResponse> {
-        let p = self.0.principal(req, "scope_sets.list").await?;
+        let p = caller.0;
         let snapshot = self.0.registry.current();
         let needle = q.0.clone().unwrap_or_default().to_lowercase();
         let mut items = Vec::new();
@@ -813,9 +1252,10 @@ impl RegistryApi {
     async fn create_scope_set(
         &self,
         req: &Request,
+        caller: TenantCaller,
         body: Json<CreateScopeSetBody>,
     ) -> ApiResult<ScopeSetCreatedResponse> {
-        let p = self.0.principal(req, "scope_sets.create").await?;
+        let p = caller.0;
         let b = body.0;
         let snapshot = self.0.registry.current();
         if snapshot
@@ -863,10 +1303,10 @@ impl RegistryApi {
     )]
     async fn get_scope_set(
         &self,
-        req: &Request,
+        caller: TenantCaller,
         set_id: Path<String>,
     ) -> ApiResult<ScopeSetResponse> {
-        let p = self.0.principal(req, "scope_sets.get").await?;
+        let p = caller.0;
         let snapshot = self.0.registry.current();
         if let Some(s) = snapshot.predefined_set(Some(p.tenant_id.0), &set_id.0) {
             return Ok(ScopeSetResponse::Ok(Json(ScopeSetDto {
@@ -901,10 +1341,11 @@ impl RegistryApi {
     async fn update_scope_set(
         &self,
         req: &Request,
+        caller: TenantCaller,
         set_id: Path<String>,
         body: Json<UpdateScopeSetBody>,
     ) -> ApiResult<ScopeSetResponse> {
-        let p = self.0.principal(req, "scope_sets.update").await?;
+        let p = caller.0;
         let b = body.0;
         let snapshot = self.0.registry.current();
         let before = self
@@ -957,10 +1398,11 @@ impl RegistryApi {
     async fn delete_scope_set(
         &self,
         req: &Request,
+        caller: TenantCaller,
         set_id: Path<String>,
         force: Query<Option<bool>>,
     ) -> ApiResult<ScopeSetDeletedResponse> {
-        let p = self.0.principal(req, "scope_sets.delete").await?;
+        let p = caller.0;
         self.0
             .sets
             .find(p.tenant_id, &set_id.0)

@@ -11,6 +11,7 @@ use sigil_tenant::{NewTenant, Tenant, TenantPatch, TenantPolicy};
 use sigil_token::Change;
 use uuid::Uuid;
 
+use super::caller::{OperatorCaller, TenantCaller};
 use super::ApiTags;
 use crate::problem::ApiResult;
 use crate::state::AppState;
@@ -245,9 +246,9 @@ impl TenantsApi {
     async fn create_tenant(
         &self,
         req: &Request,
+        _caller: OperatorCaller,
         body: Json<CreateTenantBody>,
     ) -> ApiResult<CreateTenantResponse> {
-        self.0.operator(req, "tenants.create").await?;
         let body = body.0;
         let s = &self.0;
         let onboarded = sigil_user::onboard_tenant(
@@ -291,13 +292,12 @@ impl TenantsApi {
     #[oai(path = "/tenants", method = "get", operation_id = "listTenants")]
     async fn list_tenants(
         &self,
-        req: &Request,
+        _caller: OperatorCaller,
         /// Text search over slug and name.
         q: Query<Option<String>>,
         #[oai(validator(maximum(value = "1000000")))] offset: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
     ) -> ApiResult<TenantListResponse> {
-        self.0.operator(req, "tenants.list").await?;
         let page = PageRequest::new(offset.0, limit.0)?;
         let result = self.0.tenants.list(q.0.as_deref(), page).await?;
         Ok(TenantListResponse::Ok(Json(TenantList {
@@ -314,8 +314,11 @@ impl TenantsApi {
         method = "get",
         operation_id = "getTenant"
     )]
-    async fn get_tenant(&self, req: &Request, tenant_id: Path<Uuid>) -> ApiResult<TenantResponse> {
-        self.0.operator(req, "tenants.get").await?;
+    async fn get_tenant(
+        &self,
+        _caller: OperatorCaller,
+        tenant_id: Path<Uuid>,
+    ) -> ApiResult<TenantResponse> {
         let tenant = self.0.tenants.get(TenantId(tenant_id.0)).await?;
         Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
     }
@@ -329,10 +332,10 @@ impl TenantsApi {
     async fn update_tenant(
         &self,
         req: &Request,
+        _caller: OperatorCaller,
         tenant_id: Path<Uuid>,
         body: Json<UpdateTenantBody>,
     ) -> ApiResult<TenantResponse> {
-        self.0.operator(req, "tenants.update").await?;
         let id = TenantId(tenant_id.0);
         let before = self.0.tenants.get(id).await?;
         let tenant = self
@@ -370,9 +373,9 @@ impl TenantsApi {
     async fn disable_tenant(
         &self,
         req: &Request,
+        _caller: OperatorCaller,
         tenant_id: Path<Uuid>,
     ) -> ApiResult<TenantResponse> {
-        self.0.operator(req, "tenants.disable").await?;
         let id = TenantId(tenant_id.0);
         let before = self.0.tenants.get(id).await?;
         let tenant = self
@@ -408,8 +411,9 @@ impl TenantsApi {
         operation_id = "getMyTenant",
         tag = "ApiTags::Tenant"
     )]
-    async fn my_tenant(&self, req: &Request) -> ApiResult<TenantResponse> {
-        let p = self.0.principal(req, "tenant.get").await?;
+    async fn my_tenant(&self, caller: TenantCaller) -> ApiResult<TenantResponse> {
+        let p = caller.0;
+
         let tenant = self.0.tenants.get(p.tenant_id).await?;
         Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
     }
@@ -424,9 +428,10 @@ impl TenantsApi {
     async fn update_policy(
         &self,
         req: &Request,
+        caller: TenantCaller,
         body: Json<PolicyDto>,
     ) -> ApiResult<TenantResponse> {
-        let p = self.0.principal(req, "tenant.update_policy").await?;
+        let p = caller.0;
         let before = PolicyDto::from(p.policy.as_ref());
         let tenant = self
             .0
@@ -460,8 +465,9 @@ impl TenantsApi {
         operation_id = "listSigningKeys",
         tag = "ApiTags::Tenant"
     )]
-    async fn list_keys(&self, req: &Request) -> ApiResult<SigningKeysResponse> {
-        let p = self.0.principal(req, "signing_keys.list").await?;
+    async fn list_keys(&self, caller: TenantCaller) -> ApiResult<SigningKeysResponse> {
+        let p = caller.0;
+
         let keys = self.0.keys.list(p.tenant_id).await?;
         Ok(SigningKeysResponse::Ok(Json(
             keys.into_iter().map(SigningKeyDto::from).collect(),
@@ -478,9 +484,10 @@ impl TenantsApi {
     async fn rotate_key(
         &self,
         req: &Request,
+        caller: TenantCaller,
         body: Json<RotateKeyBody>,
     ) -> ApiResult<RotateKeyResponse> {
-        let p = self.0.principal(req, "signing_keys.rotate").await?;
+        let p = caller.0;
         let overlap = body.0.overlap_secs.unwrap_or(p.policy.key_overlap_secs);
         let key = self
             .0

@@ -10,10 +10,12 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use sigil_core::page::PageRequest;
 use sigil_core::{Error, TokenId, UserId};
 use sigil_token::service::TokenSort;
-use sigil_token::{NewToken, Principal, Scope, Token, TokenFilter, TokenKind, TokenPatch};
+use sigil_token::{Expiry, NewToken, Principal, Scope, Token, TokenFilter, TokenKind, TokenPatch};
 use uuid::Uuid;
 
+use super::caller::TenantCaller;
 use super::dto::Removed;
+use super::optional_body::OptionalJson;
 use super::ApiTags;
 use crate::problem::ApiResult;
 use crate::state::AppState;
@@ -80,6 +82,10 @@ pub struct TokenDto {
     pub use_count: i64,
     pub last_used_at: Option<DateTime<Utc>>,
     pub last_used_ip: Option<String>,
+    /// The method ids this token can never exceed, whatever its scope says: set when
+    /// someone other than the owner (or a credential narrower than the owner's login) made
+    /// or re-scoped it. Null: only the owner's current rights bound it.
+    pub ceiling: Option<Vec<String>>,
 }
 
 /// A token and its secret. The secret is shown this once and never again.
@@ -136,6 +142,17 @@ pub struct UpdateTokenBody {
     #[oai(validator(max_items = 100))]
     pub ip_filter: Option<Vec<String>>,
     pub enabled: Option<bool>,
+}
+
+/// Options of a regeneration.
+#[derive(Object)]
+pub struct RegenerateTokenBody {
+    /// Seconds the old secret keeps working (default 0, at most 86400).
+    #[oai(validator(maximum(value = "86400")))]
+    pub grace_period_secs: Option<u32>,
+    /// A new expiry for the token (required when it has expired); null: never expires
+    /// (when the tenant policy allows). Absent: the expiry stays.
+    pub expires_at: MaybeUndefined<DateTime<Utc>>,
 }
 
 #[derive(Object)]
@@ -281,6 +298,7 @@ impl TokensApi {
             use_count: t.use_count,
             last_used_at: t.last_used_at,
             last_used_ip: t.last_used_ip.clone(),
+            ceiling: t.ceiling.clone(),
         }
     }
 
@@ -335,9 +353,10 @@ impl TokensApi {
     async fn create_token(
         &self,
         req: &Request,
+        caller: TenantCaller,
         body: Json<CreateTokenBody>,
     ) -> ApiResult<MintedResponse> {
-        let p = self.0.principal(req, "tokens.create").await?;
+        let p = caller.0;
         p.require_confirmation()?;
         let b = body.0;
         let scope = scope_from(b.scope_set, b.methods, b.read, b.change)?.ok_or_else(|| {
@@ -380,7 +399,7 @@ impl TokensApi {
     #[allow(clippy::too_many_arguments)]
     async fn list_tokens(
         &self,
-        req: &Request,
+        caller: TenantCaller,
         owner_id: Query<Option<Uuid>>,
         kind: Query<Option<TokenKindDto>>,
         enabled: Query<Option<bool>>,
@@ -392,7 +411,7 @@ impl TokensApi {
         #[oai(validator(maximum(value = "1000000")))] offset: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
     ) -> ApiResult<TokenListResponse> {
-        let p = self.0.principal(req, "tokens.list").await?;
+        let p = caller.0;
         let page = PageRequest::new(offset.0, limit.0)?;
         let sort = match sort.0 {
             None | Some(TokenSortDto::CreatedDesc) => TokenSort::CreatedDesc,
@@ -429,7 +448,7 @@ impl TokensApi {
     )]
     async fn hygiene(
         &self,
-        req: &Request,
+        caller: TenantCaller,
         #[oai(validator(minimum(value = "1"), maximum(value = "365")))] expiring_within_days: Query<
             Option<u32>,
         >,
@@ -437,7 +456,7 @@ impl TokensApi {
             Option<u32>,
         >,
     ) -> ApiResult<HygieneResponse> {
-        let p = self.0.principal(req, "tokens.hygiene").await?;
+        let p = caller.0;
         let now = Utc::now();
         let page = PageRequest::new(Some(0), Some(200))?;
         let expiring = TokenFilter {
@@ -467,8 +486,12 @@ impl TokensApi {
 
     /// Get a token's details (never its secret).
     #[oai(path = "/tokens/:token_id", method = "get", operation_id = "getToken")]
-    async fn get_token(&self, req: &Request, token_id: Path<Uuid>) -> ApiResult<TokenResponse> {
-        let p = self.0.principal(req, "tokens.get").await?;
+    async fn get_token(
+        &self,
+        caller: TenantCaller,
+        token_id: Path<Uuid>,
+    ) -> ApiResult<TokenResponse> {
+        let p = caller.0;
         let token = self.0.tokens.get(&p, TokenId(token_id.0)).await?;
         let names = self.set_name_of(&p, &token).await;
         Ok(TokenResponse::Ok(Json(Self::dto(&token, &names))))
@@ -483,10 +506,11 @@ impl TokensApi {
     async fn update_token(
         &self,
         req: &Request,
+        caller: TenantCaller,
         token_id: Path<Uuid>,
         body: Json<UpdateTokenBody>,
     ) -> ApiResult<TokenResponse> {
-        let p = self.0.principal(req, "tokens.update").await?;
+        let p = caller.0;
         p.require_confirmation()?;
         let b = body.0;
         let id = TokenId(token_id.0);
@@ -521,7 +545,7 @@ impl TokensApi {
     }
 
     /// New secret for the token; the old one stops working at once (or after the grace
-    /// period).
+    /// period). An expired token can be regenerated with a new `expires_at`.
     #[oai(
         path = "/tokens/:token_id/regenerate",
         method = "post",
@@ -530,22 +554,55 @@ impl TokensApi {
     async fn regenerate_token(
         &self,
         req: &Request,
+        caller: TenantCaller,
         token_id: Path<Uuid>,
-        /// Seconds the old secret keeps working (default 0, at most 86400).
+        /// Seconds the old secret keeps working (default 0, at most 86400); the body's
+        /// `grace_period_secs` says the same.
         #[oai(validator(maximum(value = "86400")))]
         grace_period_secs: Query<Option<u32>>,
+        body: OptionalJson<RegenerateTokenBody>,
     ) -> ApiResult<RegeneratedResponse> {
-        let p = self.0.principal(req, "tokens.regenerate").await?;
+        let p = caller.0;
         p.require_confirmation()?;
         let id = TokenId(token_id.0);
-        let minted = self
-            .0
-            .tokens
-            .regenerate(&p, id, grace_period_secs.0.unwrap_or(0))
-            .await?;
+        let (body_grace, expiry) = match body.0 {
+            Some(b) => (
+                b.grace_period_secs,
+                match b.expires_at {
+                    MaybeUndefined::Undefined => Expiry::Keep,
+                    MaybeUndefined::Null => Expiry::Set(None),
+                    MaybeUndefined::Value(t) => Expiry::Set(Some(t)),
+                },
+            ),
+            None => (None, Expiry::Keep),
+        };
+        let grace = match (grace_period_secs.0, body_grace) {
+            (Some(q), Some(b)) if q != b => {
+                return Err(Error::invalid(
+                    "conflicting_grace_period",
+                    "grace_period_secs differs between the query and the body; give it once",
+                )
+                .into())
+            }
+            (q, b) => q.or(b).unwrap_or(0),
+        };
+        let minted = self.0.tokens.regenerate(&p, id, grace, expiry).await?;
         let dto = self.minted(&p, &minted).await;
-        self.0.audit(req, Some(&p), "token.regenerate", "token", Some(id.to_string()), None,
-            Some(serde_json::json!({"generation": dto.token.generation, "grace_period_secs": grace_period_secs.0.unwrap_or(0)}))).await;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "token.regenerate",
+                "token",
+                Some(id.to_string()),
+                None,
+                Some(serde_json::json!({
+                    "generation": dto.token.generation,
+                    "grace_period_secs": grace,
+                    "expires_at": dto.token.expires_at,
+                })),
+            )
+            .await;
         Ok(RegeneratedResponse::Ok(Json(dto)))
     }
 
@@ -558,12 +615,13 @@ impl TokensApi {
     async fn copy_token(
         &self,
         req: &Request,
+        caller: TenantCaller,
         token_id: Path<Uuid>,
         /// Name of the copy (default: "<name> (copy)").
         #[oai(validator(min_length = 1, max_length = 200))]
         name: Query<Option<String>>,
     ) -> ApiResult<MintedResponse> {
-        let p = self.0.principal(req, "tokens.copy").await?;
+        let p = caller.0;
         p.require_confirmation()?;
         let minted = self.0.tokens.copy(&p, TokenId(token_id.0), name.0).await?;
         let dto = self.minted(&p, &minted).await;
@@ -590,9 +648,10 @@ impl TokensApi {
     async fn delete_token(
         &self,
         req: &Request,
+        caller: TenantCaller,
         token_id: Path<Uuid>,
     ) -> ApiResult<DeletedResponse> {
-        let p = self.0.principal(req, "tokens.delete").await?;
+        let p = caller.0;
         p.require_confirmation()?;
         let id = TokenId(token_id.0);
         let token = self.0.tokens.delete(&p, id).await?;
@@ -620,9 +679,10 @@ impl TokensApi {
     async fn delete_tokens(
         &self,
         req: &Request,
+        caller: TenantCaller,
         body: Json<DeleteTokensBody>,
     ) -> ApiResult<BulkDeletedResponse> {
-        let p = self.0.principal(req, "tokens.delete_bulk").await?;
+        let p = caller.0;
         p.require_confirmation()?;
         let ids: Vec<TokenId> = body.0.ids.into_iter().map(TokenId).collect();
         let removed = self.0.tokens.delete_many(&p, &ids).await?;

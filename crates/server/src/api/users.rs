@@ -10,6 +10,7 @@ use sigil_token::Change;
 use sigil_user::{NewUser, UserFilter, UserPatch};
 use uuid::Uuid;
 
+use super::caller::TenantCaller;
 use super::dto::{RoleDto, UserDto, UserKindDto};
 use super::ApiTags;
 use crate::problem::ApiResult;
@@ -98,9 +99,10 @@ impl UsersApi {
     async fn create_user(
         &self,
         req: &Request,
+        caller: TenantCaller,
         body: Json<CreateUserBody>,
     ) -> ApiResult<CreateUserResponse> {
-        let p = self.0.principal(req, "users.create").await?;
+        let p = caller.0;
         let b = body.0;
         let user = self
             .0
@@ -137,7 +139,7 @@ impl UsersApi {
     #[allow(clippy::too_many_arguments)]
     async fn list_users(
         &self,
-        req: &Request,
+        caller: TenantCaller,
         /// Text search over username, display name and email.
         q: Query<Option<String>>,
         role: Query<Option<RoleDto>>,
@@ -146,7 +148,7 @@ impl UsersApi {
         #[oai(validator(maximum(value = "1000000")))] offset: Query<Option<u64>>,
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
     ) -> ApiResult<UserListResponse> {
-        let p = self.0.principal(req, "users.list").await?;
+        let p = caller.0;
         let page = PageRequest::new(offset.0, limit.0)?;
         let filter = UserFilter {
             q: q.0,
@@ -165,8 +167,8 @@ impl UsersApi {
 
     /// Get a user (admin, token manager).
     #[oai(path = "/users/:user_id", method = "get", operation_id = "getUser")]
-    async fn get_user(&self, req: &Request, user_id: Path<Uuid>) -> ApiResult<UserResponse> {
-        let p = self.0.principal(req, "users.get").await?;
+    async fn get_user(&self, caller: TenantCaller, user_id: Path<Uuid>) -> ApiResult<UserResponse> {
+        let p = caller.0;
         let user = self.0.users.get(p.tenant_id, UserId(user_id.0)).await?;
         Ok(UserResponse::Ok(Json(UserDto::from(&user))))
     }
@@ -180,10 +182,11 @@ impl UsersApi {
     async fn update_user(
         &self,
         req: &Request,
+        caller: TenantCaller,
         user_id: Path<Uuid>,
         body: Json<UpdateUserBody>,
     ) -> ApiResult<UserResponse> {
-        let p = self.0.principal(req, "users.update").await?;
+        let p = caller.0;
         let id = UserId(user_id.0);
         let b = body.0;
         if id == p.user_id && b.password.is_some() {
@@ -234,8 +237,13 @@ impl UsersApi {
         method = "post",
         operation_id = "deactivateUser"
     )]
-    async fn deactivate_user(&self, req: &Request, user_id: Path<Uuid>) -> ApiResult<UserResponse> {
-        let p = self.0.principal(req, "users.deactivate").await?;
+    async fn deactivate_user(
+        &self,
+        req: &Request,
+        caller: TenantCaller,
+        user_id: Path<Uuid>,
+    ) -> ApiResult<UserResponse> {
+        let p = caller.0;
         let id = UserId(user_id.0);
         if id == p.user_id {
             return Err(Error::conflict(
@@ -285,9 +293,10 @@ impl UsersApi {
     async fn delete_user(
         &self,
         req: &Request,
+        caller: TenantCaller,
         user_id: Path<Uuid>,
     ) -> ApiResult<DeleteUserResponse> {
-        let p = self.0.principal(req, "users.delete").await?;
+        let p = caller.0;
         let id = UserId(user_id.0);
         if id == p.user_id {
             return Err(Error::conflict("cannot_delete_self", "you cannot delete yourself").into());

@@ -2,12 +2,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use poem::Request;
+use poem_openapi::param::Header;
 use poem_openapi::payload::{Form, Json};
 use poem_openapi::types::ParseFromJSON;
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
 use sigil_core::Error;
 use uuid::Uuid;
 
+use super::caller::TenantCaller;
 use super::ApiTags;
 use crate::auth::{self, client_ip};
 use crate::problem::{ApiError, ApiResult};
@@ -119,11 +121,44 @@ pub enum AuthorizeResponse {
     ),
 }
 
+/// The refusal code and detail of an unknown (deleted) token.
+const UNKNOWN_CODE: &str = "token_unknown";
+const UNKNOWN_DETAIL: &str = "the token does not exist (deleted)";
+
+/// The answer about an unknown token, also given about another tenant's tokens.
+fn unknown_token() -> Introspection {
+    Introspection {
+        code: Some(UNKNOWN_CODE.into()),
+        detail: Some(UNKNOWN_DETAIL.into()),
+        ..Introspection::default()
+    }
+}
+
 fn header<'a>(req: &'a Request, names: &[&str]) -> Option<&'a str> {
     names
         .iter()
         .find_map(|n| req.headers().get(*n).and_then(|v| v.to_str().ok()))
         .filter(|v| !v.is_empty())
+}
+
+impl VerifyApi {
+    /// The answer about an active token.
+    fn active(&self, p: &sigil_token::Principal, ip: Option<IpAddr>) -> Introspection {
+        let snapshot = self.0.registry.load();
+        Introspection {
+            active: true,
+            sub: Some(p.user_id.to_string()),
+            username: Some(p.username.clone()),
+            tenant: Some(p.tenant_slug.to_string()),
+            tenant_id: Some(p.tenant_id.0),
+            token_id: Some(p.token_id.0),
+            token_type: Some(p.token_kind.as_str().to_owned()),
+            scope: Some(snapshot.method_ids(&p.rights).collect::<Vec<_>>().join(" ")),
+            exp: p.expires_at.map(|t| t.timestamp()),
+            client_ip_allowed: ip.map(|_| true),
+            ..Introspection::default()
+        }
+    }
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Verification")]
@@ -136,10 +171,10 @@ impl VerifyApi {
     )]
     async fn introspect(
         &self,
-        req: &Request,
+        caller: TenantCaller,
         body: IntrospectRequest,
     ) -> ApiResult<IntrospectResponse> {
-        let caller = self.0.principal(req, "sigil.introspect").await?;
+        let caller = caller.0;
         let body = match body {
             IntrospectRequest::Json(Json(b)) => b,
             IntrospectRequest::Form(Form(f)) => f.try_into()?,
@@ -169,6 +204,16 @@ impl VerifyApi {
                 .into());
             }
         }
+        // A token of another tenant is answered like an unknown one without being verified:
+        // the caller learns nothing about it (not even why it would be refused), and no use
+        // or refusal is recorded for it.
+        let claimed = sigil_token::jwt::inspect(&body.token)
+            .ok()
+            .and_then(|u| u.tenant);
+        if claimed.is_some_and(|t| t != caller.tenant_id) {
+            self.0.verifier.note_outcome(UNKNOWN_CODE);
+            return Ok(IntrospectResponse::Ok(Json(unknown_token())));
+        }
         let outcome = self
             .0
             .verifier
@@ -176,35 +221,33 @@ impl VerifyApi {
             .await;
         let answer = match outcome {
             Ok(p) if p.tenant_id == caller.tenant_id => {
-                let snapshot = self.0.registry.load();
-                Introspection {
-                    active: true,
-                    sub: Some(p.user_id.to_string()),
-                    username: Some(p.username.clone()),
-                    tenant: Some(p.tenant_slug.to_string()),
-                    tenant_id: Some(p.tenant_id.0),
-                    token_id: Some(p.token_id.0),
-                    token_type: Some(p.token_kind.as_str().to_owned()),
-                    scope: Some(snapshot.method_ids(&p.rights).collect::<Vec<_>>().join(" ")),
-                    exp: p.expires_at.map(|t| t.timestamp()),
-                    client_ip_allowed: ip.map(|_| true),
-                    method_allowed: body.method.as_ref().map(|_| true),
-                    ..Introspection::default()
+                let mut answer = self.active(&p, ip);
+                answer.method_allowed = body.method.as_ref().map(|_| true);
+                answer
+            }
+            // Another tenant's token looks like an unknown one (not reached: refused above).
+            Ok(_) => unknown_token(),
+            Err(r) if r.code == "service_unavailable" => return Err(r.into()),
+            Err(r) if r.tenant_id().is_some_and(|t| t != caller.tenant_id) => unknown_token(),
+            // A valid token that may not call the method is still active: the answer says
+            // so, with everything about it, and why the method is refused.
+            Err(r) if matches!(r.code, "method_not_in_scope" | "user_lacks_permission") => {
+                match self.0.verifier.principal_for(&body.token).await {
+                    Ok(Some(p)) if p.tenant_id == caller.tenant_id => Introspection {
+                        method_allowed: Some(false),
+                        code: Some(r.code.to_owned()),
+                        detail: Some(r.explanation()),
+                        ..self.active(&p, ip)
+                    },
+                    _ => unknown_token(),
                 }
             }
-            // Another tenant's token looks like an unknown one.
-            Ok(_) => Introspection {
-                code: Some("token_unknown".into()),
-                detail: Some("the token does not exist (deleted)".into()),
-                ..Introspection::default()
-            },
-            Err(r) if r.code == "service_unavailable" => return Err(r.into()),
             Err(r) => Introspection {
                 client_ip_allowed: (r.code == "ip_not_allowed").then_some(false),
                 method_allowed: matches!(r.code, "method_not_in_scope" | "user_lacks_permission")
                     .then_some(false),
                 code: Some(r.code.to_owned()),
-                detail: Some(r.detail.to_owned()),
+                detail: Some(r.explanation()),
                 ..Introspection::default()
             },
         };
@@ -214,7 +257,23 @@ impl VerifyApi {
     /// Forward auth for nginx `auth_request`, Traefik ForwardAuth and Envoy ext_authz:
     /// maps the original method and URI to a registry method and checks the token.
     #[oai(path = "/authorize", method = "get", operation_id = "authorizeRequest")]
-    async fn authorize(&self, req: &Request) -> ApiResult<AuthorizeResponse> {
+    async fn authorize(
+        &self,
+        req: &Request,
+        /// The original request's method (nginx); default GET.
+        #[oai(name = "X-Original-Method")]
+        _original_method: Header<Option<String>>,
+        /// The original request's URI, path and query (nginx). One of the two URI headers
+        /// is required.
+        #[oai(name = "X-Original-URI")]
+        _original_uri: Header<Option<String>>,
+        /// The original request's method (Traefik, Envoy).
+        #[oai(name = "X-Forwarded-Method")]
+        _forwarded_method: Header<Option<String>>,
+        /// The original request's URI (Traefik, Envoy).
+        #[oai(name = "X-Forwarded-Uri")]
+        _forwarded_uri: Header<Option<String>>,
+    ) -> ApiResult<AuthorizeResponse> {
         let method = header(req, &["x-original-method", "x-forwarded-method"])
             .unwrap_or("GET")
             .to_ascii_uppercase();
