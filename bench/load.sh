@@ -168,7 +168,7 @@ bench_backend() {
   fi
 
   say "== [$backend] seeding tenant '$TENANT'"
-  printf '%s' "$PASSWORD" | "$BIN" tenant create "$TENANT" --admin-password-stdin >"$data/tenant.json"
+  printf '%s' "$PASSWORD" | "$BIN" tenant create "$TENANT" --init --admin-password-stdin >"$data/tenant.json"
 
   "$BIN" serve --plugin examples/plugins/platform.json >"$data/stdout" 2>"$data/stderr" &
   SERVER_PID=$!

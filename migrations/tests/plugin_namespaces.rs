@@ -352,7 +352,11 @@ async fn m0007_prefixes_plugins_and_rewrites_references() {
         .iter()
         .map(|m| m.name().to_owned())
         .collect();
-    assert_eq!(pending, vec!["m0007_plugin_namespaces"]);
+    assert_eq!(
+        pending.first().map(String::as_str),
+        Some("m0007_plugin_namespaces"),
+        "the step after m0006 is m0007: {pending:?}"
+    );
 
     // Stored as before namespaces: the platform example, a private plugin of tenant A,
     // and a global plugin whose id is a built-in namespace.

@@ -33,9 +33,13 @@ async fn regenerate_never_hands_out_more_than_the_caller_holds() {
     s.post(&regen, &manager.token, json!({}))
         .await
         .expect(403, "token_exceeds_credential");
-    s.post(&format!("/api/v1/tokens/{id}/copy"), &manager.token, json!({}))
-        .await
-        .expect(403, "scope_exceeds_credential");
+    s.post(
+        &format!("/api/v1/tokens/{id}/copy"),
+        &manager.token,
+        json!({}),
+    )
+    .await
+    .expect(403, "scope_exceeds_credential");
     s.patch(
         &format!("/api/v1/tokens/{id}"),
         &manager.token,
@@ -55,7 +59,9 @@ async fn regenerate_never_hands_out_more_than_the_caller_holds() {
     assert_eq!(me.body["role"], "token_manager", "{}", me.body);
 
     // A member's read-change token is within the manager's rights: allowed.
-    let (member_token, _) = s.mint(&member.token, json!({"scope_set": "read-change"})).await;
+    let (member_token, _) = s
+        .mint(&member.token, json!({"scope_set": "read-change"}))
+        .await;
     let r = s
         .post(
             &format!("/api/v1/tokens/{}/regenerate", id_of(&member_token)),
@@ -90,11 +96,7 @@ async fn the_stored_expiry_is_what_verification_enforces() {
     assert_eq!(shown.body["expired"], false, "{}", shown.body);
     s.get("/api/v1/users/me", &secret).await.expect(200, "");
     let introspected = s
-        .post(
-            "/api/v1/introspect",
-            &t.admin,
-            json!({"token": secret}),
-        )
+        .post("/api/v1/introspect", &t.admin, json!({"token": secret}))
         .await;
     assert_eq!(introspected.body["active"], true, "{}", introspected.body);
     // Expiring it now refuses it at once, everywhere.
@@ -132,7 +134,11 @@ async fn a_token_minted_for_someone_else_never_grows_past_its_creator() {
     let (by_admin, admin_secret) = s
         .mint(&t.admin, json!({"methods": ["*"], "owner_id": member.id}))
         .await;
-    assert!(by_admin["ceiling"].as_array().unwrap().iter().any(|m| m == "users.update"));
+    assert!(by_admin["ceiling"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m == "users.update"));
     let (own, own_secret) = s.mint(&member.token, json!({"methods": ["*"]})).await;
     assert!(own["ceiling"].is_null(), "{own}");
 
@@ -289,23 +295,36 @@ async fn forged_tokens_are_not_audited_under_the_claimed_tenant() {
         .await
         .expect(401, "token_invalid_signature");
     // A real refusal in the same tenant shows the log is being written.
-    s.post("/api/v1/tokens", &secret, json!({"name": "x", "read": true}))
-        .await
-        .expect(403, "method_not_in_scope");
+    s.post(
+        "/api/v1/tokens",
+        &secret,
+        json!({"name": "x", "read": true}),
+    )
+    .await
+    .expect(403, "method_not_in_scope");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let r = s
             .get("/api/v1/audit-events?action=verification.refused", &t.admin)
             .await;
         let rows = r.body["items"].as_array().cloned().unwrap_or_default();
-        if rows.iter().any(|e| e["credential_id"] == id_of(&token).as_str()) {
+        if rows
+            .iter()
+            .any(|e| e["credential_id"] == id_of(&token).as_str())
+        {
             assert!(
-                !rows.iter().any(|e| e["after"]["code"] == "token_invalid_signature"),
+                !rows
+                    .iter()
+                    .any(|e| e["after"]["code"] == "token_invalid_signature"),
                 "{rows:#?}"
             );
             break;
         }
-        assert!(Instant::now() < deadline, "refusals were not written: {}", r.body);
+        assert!(
+            Instant::now() < deadline,
+            "refusals were not written: {}",
+            r.body
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

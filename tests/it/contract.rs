@@ -617,3 +617,96 @@ async fn a_body_left_unread_ends_the_connection_openly() {
         .unwrap_or(0);
     assert_eq!(n, 0, "{}", String::from_utf8_lossy(&rest));
 }
+
+/// The fields of the list envelope, in the spec's order.
+const ENVELOPE: [&str; 4] = ["items", "total", "offset", "limit"];
+
+#[tokio::test]
+async fn every_list_answers_one_envelope() {
+    let s = TestServer::start().await;
+    let spec = live_spec(&s).await;
+    let t = s.tenant_admin("acme").await;
+    let mut lists = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        let Some(op) = item.get("get") else { continue };
+        let id = op["operationId"].as_str().unwrap();
+        if !id.starts_with("list") {
+            continue;
+        }
+        lists.push(id.to_owned());
+        // Declared: `offset` 0..=1000000 and `limit` 1..=200 as query parameters …
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|p| p["name"] == name && p["in"] == "query")
+                .unwrap_or_else(|| panic!("{id} has no `{name}` query parameter"))["schema"]
+                .clone()
+        };
+        let (offset, limit) = (param("offset"), param("limit"));
+        assert_eq!(offset["minimum"], 0.0, "{id} offset: {offset}");
+        assert_eq!(offset["maximum"], 1_000_000.0, "{id} offset: {offset}");
+        assert_eq!(limit["minimum"], 1.0, "{id} limit: {limit}");
+        assert_eq!(limit["maximum"], 200.0, "{id} limit: {limit}");
+        // … and the envelope as the answer.
+        let content = op["responses"]["200"]["content"].as_object().unwrap();
+        let schema_ref = content.values().next().unwrap()["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id} answers no named object"));
+        let name = schema_ref.trim_start_matches("#/components/schemas/");
+        let schema = &spec["components"]["schemas"][name];
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        assert_eq!(required[..4], ENVELOPE, "{id} ({name}): {schema}");
+        assert_eq!(schema["properties"]["items"]["type"], "array", "{id}");
+        let extra: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .filter(|f| !ENVELOPE.contains(f))
+            .collect();
+        let allowed: &[&str] = if id == "listAuditEvents" {
+            &["next_cursor"]
+        } else {
+            &[]
+        };
+        assert_eq!(extra, allowed, "{id} ({name}) has other fields");
+
+        // The live answer has the same shape, and honours the page asked for.
+        let caller = if id == "listTenants" {
+            s.operator_token()
+        } else {
+            t.admin.clone()
+        };
+        let url = format!("{path}?offset=1&limit=1");
+        let r = s.get(&url, &caller).await;
+        assert_eq!(r.status, 200, "{id}: {}", r.body);
+        assert!(r.body["items"].as_array().unwrap().len() <= 1, "{id}");
+        assert!(r.body["total"].is_u64(), "{id}: {}", r.body);
+        assert_eq!(r.body["offset"], 1, "{id}: {}", r.body);
+        assert_eq!(r.body["limit"], 1, "{id}: {}", r.body);
+        for bad in ["offset=-1", "limit=0", "limit=201"] {
+            let r = s.get(&format!("{path}?{bad}"), &caller).await;
+            assert_eq!(r.status, 400, "{id}?{bad}: {}", r.body);
+        }
+    }
+    lists.sort();
+    assert_eq!(
+        lists,
+        [
+            "listAuditEvents",
+            "listMethods",
+            "listPlugins",
+            "listScopeSets",
+            "listSigningKeys",
+            "listTenants",
+            "listTokens",
+            "listUsers",
+        ]
+    );
+}

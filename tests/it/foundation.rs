@@ -175,7 +175,10 @@ async fn sigterm_flushes_usage_and_exits_cleanly() {
     };
     let mut cmd = std::process::Command::new(bin);
     env(&mut cmd);
-    let out = cmd.args(["tenant", "create", "acme"]).output().unwrap();
+    let out = cmd
+        .args(["tenant", "create", "acme", "--init"])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -289,7 +289,11 @@ async fn report_leaked_tokens_revokes_audits_and_answers_alike() {
     assert_eq!(events[0]["after"]["reported_via"], "api");
     assert_eq!(events[0]["actor_id"], json!(member.id));
 
-    // The owner sees it in their audit view too.
+    // The owner sees it on the token and in their audit view.
+    let shown = s.get(&format!("/api/v1/tokens/{id}"), &member.token).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    assert!(shown.body["leaked_at"].is_string(), "{}", shown.body);
+    assert_eq!(shown.body["revoked_at"], shown.body["leaked_at"]);
     let mine = s
         .get(
             &format!("/api/v1/audit-events?action=token.leaked&target_id={id}"),

@@ -253,8 +253,7 @@ async fn builtin_namespaces_are_not_plugin_ids() {
     assert_eq!(r.body["plugin"]["methods"][0]["id"], "wallet.get_balance");
     // Nothing else was stored.
     let r = s.get("/api/v1/plugins", &op).await;
-    let ids: Vec<&str> = r
-        .body
+    let ids: Vec<&str> = r.body["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -920,9 +920,15 @@ async fn debug_json_logs_hold_no_secret_and_carry_request_and_trace_ids() {
 
     // The CLI's own logs are scanned too.
     let mut cli = sigil_command(&dir.0, &database_url, &master_key);
-    cli.args(["tenant", "create", "acme", "--admin-password-stdin"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    cli.args([
+        "tenant",
+        "create",
+        "acme",
+        "--init",
+        "--admin-password-stdin",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
     let mut child = cli.spawn().expect("sigil tenant create");
     child
         .stdin
@@ -1606,6 +1612,12 @@ async fn audit_filters_cursor_and_visibility() {
         assert_eq!(r.status, 200, "{}", r.body);
         let items = r.body["items"].as_array().unwrap();
         assert!(items.len() <= 3);
+        // The list envelope: `total` counts the filtered events, whatever the cursor.
+        assert_eq!(r.body["total"], all.len(), "{}", r.body);
+        assert_eq!(
+            (r.body["offset"].as_u64(), r.body["limit"].as_u64()),
+            (Some(0), Some(3))
+        );
         paged.extend(items.iter().cloned());
         pages += 1;
         match r.body["next_cursor"].as_str() {
@@ -1617,6 +1629,25 @@ async fn audit_filters_cursor_and_visibility() {
     assert!(pages >= 4, "{pages} pages");
     assert_eq!(
         paged.iter().map(|e| &e["id"]).collect::<Vec<_>>(),
+        all.iter().map(|e| &e["id"]).collect::<Vec<_>>()
+    );
+
+    // Offset pagination walks them too.
+    let mut by_offset = Vec::new();
+    for offset in (0..all.len() + 3).step_by(3) {
+        let r = s
+            .get(
+                &format!("/api/v1/audit-events?limit=3&offset={offset}"),
+                &t.admin,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["total"], all.len());
+        assert_eq!(r.body["offset"], offset);
+        by_offset.extend(r.body["items"].as_array().unwrap().iter().cloned());
+    }
+    assert_eq!(
+        by_offset.iter().map(|e| &e["id"]).collect::<Vec<_>>(),
         all.iter().map(|e| &e["id"]).collect::<Vec<_>>()
     );
 

@@ -259,8 +259,7 @@ async fn manifest_registration_global_by_operator_private_by_tenant_admin() {
         .await
         .expect(404, "not_found");
     let listed = s.get("/api/v1/plugins", &globex.admin).await;
-    let names: Vec<String> = listed
-        .body
+    let names: Vec<String> = listed.body["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -521,8 +520,7 @@ async fn invalid_manifests_are_refused_with_every_problem() {
     assert!(!strs(&r.body["errors"]).is_empty());
     // Nothing was stored.
     let r = s.get("/api/v1/plugins", &op).await;
-    let names: Vec<&str> = r
-        .body
+    let names: Vec<&str> = r.body["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -686,8 +684,7 @@ async fn plugin_file_is_loaded_with_its_predefined_sets() {
 
     let r = s.get("/api/v1/scope-sets", &t.admin).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let sets: BTreeMap<String, Value> = r
-        .body
+    let sets: BTreeMap<String, Value> = r.body["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -708,8 +705,7 @@ async fn plugin_file_is_loaded_with_its_predefined_sets() {
     assert_eq!(sets["read-change"]["kind"], "predefined");
     assert_eq!(sets.len(), 6, "{:?}", sets.keys());
     let r = s.get("/api/v1/scope-sets?q=maven", &t.admin).await;
-    let found: Vec<&str> = r
-        .body
+    let found: Vec<&str> = r.body["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -878,15 +874,14 @@ async fn custom_scope_sets_by_tenant_admins() {
     // Members may list and get but not change.
     let r = s.get("/api/v1/scope-sets", &bob.token).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r
-        .body
+    assert!(r.body["items"]
         .as_array()
         .unwrap()
         .iter()
         .any(|x| x["id"] == "env-read"));
     let r = s.get("/api/v1/scope-sets?kind=custom", &bob.token).await;
     assert_eq!(
-        r.body
+        r.body["items"]
             .as_array()
             .unwrap()
             .iter()

@@ -717,8 +717,7 @@ async fn ten_concurrent_rotations_leave_one_active_key_and_old_tokens_working() 
     }
     assert_eq!(kids.len(), 10, "ten new keys");
     let keys = s.get("/api/v1/tenant/signing-keys", &t.admin).await;
-    let active: Vec<&Value> = keys
-        .body
+    let active: Vec<&Value> = keys.body["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -515,7 +515,7 @@ async fn signing_keys_rotate_with_overlap_and_publish_jwks() {
 
     let keys = s.get("/api/v1/tenant/signing-keys", &t.admin).await;
     assert_eq!(keys.status, 200, "{}", keys.body);
-    let list = keys.body.as_array().expect("array");
+    let list = keys.body["items"].as_array().expect("array");
     assert_eq!(list.len(), 1, "{}", keys.body);
     assert_eq!(list[0]["state"], "active");
     assert_eq!(list[0]["algorithm"], "EdDSA");
@@ -573,8 +573,7 @@ async fn signing_keys_rotate_with_overlap_and_publish_jwks() {
     assert_ne!(new_kid, old_kid);
     assert_eq!(r.body["state"], "active");
     let keys = s.get("/api/v1/tenant/signing-keys", &t.admin).await;
-    let states: Vec<(String, String)> = keys
-        .body
+    let states: Vec<(String, String)> = keys.body["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -594,8 +593,7 @@ async fn signing_keys_rotate_with_overlap_and_publish_jwks() {
         states.contains(&(old_kid.clone(), "retiring".into())),
         "{states:?}"
     );
-    let old_entry = keys
-        .body
+    let old_entry = keys.body["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -642,7 +640,7 @@ async fn signing_keys_rotate_with_overlap_and_publish_jwks() {
     assert_eq!(r.code(), "token_invalid_signature", "{}", r.body);
     let keys = s.get("/api/v1/tenant/signing-keys", &t.admin).await;
     let state_of = |kid: &str| {
-        keys.body
+        keys.body["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -686,7 +684,7 @@ async fn tenant_keys_are_separate() {
         .await;
     assert!(!jwks_b.body.to_string().contains(&kid_of(&a.admin)));
     let keys_a = s.get("/api/v1/tenant/signing-keys", &a.admin).await;
-    assert_eq!(keys_a.body.as_array().unwrap().len(), 1);
+    assert_eq!(keys_a.body["items"].as_array().unwrap().len(), 1);
     assert!(!keys_a.body.to_string().contains(&kid_of(&b.admin)));
     // Rotating B's key leaves A's alone.
     s.post(
@@ -1715,8 +1713,7 @@ async fn concurrent_rotations_leave_one_active_key() {
         assert_eq!(r1.status, 201, "round {round}: {}", r1.body);
         assert_eq!(r2.status, 201, "round {round}: {}", r2.body);
         let keys = s.get("/api/v1/tenant/signing-keys", &t.admin).await;
-        let active: Vec<&Value> = keys
-            .body
+        let active: Vec<&Value> = keys.body["items"]
             .as_array()
             .unwrap()
             .iter()

@@ -392,9 +392,11 @@ async fn introspection_reports_activity_and_reasons() {
             json!({"token": secret, "method": "tokens.create"}),
         )
         .await;
-    // The token is valid: it is active, and the answer says the method is not allowed
-    // and why, naming it.
-    assert_eq!(r.body["active"], true, "{}", r.body);
+    // The token is valid but may not call the method: inactive for it, with whose token it
+    // is, what it may call, and why the method is refused (naming it).
+    assert_eq!(r.body["active"], false, "{}", r.body);
+    assert_eq!(r.body["username"], "admin");
+    assert!(r.body["scope"].as_str().unwrap().contains("tokens.list"));
     assert_eq!(r.body["method_allowed"], false);
     assert_eq!(r.body["code"], "method_not_in_scope");
     assert!(r.body["detail"].as_str().unwrap().contains("tokens.create"));

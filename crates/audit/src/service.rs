@@ -3,7 +3,10 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    Select, Set,
+};
 use sigil_core::db::Db;
 use sigil_core::{Error, Result, TenantId, TokenId, UserId};
 use tracing::Instrument;
@@ -81,6 +84,8 @@ pub struct AuditFilter {
     /// A member's view: events about tokens that the member did, or that concern one of
     /// their current tokens.
     pub member: Option<MemberScope>,
+    /// Events to skip (after the cursor, when one is given).
+    pub offset: u64,
     pub limit: u64,
 }
 
@@ -238,19 +243,38 @@ impl AuditLog {
         tenant: Option<TenantId>,
         filter: AuditFilter,
     ) -> Result<Vec<AuditEvent>> {
+        let mut query = Self::filtered(tenant, &filter);
+        if let Some(before) = filter.before_id {
+            query = query.filter(entity::Column::Id.lt(before));
+        }
+        let rows = query
+            .order_by_desc(entity::Column::Id)
+            .offset(filter.offset)
+            .limit(filter.limit.clamp(1, 200))
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(AuditEvent::from).collect())
+    }
+
+    /// How many events match the filter, whatever the cursor, offset and limit.
+    pub async fn count(&self, tenant: Option<TenantId>, filter: &AuditFilter) -> Result<u64> {
+        Ok(Self::filtered(tenant, filter).count(&self.db).await?)
+    }
+
+    /// The events of `tenant` (all with `None`) that match `filter`, cursor aside.
+    fn filtered(tenant: Option<TenantId>, filter: &AuditFilter) -> Select<entity::Entity> {
         let mut query = entity::Entity::find();
-        query = match tenant {
-            Some(t) => query.filter(entity::Column::TenantId.eq(t)),
-            None => query,
-        };
+        if let Some(t) = tenant {
+            query = query.filter(entity::Column::TenantId.eq(t));
+        }
         if let Some(actor) = filter.actor {
             query = query.filter(entity::Column::ActorId.eq(actor));
         }
-        if let Some(target) = filter.target_id {
-            query = query.filter(entity::Column::TargetId.eq(target));
+        if let Some(target) = &filter.target_id {
+            query = query.filter(entity::Column::TargetId.eq(target.clone()));
         }
-        if let Some(action) = filter.action {
-            query = query.filter(entity::Column::Action.eq(action));
+        if let Some(action) = &filter.action {
+            query = query.filter(entity::Column::Action.eq(action.clone()));
         }
         if let Some(since) = filter.since {
             query = query.filter(entity::Column::CreatedAt.gte(since));
@@ -258,30 +282,24 @@ impl AuditLog {
         if let Some(until) = filter.until {
             query = query.filter(entity::Column::CreatedAt.lt(until));
         }
-        if let Some(before) = filter.before_id {
-            query = query.filter(entity::Column::Id.lt(before));
+        if let Some(targets) = &filter.targets_in {
+            query = query.filter(
+                Condition::all().add(entity::Column::TargetId.is_in(targets.iter().cloned())),
+            );
         }
-        if let Some(targets) = filter.targets_in {
-            query = query.filter(Condition::all().add(entity::Column::TargetId.is_in(targets)));
+        if let Some(target_type) = &filter.target_type {
+            query = query.filter(entity::Column::TargetType.eq(target_type.clone()));
         }
-        if let Some(target_type) = filter.target_type {
-            query = query.filter(entity::Column::TargetType.eq(target_type));
-        }
-        if let Some(member) = filter.member {
+        if let Some(member) = &filter.member {
             let mut mine = Condition::any().add(entity::Column::ActorId.eq(member.user));
             if !member.tokens.is_empty() {
-                mine = mine.add(entity::Column::TargetId.is_in(member.tokens));
+                mine = mine.add(entity::Column::TargetId.is_in(member.tokens.iter().cloned()));
             }
             query = query
                 .filter(entity::Column::TargetType.eq("token"))
                 .filter(mine);
         }
-        let rows = query
-            .order_by_desc(entity::Column::Id)
-            .limit(filter.limit.clamp(1, 200))
-            .all(&self.db)
-            .await?;
-        Ok(rows.into_iter().map(AuditEvent::from).collect())
+        query
     }
 
     /// Deletes events older than the retention period.

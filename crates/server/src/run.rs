@@ -254,11 +254,11 @@ fn banner(state: &AppState, bound: &str, has_tenants: bool) {
     println!("  sigil tenant create acme         # prints the first admin's password");
     if state.config.database_url.is_empty() && state.config.master_key.is_empty() {
         println!(
-            "  (with this server's settings: here, or with SIGIL_DATA_DIR={})",
+            "    (run it in this directory, or with SIGIL_DATA_DIR={})",
             shown(&state.config.data_dir)
         );
     } else {
-        println!("  (with this server's settings: SIGIL_* variables, --config)");
+        println!("    (run it with this server's settings: SIGIL_* variables, --config)");
     }
     println!("  then sign in at {base}/console/ with tenant 'acme', user 'admin'");
 }

@@ -31,6 +31,8 @@ pub struct Model {
     pub last_used_at: Option<DateTimeUtc>,
     pub last_used_ip: Option<String>,
     pub revoked_at: Option<DateTimeUtc>,
+    /// `leaked` when the secret was reported exposed (crate::leaks); NULL otherwise.
+    pub revoked_reason: Option<String>,
     /// JSON array of the method ids the token may never exceed (the creator ceiling);
     /// NULL when only the owner's current rights bound it.
     pub ceiling: Option<String>,

@@ -410,6 +410,7 @@ impl TokenService {
             last_used_at: Set(None),
             last_used_ip: Set(None),
             revoked_at: Set(None),
+            revoked_reason: Set(None),
             ceiling: Set(ceiling),
         })
     }
@@ -709,6 +710,13 @@ impl TokenService {
             ));
         }
         let current = self.managed(actor, id).await?;
+        // A revoked (leaked) token stays revoked: a new secret for it would be refused too.
+        if current.revoked_at.is_some() {
+            return Err(Error::conflict(
+                "token_revoked",
+                "the token was revoked (it leaked); copy it (copyToken) or create a new one",
+            ));
+        }
         let snapshot = self.registry.current();
         let (owner, owner_rights) = self.owner_of(&snapshot, actor, &current).await?;
         let current_scope =

@@ -63,6 +63,8 @@ pub struct Token {
     pub last_used_at: Option<DateTime<Utc>>,
     pub last_used_ip: Option<String>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When the secret was reported exposed (the token is revoked, `token_leaked`).
+    pub leaked_at: Option<DateTime<Utc>>,
     /// The method ids the token can never exceed (its creator ceiling), when set.
     pub ceiling: Option<Vec<String>>,
 }
@@ -111,6 +113,9 @@ impl TryFrom<&entity::Model> for Token {
             last_used_at: m.last_used_at,
             last_used_ip: m.last_used_ip.clone(),
             revoked_at: m.revoked_at,
+            leaked_at: m
+                .revoked_at
+                .filter(|_| m.revoked_reason.as_deref() == Some(crate::leaks::LEAKED)),
             ceiling: crate::ceiling::stored_ids(m.ceiling.as_deref()),
         })
     }

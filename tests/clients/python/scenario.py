@@ -13,10 +13,12 @@ import time
 import traceback
 
 from sigil_client import AuthenticatedClient, Client
+from sigil_client.api.audit import list_audit_events
 from sigil_client.api.auth import confirm_password, get_current_user, login
-from sigil_client.api.registry import create_scope_set, delete_scope_set
+from sigil_client.api.registry import create_scope_set, delete_scope_set, list_scope_sets
 from sigil_client.api.tokens import create_token, delete_token, regenerate_token
 from sigil_client.models import (
+    AuditPage,
     Confirmation,
     ConfirmPasswordBody,
     CreateScopeSetBody,
@@ -27,6 +29,7 @@ from sigil_client.models import (
     MintedTokenDto,
     Problem,
     ScopeSetDto,
+    ScopeSetList,
 )
 
 BASE = os.environ["SIGIL_URL"]
@@ -112,6 +115,32 @@ def main():
         ScopeSetDto,
     )
     check("the set has the given id", scope_set.id == set_id, scope_set)
+
+    # listScopeSets and listAuditEvents answer the one list envelope.
+    sets = ok(
+        "listScopeSets",
+        list_scope_sets.sync_detailed(client=session, q=set_id, offset=0, limit=10),
+        200,
+        ScopeSetList,
+    )
+    check(
+        "the envelope pages the sets",
+        (sets.total, sets.offset, sets.limit, [s.id for s in sets.items]) == (1, 0, 10, [set_id]),
+        sets,
+    )
+    events = ok(
+        "listAuditEvents",
+        list_audit_events.sync_detailed(
+            client=session, action="scope_set.create", target_id=set_id, offset=0, limit=1
+        ),
+        200,
+        AuditPage,
+    )
+    check(
+        "the audit page has the envelope too",
+        events.total == 1 and events.offset == 0 and events.limit == 1 and len(events.items) == 1,
+        events,
+    )
 
     # createToken with that set.
     expires_at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)

@@ -17,6 +17,8 @@ export type OperationIds = [
   Expect<Equal<paths["/api/v1/auth/login"]["post"], operations["login"]>>,
   Expect<Equal<paths["/api/v1/auth/confirm-password"]["post"], operations["confirmPassword"]>>,
   Expect<Equal<paths["/api/v1/scope-sets"]["post"], operations["createScopeSet"]>>,
+  Expect<Equal<paths["/api/v1/scope-sets"]["get"], operations["listScopeSets"]>>,
+  Expect<Equal<paths["/api/v1/audit-events"]["get"], operations["listAuditEvents"]>>,
   Expect<Equal<paths["/api/v1/tokens"]["post"], operations["createToken"]>>,
   Expect<Equal<paths["/api/v1/users/me"]["get"], operations["getCurrentUser"]>>,
   Expect<Equal<paths["/api/v1/tokens/{token_id}/regenerate"]["post"], operations["regenerateToken"]>>,
@@ -25,6 +27,19 @@ export type OperationIds = [
 ];
 
 type Problem = components["schemas"]["Problem"];
+
+// Every list answers one envelope: these fail to compile if a list's model loses a field.
+type Envelope = { items: unknown[]; total: number; offset: number; limit: number };
+export type ListEnvelopes = [
+  Expect<components["schemas"]["ScopeSetList"] extends Envelope ? true : false>,
+  Expect<components["schemas"]["PluginList"] extends Envelope ? true : false>,
+  Expect<components["schemas"]["SigningKeyList"] extends Envelope ? true : false>,
+  Expect<components["schemas"]["MethodList"] extends Envelope ? true : false>,
+  Expect<components["schemas"]["TokenList"] extends Envelope ? true : false>,
+  Expect<components["schemas"]["UserList"] extends Envelope ? true : false>,
+  Expect<components["schemas"]["TenantList"] extends Envelope ? true : false>,
+  Expect<components["schemas"]["AuditPage"] extends Envelope ? true : false>,
+];
 
 function env(name: string): string {
   const value = process.env[name];
@@ -95,6 +110,30 @@ async function main(): Promise<void> {
     201,
   );
   check("the set has the given id", set.id === setId, set);
+
+  // listScopeSets and listAuditEvents answer the one list envelope.
+  const sets = ok(
+    "listScopeSets",
+    await session.GET("/api/v1/scope-sets", { params: { query: { q: setId, offset: 0, limit: 10 } } }),
+    200,
+  );
+  check(
+    "the envelope pages the sets",
+    sets.total === 1 && sets.offset === 0 && sets.limit === 10 && sets.items.map((s) => s.id).join() === setId,
+    sets,
+  );
+  const events = ok(
+    "listAuditEvents",
+    await session.GET("/api/v1/audit-events", {
+      params: { query: { action: "scope_set.create", target_id: setId, offset: 0, limit: 1 } },
+    }),
+    200,
+  );
+  check(
+    "the audit page has the envelope too",
+    events.total === 1 && events.offset === 0 && events.limit === 1 && events.items.length === 1,
+    events,
+  );
 
   // createToken with that set.
   const expiresAt = new Date(Date.now() + 24 * 3600 * 1000).toISOString();

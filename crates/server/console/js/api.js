@@ -112,7 +112,7 @@ export async function withConfirmation(action) {
   }
 }
 
-/** Every page of a list endpoint ({items, total, offset, limit}). */
+/** Every page of a list endpoint: each answers {items, total, offset, limit}; 200 is the largest page. */
 export async function listAll(path, query = {}, pageSize = 200) {
   const items = [];
   for (let offset = 0; ; offset += pageSize) {

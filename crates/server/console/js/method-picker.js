@@ -7,7 +7,7 @@ let cache = null;
 
 /** Every method of the registry visible to the caller (GET /methods), loaded once per page view. */
 export async function loadMethods(refresh = false) {
-  if (!cache || refresh) cache = await listAll('/methods', {}, 1000);
+  if (!cache || refresh) cache = await listAll('/methods');
   return cache;
 }
 

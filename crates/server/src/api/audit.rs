@@ -39,10 +39,21 @@ pub struct AuditEventDto {
     pub created_at: DateTime<Utc>,
 }
 
+/// One page of audit events: the list envelope every list operation answers, plus a
+/// cursor.
 #[derive(Object)]
 pub struct AuditPage {
+    /// This page's items.
     pub items: Vec<AuditEventDto>,
-    /// Pass as `cursor` to get older events; absent on the last page.
+    /// How many events match the filters, over all pages (the cursor is a position, not a
+    /// filter: it does not change the count).
+    pub total: u64,
+    /// How many events this page skipped (after the cursor, when one was given).
+    pub offset: u64,
+    /// The largest number of items a page holds.
+    pub limit: u64,
+    /// Pass as `cursor` (with no `offset`) to get the next, older events; absent on the last
+    /// page.
     pub next_cursor: Option<Uuid>,
 }
 
@@ -79,10 +90,15 @@ impl AuditApi {
         tenant_id: Query<Option<Uuid>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<Uuid>>,
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
+        /// Matching items to skip.
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
+        offset: Query<Option<u64>>,
+        /// Items per page (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u64>>,
     ) -> ApiResult<AuditResponse> {
         let caller = any.0;
-        let limit = limit.0.unwrap_or(50);
+        let page = PageRequest::new(offset.0, limit.0)?;
         let mut filter = AuditFilter {
             actor: actor_id.0.map(UserId),
             target_id: target_id.0,
@@ -90,7 +106,8 @@ impl AuditApi {
             since: since.0,
             until: until.0,
             before_id: cursor.0,
-            limit,
+            offset: page.offset,
+            limit: page.limit,
             ..AuditFilter::default()
         };
         let tenant = match caller {
@@ -116,8 +133,9 @@ impl AuditApi {
                 Some(p.tenant_id)
             }
         };
+        let total = self.0.audit.count(tenant, &filter).await?;
         let events = self.0.audit.list(tenant, filter).await?;
-        let next_cursor = (events.len() as u64 == limit)
+        let next_cursor = (events.len() as u64 == page.limit)
             .then(|| events.last().map(|e| e.id))
             .flatten();
         let items = events
@@ -139,7 +157,13 @@ impl AuditApi {
                 created_at: e.created_at,
             })
             .collect();
-        Ok(AuditResponse::Ok(Json(AuditPage { items, next_cursor })))
+        Ok(AuditResponse::Ok(Json(AuditPage {
+            items,
+            total,
+            offset: page.offset,
+            limit: page.limit,
+            next_cursor,
+        })))
     }
 }
 

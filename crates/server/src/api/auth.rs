@@ -162,6 +162,7 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Auth")]
 impl AuthApi {
     /// Sign in with username, password and tenant (JSON, form, or HTTP Basic plus tenant).
+    ///
     /// With HTTP Basic the body is optional: give the tenant in the `tenant` query parameter.
     #[oai(path = "/auth/login", method = "post", operation_id = "login")]
     async fn login(

@@ -234,4 +234,3 @@ mod tests {
         assert_eq!(poem_pattern("/healthz"), "/healthz");
     }
 }
-

@@ -104,3 +104,48 @@ pub struct Removed {
     pub id: Uuid,
     pub name: String,
 }
+
+/// Declares the envelope every list operation answers, `{items, total, offset, limit}`,
+/// for one item type (listAuditEvents adds `next_cursor` to the same fields). Each
+/// resource keeps a schema name of its own (`TokenList`, ...) so generated clients get
+/// one readable model per list, all with the same fields.
+macro_rules! list_envelope {
+    ($(#[$attr:meta])* $name:ident, $item:ty) => {
+        $(#[$attr])*
+        #[derive(poem_openapi::Object)]
+        pub struct $name {
+            /// This page's items.
+            pub items: Vec<$item>,
+            /// How many items match the query, over all pages.
+            pub total: u64,
+            /// How many matching items come before this page.
+            pub offset: u64,
+            /// The largest number of items a page holds.
+            pub limit: u64,
+        }
+
+        impl $name {
+            pub fn new(items: Vec<$item>, total: u64, page: sigil_core::page::PageRequest) -> Self {
+                Self {
+                    items,
+                    total,
+                    offset: page.offset,
+                    limit: page.limit,
+                }
+            }
+
+            /// The page of an already filtered, ordered list held in memory.
+            #[allow(dead_code)]
+            pub fn slice(all: Vec<$item>, page: sigil_core::page::PageRequest) -> Self {
+                let total = all.len() as u64;
+                let items = all
+                    .into_iter()
+                    .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
+                    .take(usize::try_from(page.limit).unwrap_or(usize::MAX))
+                    .collect();
+                Self::new(items, total, page)
+            }
+        }
+    };
+}
+pub(crate) use list_envelope;

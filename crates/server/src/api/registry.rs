@@ -7,6 +7,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::Any;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use sigil_core::page::PageRequest;
 use sigil_core::{Error, TenantId};
 use sigil_scope_registry::store::{CustomSet, CustomSetInput};
 use sigil_scope_registry::{
@@ -241,13 +242,23 @@ pub struct DeletedPluginDto {
     pub note: String,
 }
 
-#[derive(Object)]
-pub struct MethodList {
-    pub items: Vec<MethodDto>,
-    pub total: u64,
-    pub offset: u64,
-    pub limit: u64,
-}
+super::dto::list_envelope!(
+    /// One page of API methods.
+    MethodList,
+    MethodDto
+);
+
+super::dto::list_envelope!(
+    /// One page of plugins.
+    PluginList,
+    PluginDto
+);
+
+super::dto::list_envelope!(
+    /// One page of scope sets.
+    ScopeSetList,
+    ScopeSetDto
+);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 #[oai(rename_all = "lowercase")]
@@ -301,7 +312,7 @@ pub struct UpdateScopeSetBody {
 #[derive(ApiResponse)]
 pub enum PluginListResponse {
     #[oai(status = 200)]
-    Ok(Json<Vec<PluginDto>>),
+    Ok(Json<PluginList>),
 }
 
 #[derive(ApiResponse)]
@@ -335,7 +346,7 @@ pub enum MethodListResponse {
 #[derive(ApiResponse)]
 pub enum ScopeSetListResponse {
     #[oai(status = 200)]
-    Ok(Json<Vec<ScopeSetDto>>),
+    Ok(Json<ScopeSetList>),
 }
 
 #[derive(ApiResponse)]
@@ -865,7 +876,17 @@ impl RegistryApi {
 impl RegistryApi {
     /// Plugins you can see: global ones and your tenant's own.
     #[oai(path = "/plugins", method = "get", operation_id = "listPlugins")]
-    async fn list_plugins(&self, any: AnyCaller) -> ApiResult<PluginListResponse> {
+    async fn list_plugins(
+        &self,
+        any: AnyCaller,
+        /// Matching items to skip.
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
+        offset: Query<Option<u64>>,
+        /// Items per page (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u64>>,
+    ) -> ApiResult<PluginListResponse> {
+        let page = PageRequest::new(offset.0, limit.0)?;
         let (tenant, _) = Self::scope_of(any);
         let snapshot = self.0.registry.current();
         let items = snapshot
@@ -874,7 +895,7 @@ impl RegistryApi {
             .filter(|p| p.tenant.is_none() || p.tenant == tenant.map(|t| t.0))
             .map(|p| plugin_dto(&snapshot, p, None))
             .collect();
-        Ok(PluginListResponse::Ok(Json(items)))
+        Ok(PluginListResponse::Ok(Json(PluginList::slice(items, page))))
     }
 
     /// Register or upgrade a plugin (operator: global; tenant admin: private to the tenant).
@@ -1172,9 +1193,14 @@ impl RegistryApi {
         q: Query<Option<String>>,
         plugin: Query<Option<String>>,
         access: Query<Option<AccessDto>>,
-        #[oai(validator(maximum(value = "1000000")))] offset: Query<Option<u64>>,
-        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<u64>>,
+        /// Matching items to skip.
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
+        offset: Query<Option<u64>>,
+        /// Items per page (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u64>>,
     ) -> ApiResult<MethodListResponse> {
+        let page = PageRequest::new(offset.0, limit.0)?;
         let (tenant, _) = Self::scope_of(any);
         let snapshot = self.0.registry.current();
         let needle = q.0.unwrap_or_default().to_lowercase();
@@ -1190,20 +1216,9 @@ impl RegistryApi {
             })
             .map(method_dto)
             .collect();
-        let offset = offset.0.unwrap_or(0);
-        let limit = limit.0.unwrap_or(200);
-        let total = matching.len() as u64;
-        let items = matching
-            .into_iter()
-            .skip(offset as usize)
-            .take(limit as usize)
-            .collect();
-        Ok(MethodListResponse::Ok(Json(MethodList {
-            items,
-            total,
-            offset,
-            limit,
-        })))
+        Ok(MethodListResponse::Ok(Json(MethodList::slice(
+            matching, page,
+        ))))
     }
 
     /// Predefined and custom scope sets.
@@ -1213,8 +1228,15 @@ impl RegistryApi {
         caller: TenantCaller,
         q: Query<Option<String>>,
         kind: Query<Option<SetKind>>,
+        /// Matching items to skip.
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
+        offset: Query<Option<u64>>,
+        /// Items per page (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u64>>,
     ) -> ApiResult<ScopeSetListResponse> {
         let p = caller.0;
+        let page = PageRequest::new(offset.0, limit.0)?;
         let snapshot = self.0.registry.current();
         let needle = q.0.clone().unwrap_or_default().to_lowercase();
         let mut items = Vec::new();
@@ -1244,7 +1266,9 @@ impl RegistryApi {
             let custom = self.0.sets.list(p.tenant_id, q.0.as_deref()).await?;
             items.extend(custom.iter().map(|c| custom_dto(&snapshot, c, false)));
         }
-        Ok(ScopeSetListResponse::Ok(Json(items)))
+        Ok(ScopeSetListResponse::Ok(Json(ScopeSetList::slice(
+            items, page,
+        ))))
     }
 
     /// Define a custom scope set (admin).

@@ -143,13 +143,11 @@ pub enum CreateTenantResponse {
     Created(Json<CreatedTenant>),
 }
 
-#[derive(Object)]
-pub struct TenantList {
-    pub items: Vec<TenantDto>,
-    pub total: u64,
-    pub offset: u64,
-    pub limit: u64,
-}
+super::dto::list_envelope!(
+    /// One page of tenants.
+    TenantList,
+    TenantDto
+);
 
 #[derive(ApiResponse)]
 pub enum TenantListResponse {
@@ -196,10 +194,16 @@ impl From<sigil_tenant::SigningKeyInfo> for SigningKeyDto {
     }
 }
 
+super::dto::list_envelope!(
+    /// One page of signing keys.
+    SigningKeyList,
+    SigningKeyDto
+);
+
 #[derive(ApiResponse)]
 pub enum SigningKeysResponse {
     #[oai(status = 200)]
-    Ok(Json<Vec<SigningKeyDto>>),
+    Ok(Json<SigningKeyList>),
 }
 
 #[derive(Object)]
@@ -295,8 +299,12 @@ impl TenantsApi {
         _caller: OperatorCaller,
         /// Text search over slug and name.
         q: Query<Option<String>>,
-        #[oai(validator(maximum(value = "1000000")))] offset: Query<Option<u64>>,
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
+        /// Matching items to skip.
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
+        offset: Query<Option<u64>>,
+        /// Items per page (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u64>>,
     ) -> ApiResult<TenantListResponse> {
         let page = PageRequest::new(offset.0, limit.0)?;
         let result = self.0.tenants.list(q.0.as_deref(), page).await?;
@@ -465,13 +473,23 @@ impl TenantsApi {
         operation_id = "listSigningKeys",
         tag = "ApiTags::Tenant"
     )]
-    async fn list_keys(&self, caller: TenantCaller) -> ApiResult<SigningKeysResponse> {
+    async fn list_keys(
+        &self,
+        caller: TenantCaller,
+        /// Matching items to skip.
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
+        offset: Query<Option<u64>>,
+        /// Items per page (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u64>>,
+    ) -> ApiResult<SigningKeysResponse> {
         let p = caller.0;
-
+        let page = PageRequest::new(offset.0, limit.0)?;
         let keys = self.0.keys.list(p.tenant_id).await?;
-        Ok(SigningKeysResponse::Ok(Json(
+        Ok(SigningKeysResponse::Ok(Json(SigningKeyList::slice(
             keys.into_iter().map(SigningKeyDto::from).collect(),
-        )))
+            page,
+        ))))
     }
 
     /// Rotate the signing key: a new key signs; the old one verifies until the overlap ends.

@@ -82,6 +82,11 @@ pub struct TokenDto {
     pub use_count: i64,
     pub last_used_at: Option<DateTime<Utc>>,
     pub last_used_ip: Option<String>,
+    /// When the token was revoked (it is refused `token_revoked` or `token_leaked`).
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// When its secret was reported exposed (reportLeakedTokens, secret scanning): it is
+    /// revoked and refused `token_leaked`; the audit log says where it was found.
+    pub leaked_at: Option<DateTime<Utc>>,
     /// The method ids this token can never exceed, whatever its scope says: set when
     /// someone other than the owner (or a credential narrower than the owner's login) made
     /// or re-scoped it. Null: only the owner's current rights bound it.
@@ -110,7 +115,7 @@ pub struct CreateTokenBody {
     /// A scope set id; or give `methods`; or `read`/`change`.
     #[oai(validator(min_length = 1, max_length = 200))]
     pub scope_set: Option<String>,
-    /// A custom pick of method ids or globs (`environment.*`).
+    /// A custom pick of method ids or globs (`platform.environment.*`).
     #[oai(validator(max_items = 1000))]
     pub methods: Option<Vec<String>>,
     /// Shorthand: `read: true` alone means the `read-only` set.
@@ -155,13 +160,11 @@ pub struct RegenerateTokenBody {
     pub expires_at: MaybeUndefined<DateTime<Utc>>,
 }
 
-#[derive(Object)]
-pub struct TokenList {
-    pub items: Vec<TokenDto>,
-    pub total: u64,
-    pub offset: u64,
-    pub limit: u64,
-}
+super::dto::list_envelope!(
+    /// One page of tokens.
+    TokenList,
+    TokenDto
+);
 
 #[derive(Object)]
 pub struct DeleteTokensBody {
@@ -298,6 +301,8 @@ impl TokensApi {
             use_count: t.use_count,
             last_used_at: t.last_used_at,
             last_used_ip: t.last_used_ip.clone(),
+            revoked_at: t.revoked_at,
+            leaked_at: t.leaked_at,
             ceiling: t.ceiling.clone(),
         }
     }
@@ -408,8 +413,12 @@ impl TokensApi {
         /// Text search over name and description.
         q: Query<Option<String>>,
         sort: Query<Option<TokenSortDto>>,
-        #[oai(validator(maximum(value = "1000000")))] offset: Query<Option<u64>>,
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
+        /// Matching items to skip.
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
+        offset: Query<Option<u64>>,
+        /// Items per page (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u64>>,
     ) -> ApiResult<TokenListResponse> {
         let p = caller.0;
         let page = PageRequest::new(offset.0, limit.0)?;

@@ -64,13 +64,11 @@ pub enum UserResponse {
     Ok(Json<UserDto>),
 }
 
-#[derive(Object)]
-pub struct UserList {
-    pub items: Vec<UserDto>,
-    pub total: u64,
-    pub offset: u64,
-    pub limit: u64,
-}
+super::dto::list_envelope!(
+    /// One page of users.
+    UserList,
+    UserDto
+);
 
 #[derive(ApiResponse)]
 pub enum UserListResponse {
@@ -145,8 +143,12 @@ impl UsersApi {
         role: Query<Option<RoleDto>>,
         kind: Query<Option<UserKindDto>>,
         active: Query<Option<bool>>,
-        #[oai(validator(maximum(value = "1000000")))] offset: Query<Option<u64>>,
-        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u64>>,
+        /// Matching items to skip.
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
+        offset: Query<Option<u64>>,
+        /// Items per page (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u64>>,
     ) -> ApiResult<UserListResponse> {
         let p = caller.0;
         let page = PageRequest::new(offset.0, limit.0)?;

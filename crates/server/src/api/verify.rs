@@ -23,7 +23,7 @@ pub struct IntrospectBody {
     /// The token to check.
     #[oai(validator(max_length = 8192))]
     pub token: String,
-    /// Also check this registry method (e.g. `environment.control.stopenv`).
+    /// Also check this registry method (e.g. `platform.environment.control.stopenv`).
     #[oai(validator(max_length = 200))]
     pub method: Option<String>,
     /// Also check the token's IP filter for this client address.
@@ -39,7 +39,7 @@ pub struct IntrospectForm {
     /// The token to check.
     #[oai(validator(max_length = 8192))]
     pub token: String,
-    /// Also check this registry method (e.g. `environment.control.stopenv`).
+    /// Also check this registry method (e.g. `platform.environment.control.stopenv`).
     #[oai(validator(max_length = 200))]
     pub method: Option<String>,
     /// Also check the token's IP filter for this client address.
@@ -68,7 +68,9 @@ pub enum IntrospectRequest {
     Form(Form<IntrospectForm>),
 }
 
-/// RFC 7662-style answer; when `active` is false, `code` says why.
+/// RFC 7662-style answer; when `active` is false, `code` says why. With a `method`,
+/// `active` answers for that method: a valid token that may not call it is inactive for
+/// it, with its identity, scope and `method_allowed: false`.
 #[derive(Object, Default)]
 pub struct Introspection {
     pub active: bool,
@@ -229,11 +231,13 @@ impl VerifyApi {
             Ok(_) => unknown_token(),
             Err(r) if r.code == "service_unavailable" => return Err(r.into()),
             Err(r) if r.tenant_id().is_some_and(|t| t != caller.tenant_id) => unknown_token(),
-            // A valid token that may not call the method is still active: the answer says
-            // so, with everything about it, and why the method is refused.
+            // A valid token that may not call the method: the answer stays `active: false`
+            // (so a plugin that reads only `active` refuses the call), and says whose token
+            // it is, what it may call and which method is refused, and why.
             Err(r) if matches!(r.code, "method_not_in_scope" | "user_lacks_permission") => {
                 match self.0.verifier.principal_for(&body.token).await {
                     Ok(Some(p)) if p.tenant_id == caller.tenant_id => Introspection {
+                        active: false,
                         method_allowed: Some(false),
                         code: Some(r.code.to_owned()),
                         detail: Some(r.explanation()),

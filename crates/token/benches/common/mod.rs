@@ -155,6 +155,7 @@ pub async fn store_tokens(f: &Fixture, n: usize) -> Vec<String> {
                 last_used_at: Set(None),
                 last_used_ip: Set(None),
                 revoked_at: Set(None),
+                revoked_reason: Set(None),
                 ceiling: Set(None),
             });
             secrets.push(secret);

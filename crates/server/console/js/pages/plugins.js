@@ -1,7 +1,7 @@
 // Admin > Plugins: the plugins the tenant sees (global ones and its own), registering a
 // tenant plugin from a manifest or an OpenAPI document, and what a registration widened.
 
-import { ApiError, api, can } from '../api.js';
+import { ApiError, api, can, listAll } from '../api.js';
 import { add, badge, confirmDialog, field, fill, formDialog, h, openDialog, pageHeader, showError, table, td, toast, uid } from '../ui.js';
 
 export async function renderPlugins(main) {
@@ -19,7 +19,7 @@ export async function renderPlugins(main) {
   async function load() {
     showError(errorSlot, null);
     try {
-      const plugins = await api.get('/plugins');
+      const plugins = await listAll('/plugins');
       const rows = plugins.map((p) => h('tr', { 'data-id': p.id },
         td('Name', h('strong', {}, p.name), p.description ? h('span', { class: 'sub' }, p.description) : null),
         td('Id', h('code', {}, p.id)),

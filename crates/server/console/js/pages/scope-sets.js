@@ -1,6 +1,6 @@
 // Admin > Scope sets: predefined sets (from plugins) and the tenant's custom sets.
 
-import { ApiError, api, can } from '../api.js';
+import { ApiError, api, can, listAll } from '../api.js';
 import { loadMethods, methodPicker } from '../method-picker.js';
 import { add, checkbox, confirmDialog, field, fill, formDialog, h, pageHeader, showError, table, td, toast } from '../ui.js';
 
@@ -19,7 +19,7 @@ export async function renderScopeSets(main) {
   async function load() {
     showError(errorSlot, null);
     try {
-      const sets = await api.get('/scope-sets');
+      const sets = await listAll('/scope-sets');
       const rows = sets.map((s) => h('tr', { 'data-id': s.id },
         td('Name', h('strong', {}, s.name), s.description ? h('span', { class: 'sub' }, s.description) : null),
         td('Id', h('code', {}, s.id)),

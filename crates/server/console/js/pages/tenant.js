@@ -1,6 +1,6 @@
 // Admin > Policy (GET /tenant, PUT /tenant/policy) and Admin > Signing keys (list, rotate).
 
-import { api, can } from '../api.js';
+import { api, can, listAll } from '../api.js';
 import { add, badge, busy, checkbox, field, fill, fmtDateTime, formDialog, h, pageHeader, showError, table, td, toast } from '../ui.js';
 
 const NUMBERS = [
@@ -78,7 +78,7 @@ export async function renderSigningKeys(main) {
   async function load() {
     showError(errorSlot, null);
     try {
-      const keys = await api.get('/tenant/signing-keys');
+      const keys = await listAll('/tenant/signing-keys');
       const rows = keys.map((k) => h('tr', { 'data-kid': k.kid },
         td('Key id', h('code', {}, k.kid)),
         td('State', badge(k.state, k.state === 'active' ? 'ok' : '')),

@@ -1,7 +1,7 @@
 // The Generate / Edit token dialog: name, description, expiry, IP filter, enabled, and the
 // API access: a predefined or custom scope set, or a custom pick of methods.
 
-import { api, current, withConfirmation } from '../api.js';
+import { api, current, listAll, withConfirmation } from '../api.js';
 import { loadMethods, methodPicker } from '../method-picker.js';
 import { add, checkbox, endOfDay, field, formDialog, h, isoDay } from '../ui.js';
 
@@ -10,7 +10,7 @@ const CUSTOM = 'custom';
 /** What the form needs from the server: sets, methods and (when readable) the tenant policy. */
 export async function loadTokenFormData() {
   const [sets, methods, tenant] = await Promise.all([
-    api.get('/scope-sets'),
+    listAll('/scope-sets'),
     loadMethods(),
     api.get('/tenant').catch(() => null),
   ]);
