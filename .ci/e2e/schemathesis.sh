@@ -82,7 +82,7 @@ fuzz() {
     PYTHONPATH=$ROOT/tests/schemathesis SCHEMATHESIS_HOOKS=hooks \
     "$VENV/bin/schemathesis" run "$ROOT/openapi/sigil.json" \
     --url "$SIGIL_URL" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection \
+    --checks all \
     --phases examples,coverage,fuzzing,stateful \
     --max-examples "$MAX_EXAMPLES" \
     --seed "$SEED" \
