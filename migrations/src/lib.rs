@@ -11,6 +11,7 @@ mod m0005_create_audit;
 mod m0006_token_ceiling;
 mod m0007_plugin_namespaces;
 mod m0008_token_leaks;
+mod m0009_token_rotation;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_token_ceiling::Migration),
             Box::new(m0007_plugin_namespaces::Migration),
             Box::new(m0008_token_leaks::Migration),
+            Box::new(m0009_token_rotation::Migration),
         ]
     }
 }

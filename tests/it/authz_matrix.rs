@@ -171,6 +171,8 @@ const NOTOK: Expect = Expect::Deny(422, "unknown_tokens");
 /// Forward auth of a route only tenant A's private plugin has.
 const NOROUTE: Expect = Expect::Deny(403, "route_not_registered");
 const INACT: Expect = Expect::Inactive("token_unknown");
+/// rotateCurrentToken with a login session.
+const NOROT: Expect = Expect::Deny(422, "session_not_rotatable");
 
 struct Row {
     op: &'static str,
@@ -223,6 +225,8 @@ const TABLE: &[Row] = &[
     Row { op: "getToken",           expect: [TNT,    OK,     OK,     OK,     NF,     NF,     DEAD,   NOAPI,  NF,     MISS,   SYS] },
     Row { op: "updateToken",        expect: [TNT,    OK,     SCOPE,  XTOKEN, NF,     NF,     DEAD,   NOAPI,  NF,     MISS,   SYS] },
     Row { op: "regenerateToken",    expect: [TNT,    OK,     SCOPE,  XTOKEN, NF,     NF,     DEAD,   NOAPI,  NF,     MISS,   SYS] },
+    // A credential rotates itself: login sessions do not rotate.
+    Row { op: "rotateCurrentToken", expect: [TNT,    NOROT,  SCOPE,  NOROT,  NOROT,  OK,     DEAD,   NOAPI,  NOROT,  MISS,   SYS] },
     Row { op: "copyToken",          expect: [TNT,    OK,     SCOPE,  XSCOPE, NF,     NF,     DEAD,   NOAPI,  NF,     MISS,   SYS] },
     Row { op: "deleteToken",        expect: [TNT,    OK,     SCOPE,  OK,     NF,     NF,     DEAD,   NOAPI,  NF,     MISS,   SYS] },
     Row { op: "deleteTokens",       expect: [TNT,    OK,     SCOPE,  OK,     NOTOK,  NOTOK,  DEAD,   NOAPI,  NOTOK,  MISS,   SYS] },
@@ -746,6 +750,8 @@ impl<'s> World<'s> {
                 let owner = self.token_owner.clone();
                 Call::body(json!({"ids": [self.victim_token(&owner).await?]}))
             }
+            // The caller's own credential: its old secret keeps working for the rest of the run.
+            "rotateCurrentToken" => Call::body(json!({"grace_period_secs": 86_400})),
             "getTokenHygiene" => Call::none(),
             // Not a secret: nothing is revoked, and the answer is the same.
             "reportLeakedTokens" => Call::body(json!({"secrets": [format!("not-a-secret-{tag}")]})),

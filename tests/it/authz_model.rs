@@ -956,17 +956,19 @@ impl Op {
 const TOKEN_ENTRIES: &[&str] = &[
     "*",
     "*",
+    "*",
+    "tokens.*",
     "tokens.*",
     "tokens.*",
     "shop.*",
     "me.get",
     "tokens.create",
     "tokens.update",
+    "tokens.regenerate",
     "users.*",
     "users.update",
     "scope_sets.*",
     "plugins.*",
-    "shop.orders.list",
     "shop.orders.delete",
     "signing_keys.*",
 ];
@@ -985,6 +987,7 @@ const SETS: &[&str] = &[
     "read-only",
     "read-change",
     "read-change",
+    "read-change",
     "cs1",
     "cs2",
     "shop.reader",
@@ -993,7 +996,7 @@ const SETS: &[&str] = &[
 fn by() -> impl Strategy<Value = By> {
     (
         0..ACTORS.len(),
-        prop_oneof![3 => Just(None), 2 => (0..8usize).prop_map(Some)],
+        prop_oneof![1 => Just(None), 1 => (0..8usize).prop_map(Some)],
     )
         .prop_map(|(user, token)| By { user, token })
 }
@@ -1014,14 +1017,14 @@ fn token_ref() -> impl Strategy<Value = usize> {
 fn scope() -> impl Strategy<Value = Scope> {
     prop_oneof![
         2 => prop::sample::select(SETS).prop_map(Scope::Set),
-        3 => prop::collection::vec(prop::sample::select(TOKEN_ENTRIES), 1..=3)
+        3 => prop::collection::vec(prop::sample::select(TOKEN_ENTRIES), 1..=2)
             .prop_map(Scope::Methods),
     ]
 }
 
 fn expiry() -> impl Strategy<Value = Expiry> {
     prop_oneof![
-        3 => prop::sample::select(vec![2i64, 20, 40]).prop_map(Expiry::Days),
+        8 => prop::sample::select(vec![2i64, 20, 40]).prop_map(Expiry::Days),
         1 => Just(Expiry::Days(400)),
         1 => Just(Expiry::Never),
     ]
@@ -1052,7 +1055,7 @@ fn change() -> impl Strategy<Value = Change> {
 fn op() -> BoxedStrategy<Op> {
     let weighted: Vec<(u32, BoxedStrategy<Op>)> = vec![
         (
-            7,
+            12,
             (
                 by(),
                 prop_oneof![3 => Just(None), 2 => user().prop_map(Some)],
@@ -1072,13 +1075,13 @@ fn op() -> BoxedStrategy<Op> {
                 .boxed(),
         ),
         (
-            2,
+            3,
             (by(), token_ref())
                 .prop_map(|(by, token)| Op::Copy { by, token })
                 .boxed(),
         ),
         (
-            2,
+            4,
             (by(), token_ref(), any::<bool>(), prop::option::of(expiry()))
                 .prop_map(|(by, token, grace, expiry)| Op::Regenerate {
                     by,
@@ -1089,19 +1092,19 @@ fn op() -> BoxedStrategy<Op> {
                 .boxed(),
         ),
         (
-            5,
+            8,
             (by(), token_ref(), change())
                 .prop_map(|(by, token, change)| Op::Update { by, token, change })
                 .boxed(),
         ),
         (
-            1,
+            2,
             (by(), token_ref())
                 .prop_map(|(by, token)| Op::Delete { by, token })
                 .boxed(),
         ),
         (
-            2,
+            3,
             (by_admin(), user(), role())
                 .prop_map(|(by, user, role)| Op::SetRole { by, user, role })
                 .boxed(),
@@ -1113,7 +1116,7 @@ fn op() -> BoxedStrategy<Op> {
                 .boxed(),
         ),
         (
-            1,
+            2,
             (by_admin(), user())
                 .prop_map(|(by, user)| Op::Reactivate { by, user })
                 .boxed(),
@@ -1131,7 +1134,7 @@ fn op() -> BoxedStrategy<Op> {
                 .boxed(),
         ),
         (
-            1,
+            2,
             (
                 by_admin(),
                 prop::sample::select(vec!["cs1", "cs2"]),

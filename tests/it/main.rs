@@ -21,6 +21,7 @@ mod nginx;
 mod observability;
 mod registry;
 mod replicas;
+mod rotation;
 mod secret_format;
 mod security;
 mod tenants_users;

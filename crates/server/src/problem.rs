@@ -222,7 +222,7 @@ impl From<Error> for ApiError {
 
 impl From<sigil_token::Refusal> for ApiError {
     fn from(r: sigil_token::Refusal) -> Self {
-        if r.code == "service_unavailable" {
+        if r.is_unavailable() {
             return Error::Unavailable("verification storage".into()).into();
         }
         Error::from(r).into()

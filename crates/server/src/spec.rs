@@ -51,10 +51,203 @@ pub fn finish(raw: &str) -> Result<Value, String> {
         }
     }
     close_request_objects(&mut doc);
+    declare_cross_field_rules(&mut doc);
     if errors.is_empty() {
         Ok(doc)
     } else {
         Err(errors.join("; "))
+    }
+}
+
+/// Rules the server enforces that poem-openapi's validators cannot state, so that the
+/// spec promises what the server accepts (schema fuzzing checks both ways):
+/// - a field with a default takes `null` for it;
+/// - an integer's format bounds it (`uint32`: 0..=4294967295, ...): the server refuses a
+///   number outside it, so `minimum`/`maximum` say so where no validator did;
+/// - createToken needs a scope: `scope_set`, `methods`, `read: true` or `change: true`
+///   (`scope_required`), and createToken/updateToken take `scope_set` or `methods`, not
+///   both (`ambiguous_scope`);
+/// - registerPlugin takes exactly one of `manifest` and `openapi` (`manifest_required`);
+///   with `openapi`, the plugin `id` too (`id_required`).
+///
+/// Runs after close_request_objects: the members added here are partial views of the
+/// same object and must not be closed.
+fn declare_cross_field_rules(doc: &mut Value) {
+    fn bound_integers(schema: &mut Value) {
+        match schema {
+            Value::Object(obj) => {
+                if obj.get("type").and_then(Value::as_str) == Some("integer") {
+                    let range = match obj.get("format").and_then(Value::as_str) {
+                        Some("uint8") => Some((json!(0), json!(u8::MAX))),
+                        Some("uint16") => Some((json!(0), json!(u16::MAX))),
+                        Some("uint32") => Some((json!(0), json!(u32::MAX))),
+                        Some("uint64") => Some((json!(0), json!(u64::MAX))),
+                        Some("int8") => Some((json!(i8::MIN), json!(i8::MAX))),
+                        Some("int16") => Some((json!(i16::MIN), json!(i16::MAX))),
+                        Some("int32") => Some((json!(i32::MIN), json!(i32::MAX))),
+                        Some("int64") => Some((json!(i64::MIN), json!(i64::MAX))),
+                        _ => None,
+                    };
+                    if let Some((min, max)) = range {
+                        obj.entry("minimum").or_insert(min);
+                        obj.entry("maximum").or_insert(max);
+                    }
+                }
+                obj.values_mut().for_each(bound_integers);
+            }
+            Value::Array(items) => items.iter_mut().for_each(bound_integers),
+            _ => {}
+        }
+    }
+    bound_integers(doc);
+
+    let schemas = &mut doc["components"]["schemas"];
+    // A field with a default (`#[oai(default)]`) takes `null` for the default too.
+    if let Some(all) = schemas.as_object_mut() {
+        for schema in all.values_mut() {
+            let required = schema["required"].clone();
+            let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            for (name, prop) in props.iter_mut() {
+                let is_required = required
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|v| v.as_str() == Some(name.as_str())));
+                if let Some(prop) = prop.as_object_mut() {
+                    if prop.contains_key("default") && !is_required {
+                        prop.insert("nullable".into(), json!(true));
+                    }
+                }
+            }
+        }
+    }
+    let password = json!({
+        "minLength": sigil_user::PasswordParams::default().min_length,
+        "maxLength": 256
+    });
+    let ip_net = json!({ "pattern": ip_pattern(true) });
+    let rules = [
+        // The password policy (crates/user/src/password.rs); it also refuses a password
+        // that contains the username, which no schema can say.
+        ("CreateUserBody", "/properties/password", password.clone()),
+        ("UpdateUserBody", "/properties/password", password.clone()),
+        (
+            "ChangePasswordBody",
+            "/properties/new_password",
+            password.clone(),
+        ),
+        ("CreateTenantBody", "/properties/admin_password", password),
+        // validate_contact (crates/user/src/service.rs); empty clears the address.
+        (
+            "CreateUserBody",
+            "/properties/email",
+            json!({ "pattern": EMAIL_PATTERN }),
+        ),
+        (
+            "UpdateUserBody",
+            "/properties/email",
+            json!({ "pattern": EMAIL_PATTERN }),
+        ),
+        (
+            "UpdateCurrentUserBody",
+            "/properties/email",
+            json!({ "pattern": EMAIL_PATTERN }),
+        ),
+        // A custom scope needs at least one method (`invalid_scope`).
+        (
+            "CreateTokenBody",
+            "/properties/methods",
+            json!({ "minItems": 1 }),
+        ),
+        (
+            "UpdateTokenBody",
+            "/properties/methods",
+            json!({ "minItems": 1 }),
+        ),
+        // IPs and CIDRs (parse_ip_net, crates/tenant/src/policy.rs).
+        (
+            "CreateTokenBody",
+            "/properties/ip_filter/items",
+            ip_net.clone(),
+        ),
+        (
+            "UpdateTokenBody",
+            "/properties/ip_filter/items",
+            ip_net.clone(),
+        ),
+        ("PolicyDto", "/properties/ip_allowlist/items", ip_net),
+        // An IP address, nothing around it (introspectToken).
+        (
+            "IntrospectBody",
+            "/properties/client_ip",
+            json!({ "pattern": ip_pattern(false) }),
+        ),
+        (
+            "IntrospectForm",
+            "/properties/client_ip",
+            json!({ "pattern": ip_pattern(false) }),
+        ),
+    ];
+    for (schema, pointer, rule) in rules {
+        if let (Some(target), Some(rule)) = (
+            schemas
+                .get_mut(schema)
+                .and_then(|s| s.pointer_mut(pointer))
+                .and_then(Value::as_object_mut),
+            rule.as_object(),
+        ) {
+            for (key, value) in rule {
+                target.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    // Rules between fields (createToken: one of scope_set / methods / read / change, not
+    // scope_set with methods; registerPlugin: a manifest, or an OpenAPI document with an
+    // id) are said in the operations' descriptions, not as `anyOf` / `oneOf` / `not`:
+    // the client generators in tests/clients cannot generate those cleanly.
+}
+
+/// Characters `str::trim` and `char::is_whitespace` take for white space (Unicode
+/// White_Space), as a regex class body.
+const WHITE_SPACE: &str =
+    r"\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// An email address as validate_contact accepts it: no white space, something before the
+/// first `@`, a dot after it; or empty (no address).
+const EMAIL_PATTERN: &str = concat!(
+    r"^$|^[^@\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@",
+    r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*\.",
+    r"[^\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+);
+
+/// An IPv4 or IPv6 address as `IpAddr::from_str` reads it; with `net`, a CIDR may follow
+/// and white space may surround it (parse_ip_net trims).
+fn ip_pattern(net: bool) -> String {
+    let octet = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+    let v4 = format!("{octet}(\\.{octet}){{3}}");
+    let h = "[0-9a-fA-F]{1,4}";
+    let v6 = [
+        format!("({h}:){{7}}{h}"),
+        format!("({h}:){{1,7}}:"),
+        format!("({h}:){{1,6}}:{h}"),
+        format!("({h}:){{1,5}}(:{h}){{1,2}}"),
+        format!("({h}:){{1,4}}(:{h}){{1,3}}"),
+        format!("({h}:){{1,3}}(:{h}){{1,4}}"),
+        format!("({h}:){{1,2}}(:{h}){{1,5}}"),
+        format!("{h}:(:{h}){{1,6}}"),
+        format!(":((:{h}){{1,7}}|:)"),
+        format!("({h}:){{6}}{v4}"),
+        format!("::({h}:){{0,5}}{v4}"),
+        format!("({h}:){{1,4}}:{v4}"),
+    ]
+    .join("|");
+    if net {
+        let ws = format!("[{WHITE_SPACE}]*");
+        format!(
+            "^{ws}({v4}(/([0-9]|[12][0-9]|3[0-2]))?|({v6})(/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8]))?){ws}$"
+        )
+    } else {
+        format!("^({v4}|{v6})$")
     }
 }
 

@@ -83,7 +83,8 @@ impl AppState {
                 ..CacheSettings::default()
             },
             config.trusted_proxy_nets(),
-        );
+        )
+        .with_change_feed(&changes);
         let config_refusal_limit = config.refusal_limit_per_minute;
         let state = Arc::new(Self {
             audit: AuditLog::new(db.clone()),
@@ -196,14 +197,54 @@ impl AppState {
             .await
         {
             Ok(caller) => Ok(caller),
-            Err(refusal) => Err(self.refusal(refusal, ip)),
+            Err(refusal) => {
+                self.audit_reuse(&refusal, ip, auth::user_agent(req)).await;
+                Err(self.refusal(refusal, ip))
+            }
+        }
+    }
+
+    /// Records in the tenant's audit log that reuse detection revoked a token (once, by
+    /// the verification that revoked it), with the address that presented the secret.
+    pub async fn audit_reuse(
+        &self,
+        refusal: &sigil_token::Refusal,
+        client_ip: Option<std::net::IpAddr>,
+        user_agent: Option<String>,
+    ) {
+        let (Some(tenant), Some(token), true) = (
+            refusal.tenant_id(),
+            refusal.token_id(),
+            refusal.revoked_now(),
+        ) else {
+            return;
+        };
+        let event = NewEvent {
+            tenant: Some(tenant),
+            actor: None,
+            actor_label: "reuse detection".to_owned(),
+            credential: Some(token),
+            action: "token.reuse_detected".to_owned(),
+            target_type: "token".to_owned(),
+            target_id: Some(token.to_string()),
+            before: None,
+            after: Some(serde_json::json!({
+                "owner_id": refusal.user_id().map(|u| u.0),
+                "revoked": true,
+                "reason": sigil_token::leaks::REUSE_DETECTED,
+            })),
+            client_ip: client_ip.map(|i| i.to_string()),
+            user_agent,
+        };
+        if let Err(e) = self.audit.record(event).await {
+            tracing::error!(error = %e, "could not write an audit event");
         }
     }
 
     /// Answers a refused verification: audited and counted against the client address;
     /// past the address's limit, a bad credential (401) answers 429 instead.
     pub fn refusal(&self, refusal: sigil_token::Refusal, ip: Option<std::net::IpAddr>) -> ApiError {
-        if !refusal.forbidden && refusal.code != "service_unavailable" {
+        if !refusal.forbidden && !refusal.is_unavailable() {
             if let Some(retry_after_secs) = self.refusals.refused(ip) {
                 return sigil_core::Error::TooMany {
                     code: "too_many_refusals",

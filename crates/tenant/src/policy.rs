@@ -29,6 +29,11 @@ pub struct TenantPolicy {
     pub max_tokens_per_user: u32,
     /// How long a rotated-out signing key keeps verifying, in seconds.
     pub key_overlap_secs: u32,
+    /// Reuse detection: a secret replaced by the token's own rotation
+    /// (`rotateCurrentToken`), presented after its grace period, revokes the token.
+    pub detect_reuse_after_rotation: bool,
+    /// Reuse detection for secrets replaced by `regenerateToken` too.
+    pub detect_reuse_after_regeneration: bool,
 }
 
 impl Default for TenantPolicy {
@@ -45,6 +50,8 @@ impl Default for TenantPolicy {
             login_lockout_secs: 60,
             max_tokens_per_user: 100,
             key_overlap_secs: 86_400,
+            detect_reuse_after_rotation: true,
+            detect_reuse_after_regeneration: false,
         }
     }
 }

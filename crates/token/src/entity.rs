@@ -36,6 +36,9 @@ pub struct Model {
     /// JSON array of the method ids the token may never exceed (the creator ceiling);
     /// NULL when only the owner's current rights bound it.
     pub ceiling: Option<String>,
+    /// The oldest generation whose secret the token's own rotation replaced, with only
+    /// self-rotations since (reuse detection); NULL after a regeneration by someone.
+    pub self_rotated_from: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -23,6 +23,9 @@ use crate::{entity, jwt};
 pub const REASON_COLUMN: &str = "revoked_reason";
 /// The revocation reason of a leaked secret.
 pub const LEAKED: &str = "leaked";
+/// The revocation reason of reuse detection: a secret replaced by rotation came back
+/// after its grace period (crate::verifier).
+pub const REUSE_DETECTED: &str = "reuse_detected";
 /// Most secrets in one report.
 pub const MAX_SECRETS: usize = 100;
 
@@ -144,6 +147,23 @@ impl Leaks {
             .await?;
         Ok(row.flatten())
     }
+}
+
+/// Revokes a token whose replaced secret came back (reuse detection). One statement
+/// decides: true only for the call that revoked it (a token already revoked, for any
+/// reason, is left as it is). The caller publishes the change.
+pub(crate) async fn revoke_for_reuse(db: &Db, tenant: TenantId, token: TokenId) -> Result<bool> {
+    let now = sigil_core::now();
+    let res = entity::Entity::update_many()
+        .col_expr(entity::Column::RevokedAt, Expr::value(now))
+        .col_expr(Alias::new(REASON_COLUMN), Expr::value(REUSE_DETECTED))
+        .col_expr(entity::Column::UpdatedAt, Expr::value(now))
+        .filter(entity::Column::TenantId.eq(tenant))
+        .filter(entity::Column::Id.eq(token))
+        .filter(entity::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
 }
 
 /// Whether the secret with hash `hash` and generation `generation` is the token's

@@ -43,6 +43,8 @@ pub(crate) struct MissRow {
     /// `leaked` when the secret was reported exposed (crate::leaks).
     pub revoked_reason: Option<String>,
     pub ceiling: Option<String>,
+    /// Oldest generation replaced by self-rotation only (reuse detection).
+    pub self_rotated_from: Option<i32>,
     pub username: String,
     pub user_kind: String,
     pub role: String,
@@ -158,6 +160,7 @@ async fn fetch(db: &Db, ids: &[TokenId]) -> Result<Vec<MissRow>> {
             (t, T::ElevatedUntil),
             (t, T::RevokedAt),
             (t, T::Ceiling),
+            (t, T::SelfRotatedFrom),
         ])
         .columns([
             (u, U::Username),

@@ -95,6 +95,7 @@ sigil_methods! {
     GetToken => "getToken", "tokens.get", Tenant(Member);
     UpdateToken => "updateToken", "tokens.update", Tenant(Member);
     RegenerateToken => "regenerateToken", "tokens.regenerate", Tenant(Member);
+    RotateCurrentToken => "rotateCurrentToken", "tokens.rotate_current", Tenant(Member);
     CopyToken => "copyToken", "tokens.copy", Tenant(Member);
     DeleteToken => "deleteToken", "tokens.delete", Tenant(Member);
     DeleteTokens => "deleteTokens", "tokens.delete_bulk", Tenant(Member);

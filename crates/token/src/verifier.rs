@@ -46,6 +46,10 @@ pub struct Refusal {
     tenant_verified: bool,
     /// The method refused, for a refusal about one method: the answer names it.
     method: Option<Box<str>>,
+    /// Whether this very verification revoked the token (reuse detection).
+    revoked_now: bool,
+    /// The invalidation epoch the refusal was computed at (for cached refusals).
+    loaded_epoch: u64,
 }
 
 impl Refusal {
@@ -59,6 +63,8 @@ impl Refusal {
             tenant: None,
             tenant_verified: false,
             method: None,
+            revoked_now: false,
+            loaded_epoch: 0,
         }
     }
     const fn forbidden(code: &'static str, detail: &'static str) -> Self {
@@ -71,6 +77,8 @@ impl Refusal {
             tenant: None,
             tenant_verified: false,
             method: None,
+            revoked_now: false,
+            loaded_epoch: 0,
         }
     }
     fn about(
@@ -103,6 +111,16 @@ impl Refusal {
     pub fn token_id(&self) -> Option<TokenId> {
         self.token.filter(|_| self.tenant_verified)
     }
+    /// The token's owner, once the credential verified.
+    pub fn user_id(&self) -> Option<UserId> {
+        self.user.filter(|_| self.tenant_verified)
+    }
+    /// Whether this verification revoked the token: a secret replaced by rotation was
+    /// presented after its grace period (`token_reuse_detected`). Later presentations
+    /// answer the same code without it, so the event is recorded once.
+    pub fn revoked_now(&self) -> bool {
+        self.revoked_now
+    }
     /// The tenant concerned, once the credential's signature verified: a forged token's
     /// claim never files a refusal under a tenant.
     pub fn tenant_id(&self) -> Option<TenantId> {
@@ -117,6 +135,12 @@ impl Refusal {
             Some(m) => format!("{}: {m}", self.detail),
             None => self.detail.to_owned(),
         }
+    }
+
+    /// Whether verification could not run (storage unreachable): not the credential's
+    /// fault, answered 503.
+    pub fn is_unavailable(&self) -> bool {
+        self.code == UNAVAILABLE_CODE
     }
 
     /// The method refused, when the refusal is about one.
@@ -141,6 +165,8 @@ impl From<Refusal> for Error {
     }
 }
 
+const UNAVAILABLE_CODE: &str = "service_unavailable";
+
 pub const MISSING: Refusal = Refusal::unauthorized("credential_missing", "no credential was given");
 const MALFORMED: Refusal = Refusal::unauthorized(
     "token_malformed",
@@ -161,6 +187,10 @@ const NOT_YET_VALID: Refusal =
     Refusal::unauthorized("token_not_yet_valid", "the token is not valid yet");
 const DISABLED: Refusal = Refusal::unauthorized("token_disabled", "the token is disabled");
 const REVOKED: Refusal = Refusal::unauthorized("token_revoked", "the token was revoked");
+const REUSE_DETECTED: Refusal = Refusal::unauthorized(
+    "token_reuse_detected",
+    "the token was revoked: a secret its rotation replaced was presented again after its grace period (a stolen copy); make a new token",
+);
 const LEAKED: Refusal = Refusal::unauthorized(
     "token_leaked",
     "the token was revoked because its secret was reported exposed; make a new one",
@@ -210,6 +240,7 @@ pub const OUTCOMES: &[&str] = &[
     "token_disabled",
     "token_revoked",
     "token_leaked",
+    "token_reuse_detected",
     "tenant_disabled",
     "user_deactivated",
     "api_access_denied",
@@ -299,7 +330,13 @@ pub struct Principal {
     /// The tenant's allowlist, parsed once and shared by the tenant's principals.
     pub tenant_nets: Arc<[IpNet]>,
     pub policy: Arc<TenantPolicy>,
+    /// When the credential is a replaced secret in its grace period: the period's end.
+    /// Past it the cached principal is dropped, so the next use is verified in full (and
+    /// reuse detection sees it).
+    pub grace_until: Option<DateTime<Utc>>,
     registry_version: u64,
+    /// The invalidation epoch the principal was loaded at.
+    loaded_epoch: u64,
 }
 
 impl Principal {
@@ -347,6 +384,15 @@ enum Cached {
 
 type CacheKey = [u8; 32];
 
+/// What a change touched, for the invalidation stamps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Stamp {
+    Token(TokenId),
+    User(UserId),
+    Tenant(TenantId),
+    All,
+}
+
 /// What verification needs of a tenant, loaded once and shared by the principals of the
 /// tenant (one policy in memory per tenant, not per cached token).
 struct TenantEntry {
@@ -377,8 +423,15 @@ pub struct Verifier {
     tenants: moka::sync::Cache<TenantId, Arc<TenantEntry>>,
     /// Moves on every invalidation; a miss computed across one is not cached.
     epoch: Arc<AtomicU64>,
+    /// The epoch of the last change to each token, user and tenant (and to everything),
+    /// kept as long as a cached entry can be older: a hit loaded before it is a miss.
+    stamps: moka::sync::Cache<Stamp, u64>,
     trusted_proxies: Arc<Vec<IpNet>>,
     stats: Arc<VerifyStats>,
+    /// Where a revocation by reuse detection is published (every replica's caches). Weak:
+    /// the feed's handlers hold this verifier, and a cycle would keep both (and the
+    /// database pool) alive forever.
+    changes: Option<std::sync::Weak<crate::changes::ChangeFeed>>,
 }
 
 pub struct CacheSettings {
@@ -419,9 +472,21 @@ impl Verifier {
                 .time_to_live(cache.ttl)
                 .build(),
             epoch: Arc::new(AtomicU64::new(0)),
+            stamps: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(cache.ttl.max(cache.negative_ttl) + Duration::from_secs(1))
+                .build(),
             trusted_proxies: Arc::new(trusted_proxies),
             stats: Arc::default(),
+            changes: None,
         }
+    }
+
+    /// Publishes the revocations of reuse detection on `changes` (to every replica);
+    /// without it they reach this verifier's caches only.
+    pub fn with_change_feed(mut self, changes: &Arc<crate::changes::ChangeFeed>) -> Self {
+        self.changes = Some(Arc::downgrade(changes));
+        self
     }
 
     pub fn trusted_proxies(&self) -> &[IpNet] {
@@ -513,11 +578,21 @@ impl Verifier {
     pub async fn principal_for(&self, credential: &str) -> Result<Option<Arc<Principal>>, Refusal> {
         let key = sha256(credential.as_bytes());
         match self.lookup(&key) {
-            Some(Cached::Ok(p)) if self.is_current(&p) => {
+            Some(Cached::Ok(p))
+                if self.is_current(&p)
+                    && self.unchanged_since(
+                        p.loaded_epoch,
+                        Some(p.token_id),
+                        Some(p.user_id),
+                        Some(p.tenant_id),
+                    ) =>
+            {
                 self.cache_hit();
                 Ok(Some(p))
             }
-            Some(Cached::Refused(r)) => {
+            Some(Cached::Refused(r))
+                if self.unchanged_since(r.loaded_epoch, r.token, r.user, r.tenant) =>
+            {
                 self.cache_hit();
                 Err(r)
             }
@@ -646,7 +721,8 @@ impl Verifier {
                 Ok(Some(p))
             }
             Ok(None) => Ok(None),
-            Err(Outcome::Refused(r)) => {
+            Err(Outcome::Refused(mut r)) => {
+                r.loaded_epoch = epoch;
                 if self.epoch.load(Ordering::Acquire) == epoch {
                     self.negative.insert(*key, r.clone());
                     if self.epoch.load(Ordering::Acquire) != epoch {
@@ -656,7 +732,7 @@ impl Verifier {
                 Err(r)
             }
             Err(Outcome::Unavailable) => Err(Refusal {
-                code: "service_unavailable",
+                code: UNAVAILABLE_CODE,
                 detail: "verification is unavailable; retry shortly",
                 forbidden: false,
                 token: None,
@@ -664,6 +740,8 @@ impl Verifier {
                 tenant: None,
                 tenant_verified: false,
                 method: None,
+                revoked_now: false,
+                loaded_epoch: 0,
             }),
         }
     }
@@ -749,7 +827,16 @@ impl Verifier {
                 .as_deref()
                 .is_some_and(|h| hash_matches(h, hash));
         if !current && !in_grace {
-            return Err(on_token(REPLACED));
+            return Err(Outcome::Refused(
+                self.replaced(&tenant.policy, &record, generation, now)
+                    .await?,
+            ));
+        }
+        // A token revoked by reuse detection refuses its newest secret with the same code.
+        if record.revoked_at.is_some()
+            && record.revoked_reason.as_deref() == Some(crate::leaks::REUSE_DETECTED)
+        {
+            return Err(on_token(REUSE_DETECTED));
         }
         // A secret reported exposed (crate::leaks) is refused with its own code.
         if record.revoked_at.is_some() && record.revoked_reason.as_deref() == Some("leaked") {
@@ -817,13 +904,79 @@ impl Verifier {
             ip_filter,
             tenant_nets: tenant.nets.clone(),
             policy: tenant.policy.clone(),
+            grace_until: record.prev_valid_until.filter(|_| in_grace),
             registry_version: snapshot.version(),
+            loaded_epoch: epoch,
         }))
+    }
+
+    /// A signed secret of the token that is neither its current one nor its previous one in
+    /// its grace period. Reuse detection: a secret replaced by the token's own rotation (or
+    /// by any regeneration, when the tenant asks) is a stolen copy, since the rotating
+    /// client holds the newer one; the token is revoked (the only write of verification,
+    /// and a rare one) and refused `token_reuse_detected`. Anything else: `token_replaced`.
+    async fn replaced(
+        &self,
+        policy: &TenantPolicy,
+        record: &crate::loader::MissRow,
+        generation: i32,
+        now: DateTime<Utc>,
+    ) -> Result<Refusal, Error> {
+        let about = |r: Refusal| {
+            r.about(
+                Some(record.tenant_id),
+                Some(record.owner_id),
+                Some(record.id),
+            )
+            .verified()
+        };
+        if record.revoked_at.is_some() {
+            let reused = record.revoked_reason.as_deref() == Some(crate::leaks::REUSE_DETECTED);
+            return Ok(about(if reused { REUSE_DETECTED } else { REPLACED }));
+        }
+        // The previous secret within its grace period was accepted by the caller; a
+        // generation from the future does not exist (signed but never stored).
+        let older = generation < record.generation
+            && !(generation + 1 == record.generation
+                && record.prev_valid_until.is_some_and(|t| t > now));
+        let by_self = record
+            .self_rotated_from
+            .is_some_and(|from| generation >= from);
+        let detect = older
+            && ((by_self && policy.detect_reuse_after_rotation)
+                || policy.detect_reuse_after_regeneration);
+        if !detect {
+            return Ok(about(REPLACED));
+        }
+        let first =
+            crate::leaks::revoke_for_reuse(&self.deps.db, record.tenant_id, record.id).await?;
+        if first {
+            let change = Change::Token {
+                tenant: record.tenant_id,
+                token: record.id,
+            };
+            match self.changes.as_ref().and_then(std::sync::Weak::upgrade) {
+                Some(feed) => feed.publish(change).await,
+                None => self.apply(&change),
+            }
+        }
+        let mut refusal = about(REUSE_DETECTED);
+        refusal.revoked_now = first;
+        Ok(refusal)
     }
 
     /// Drops every cache entry a change can affect.
     pub fn apply(&self, change: &Change) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        // The stamp is written before any entry is dropped: a cached entry loaded before
+        // this change is refused on its next hit even if an invalidation below missed it.
+        let stamp = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        let key = match *change {
+            Change::Token { token, .. } => Stamp::Token(token),
+            Change::User { user, .. } => Stamp::User(user),
+            Change::Tenant { tenant } | Change::Keys { tenant } => Stamp::Tenant(tenant),
+            Change::Registry { .. } | Change::All => Stamp::All,
+        };
+        self.stamps.insert(key, stamp);
         match *change {
             Change::Token { token, .. } => {
                 let _ = self
@@ -866,9 +1019,27 @@ impl Verifier {
         }
     }
 
-    /// Version of the registry the principal's rights were compiled against.
+    /// Whether nothing a cached entry depends on changed after it was loaded (the entries
+    /// themselves are dropped on every change too; the stamps make that exact).
+    fn unchanged_since(
+        &self,
+        loaded: u64,
+        token: Option<TokenId>,
+        user: Option<UserId>,
+        tenant: Option<TenantId>,
+    ) -> bool {
+        let newer = |key: Stamp| self.stamps.get(&key).is_some_and(|s| s > loaded);
+        !(newer(Stamp::All)
+            || token.is_some_and(|t| newer(Stamp::Token(t)))
+            || user.is_some_and(|u| newer(Stamp::User(u)))
+            || tenant.is_some_and(|t| newer(Stamp::Tenant(t))))
+    }
+
+    /// Whether a cached principal still stands: its rights were compiled against the
+    /// current registry, and (for a replaced secret) its grace period has not ended.
     pub fn is_current(&self, p: &Principal) -> bool {
         p.registry_version == self.deps.registry.version()
+            && p.grace_until.is_none_or(|t| t > Utc::now())
     }
 }
 

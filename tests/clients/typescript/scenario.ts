@@ -1,11 +1,21 @@
-// The generated-client scenario (issue 11) with openapi-typescript types and openapi-fetch,
-// run by .ci/e2e/clients.sh against a live server. The types come from the committed spec
+// The generated-client scenario with openapi-typescript types and openapi-fetch, run by
+// .ci/e2e/clients.sh against a live server. The types come from the committed spec
 // (generated/sigil.d.ts, made by `npm run generate`); `tsc` checks this file against them,
 // so a spec change that breaks a call breaks the build.
 //
-// Environment: SIGIL_URL, SIGIL_TENANT, SIGIL_ADMIN_PASSWORD (the tenant's first admin).
+// Every operationId of openapi/sigil.json is called at least once through the typed client
+// and its typed answer checked: the scenario reads the operationIds from the spec at the
+// start, records the operation of every request (a middleware maps its verb and schema path
+// to the operationId) and fails at the end if one was not called, so a new operation without
+// a client call fails the check.
+//
+// Environment: SIGIL_URL, SIGIL_TENANT, SIGIL_ADMIN_PASSWORD (the tenant's first admin),
+// SIGIL_OPERATOR_TOKEN (from `sigil operator token`), SIGIL_SPEC (default: the committed spec).
 
-import createClient from "openapi-fetch";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+import createClient, { type Middleware } from "openapi-fetch";
 
 import type { components, operations, paths } from "./generated/sigil.js";
 
@@ -50,6 +60,8 @@ function env(name: string): string {
 const baseUrl = env("SIGIL_URL");
 const tenant = env("SIGIL_TENANT");
 const password = env("SIGIL_ADMIN_PASSWORD");
+const operatorToken = env("SIGIL_OPERATOR_TOKEN");
+const specPath = process.env.SIGIL_SPEC ?? fileURLToPath(new URL("../../../../openapi/sigil.json", import.meta.url));
 
 let passed = 0;
 let failed = 0;
@@ -67,25 +79,59 @@ function check(what: string, ok: boolean, detail: unknown = ""): void {
 /** The body of a 2xx answer, or a thrown error naming the step. */
 function ok<T>(what: string, r: { data?: T; error?: unknown; response: Response }, status: number): T {
   check(`${what} -> ${status}`, r.response.status === status, `got ${r.response.status}: ${JSON.stringify(r.error)}`);
+  if (r.response.status !== status) throw new Error(`${what}: cannot go on`);
   if (r.data === undefined && status !== 204) throw new Error(`${what}: no body`);
   return r.data as T;
 }
 
+/** A typed error: the spec's Problem with the expected status and code. */
 function refused(what: string, r: { error?: Problem; response: Response }, status: number, code: string): void {
   check(
     `${what} -> ${status} ${code}`,
-    r.response.status === status && r.error?.code === code,
+    r.response.status === status && r.error?.status === status && r.error?.code === code,
     `got ${r.response.status}: ${JSON.stringify(r.error)}`,
   );
 }
 
-const anonymous = createClient<paths>({ baseUrl });
-const as = (token: string) => createClient<paths>({ baseUrl, headers: { Authorization: `Bearer ${token}` } });
+// Coverage: the operationIds of the spec, by verb and path template; every request records
+// the operation it went to.
+type Spec = { paths: Record<string, Record<string, { operationId?: string }>> };
+const verbs = new Set(["get", "put", "post", "delete", "patch", "head", "options", "trace"]);
+const operationOf = new Map<string, string>();
+for (const [path, item] of Object.entries((JSON.parse(readFileSync(specPath, "utf8")) as Spec).paths)) {
+  for (const [verb, op] of Object.entries(item)) {
+    if (verbs.has(verb) && op.operationId) operationOf.set(`${verb.toUpperCase()} ${path}`, op.operationId);
+  }
+}
+const called = new Set<string>();
+const record: Middleware = {
+  onRequest({ request, schemaPath }) {
+    const operationId = operationOf.get(`${request.method.toUpperCase()} ${schemaPath}`);
+    if (operationId) called.add(operationId);
+    else check(`a request to an operation of the spec`, false, `${request.method} ${schemaPath}`);
+  },
+};
+
+function client(token?: string) {
+  const c = createClient<paths>({ baseUrl, headers: token ? { Authorization: `Bearer ${token}` } : {} });
+  c.use(record);
+  return c;
+}
+const anonymous = client();
+const as = (token: string) => client(token);
+const uuid = () => crypto.randomUUID();
 
 async function main(): Promise<void> {
   const suffix = Date.now().toString(36);
+  const operator = as(operatorToken);
 
-  // login, then confirmPassword so token changes are allowed.
+  // --- Service: getHealth, getReadiness.
+  const health = ok("getHealth", await anonymous.GET("/healthz"), 200);
+  check("health is ok with a version", health.status === "ok" && health.version.length > 0, health);
+  const ready = ok("getReadiness", await anonymous.GET("/readyz"), 200);
+  check("ready is ok", ready.status === "ok", ready);
+
+  // --- Auth: login, confirmPassword, getCurrentUser, updateCurrentUser.
   const login = ok(
     "login",
     await anonymous.POST("/api/v1/auth/login", { body: { tenant, username: "admin", password } }),
@@ -93,14 +139,131 @@ async function main(): Promise<void> {
   );
   check("login answers a bearer session", login.token_type === "Bearer" && login.token.length > 0);
   const session = as(login.token);
+  refused(
+    "login with a wrong password",
+    await anonymous.POST("/api/v1/auth/login", { body: { tenant, username: "admin", password: `wrong-${suffix}` } }),
+    401,
+    "invalid_credentials",
+  );
   const confirmed = ok(
     "confirmPassword",
     await session.POST("/api/v1/auth/confirm-password", { body: { password } }),
     200,
   );
   check("confirmation lasts into the future", Date.parse(confirmed.confirmed_until) > Date.now());
+  const mine = ok("getCurrentUser (session)", await session.GET("/api/v1/users/me"), 200);
+  check("the session is the admin's", mine.user.username === "admin" && mine.role === "admin" && mine.tenant === tenant, mine);
+  const adminId = mine.user.id;
+  const renamed = ok(
+    "updateCurrentUser",
+    await session.PATCH("/api/v1/users/me", { body: { display_name: `Admin ${suffix}` } }),
+    200,
+  );
+  check("the display name changed", renamed.display_name === `Admin ${suffix}`, renamed);
 
-  // createScopeSet with the methods the minted token gets.
+  // --- Own tenant: getMyTenant, updateTenantPolicy, listSigningKeys, rotateSigningKey, getJwks.
+  const myTenant = ok("getMyTenant", await session.GET("/api/v1/tenant"), 200);
+  check("the tenant is the session's", myTenant.slug === tenant && myTenant.enabled, myTenant);
+  const policy = { ...myTenant.policy, max_tokens_per_user: myTenant.policy.max_tokens_per_user - 1 };
+  const updated = ok("updateTenantPolicy", await session.PUT("/api/v1/tenant/policy", { body: policy }), 200);
+  check("the policy changed", updated.policy.max_tokens_per_user === policy.max_tokens_per_user, updated.policy);
+  const keys = ok(
+    "listSigningKeys",
+    await session.GET("/api/v1/tenant/signing-keys", { params: { query: { offset: 0, limit: 50 } } }),
+    200,
+  );
+  check("one active key", keys.items.filter((k) => k.state === "active").length === 1, keys);
+  const rotated = ok(
+    "rotateSigningKey",
+    await session.POST("/api/v1/tenant/signing-keys/rotate", { body: { overlap_secs: 3600 } }),
+    201,
+  );
+  check("the new key is active and new", rotated.state === "active" && !keys.items.some((k) => k.kid === rotated.kid), rotated);
+  const jwks = ok(
+    "getJwks",
+    await anonymous.GET("/api/v1/tenants/{tenant}/jwks.json", { params: { path: { tenant } } }),
+    200,
+  );
+  const published = new Set(jwks.keys.map((k) => k.kid));
+  check(
+    "the JWKS publishes the new key and the retiring one",
+    [rotated.kid, ...keys.items.map((k) => k.kid)].every((kid) => published.has(kid)) &&
+      jwks.keys.every((k) => k.kty === "OKP" && k.crv === "Ed25519"),
+    jwks,
+  );
+  refused(
+    "getJwks of an unknown tenant",
+    await anonymous.GET("/api/v1/tenants/{tenant}/jwks.json", { params: { path: { tenant: `nope-${suffix}` } } }),
+    404,
+    "not_found",
+  );
+
+  // --- Registry: listMethods, listPlugins, registerPlugin, getPlugin, deletePlugin.
+  const methods = ok(
+    "listMethods",
+    await session.GET("/api/v1/methods", { params: { query: { plugin: "platform", access: "read", limit: 200 } } }),
+    200,
+  );
+  check(
+    "the platform plugin's read methods",
+    methods.total > 0 &&
+      methods.items.every((m) => m.plugin === "platform" && m.access === "read") &&
+      methods.items.some((m) => m.id === "platform.environment.control.getenvs"),
+    methods.total,
+  );
+  const plugins = ok("listPlugins", await session.GET("/api/v1/plugins", { params: { query: { limit: 200 } } }), 200);
+  check("the platform plugin is listed", plugins.items.some((p) => p.id === "platform"), plugins.total);
+  const pluginId = `tsplug${suffix}`;
+  const registered = ok(
+    "registerPlugin",
+    await session.POST("/api/v1/plugins", {
+      body: {
+        manifest: {
+          id: pluginId,
+          name: "TypeScript scenario plugin",
+          version: "1.0.0",
+          methods: [
+            {
+              id: `${pluginId}.items.list`,
+              http: { method: "GET", path: "/items" },
+              access: "read",
+              description: "List the items.",
+            },
+          ],
+        },
+      },
+    }),
+    201,
+  );
+  check(
+    "the plugin is registered with its method",
+    registered.plugin.id === pluginId && registered.plugin.methods.map((m) => m.id).join() === `${pluginId}.items.list`,
+    registered.plugin,
+  );
+  const plugin = ok(
+    "getPlugin",
+    await session.GET("/api/v1/plugins/{plugin_id}", { params: { path: { plugin_id: pluginId } } }),
+    200,
+  );
+  check("getPlugin answers the plugin", plugin.id === pluginId && plugin.version === "1.0.0", plugin);
+  const removed = ok(
+    "deletePlugin",
+    await session.DELETE("/api/v1/plugins/{plugin_id}", { params: { path: { plugin_id: pluginId } } }),
+    200,
+  );
+  check(
+    "the plugin's methods are removed",
+    removed.id === pluginId && removed.removed_methods.join() === `${pluginId}.items.list`,
+    removed,
+  );
+  refused(
+    "getPlugin after deletePlugin",
+    await session.GET("/api/v1/plugins/{plugin_id}", { params: { path: { plugin_id: pluginId } } }),
+    404,
+    "not_found",
+  );
+
+  // --- Scope sets: createScopeSet, listScopeSets, getScopeSet, updateScopeSet.
   const setId = `client-ts-${suffix}`;
   const set = ok(
     "createScopeSet",
@@ -110,8 +273,6 @@ async function main(): Promise<void> {
     201,
   );
   check("the set has the given id", set.id === setId, set);
-
-  // listScopeSets and listAuditEvents answer the one list envelope.
   const sets = ok(
     "listScopeSets",
     await session.GET("/api/v1/scope-sets", { params: { query: { q: setId, offset: 0, limit: 10 } } }),
@@ -122,20 +283,83 @@ async function main(): Promise<void> {
     sets.total === 1 && sets.offset === 0 && sets.limit === 10 && sets.items.map((s) => s.id).join() === setId,
     sets,
   );
-  const events = ok(
-    "listAuditEvents",
-    await session.GET("/api/v1/audit-events", {
-      params: { query: { action: "scope_set.create", target_id: setId, offset: 0, limit: 1 } },
+  const gotSet = ok(
+    "getScopeSet",
+    await session.GET("/api/v1/scope-sets/{set_id}", { params: { path: { set_id: setId } } }),
+    200,
+  );
+  check("getScopeSet answers its entries", gotSet.entries.join() === "me.get,tokens.*", gotSet);
+  const changedSet = ok(
+    "updateScopeSet",
+    await session.PATCH("/api/v1/scope-sets/{set_id}", {
+      params: { path: { set_id: setId } },
+      body: { name: "TypeScript client scenario (renamed)" },
     }),
     200,
   );
-  check(
-    "the audit page has the envelope too",
-    events.total === 1 && events.offset === 0 && events.limit === 1 && events.items.length === 1,
-    events,
+  check("the set is renamed", changedSet.name === "TypeScript client scenario (renamed)", changedSet);
+
+  // --- Users: createUser, listUsers, getUser, updateUser, changePassword (as the user).
+  const memberName = `ts-member-${suffix}`;
+  const memberPassword = `Ts-member-pass-${suffix}-1`;
+  const member = ok(
+    "createUser",
+    await session.POST("/api/v1/users", {
+      body: { username: memberName, display_name: "TypeScript member", kind: "person", role: "member", password: memberPassword },
+    }),
+    201,
+  );
+  check("the user is an active member", member.role === "member" && member.active, member);
+  const users = ok(
+    "listUsers",
+    await session.GET("/api/v1/users", { params: { query: { q: memberName, role: "member", limit: 10 } } }),
+    200,
+  );
+  check("listUsers finds the member", users.items.map((u) => u.id).join() === member.id, users);
+  const gotUser = ok(
+    "getUser",
+    await session.GET("/api/v1/users/{user_id}", { params: { path: { user_id: member.id } } }),
+    200,
+  );
+  check("getUser answers the member", gotUser.username === memberName, gotUser);
+  refused(
+    "getUser of an unknown id",
+    await session.GET("/api/v1/users/{user_id}", { params: { path: { user_id: uuid() } } }),
+    404,
+    "not_found",
+  );
+  const changedUser = ok(
+    "updateUser",
+    await session.PATCH("/api/v1/users/{user_id}", {
+      params: { path: { user_id: member.id } },
+      body: { display_name: "TypeScript member (renamed)" },
+    }),
+    200,
+  );
+  check("the user is renamed", changedUser.display_name === "TypeScript member (renamed)", changedUser);
+  const memberLogin = ok(
+    "login as the member",
+    await anonymous.POST("/api/v1/auth/login", { body: { tenant, username: memberName, password: memberPassword } }),
+    200,
+  );
+  const memberSession = as(memberLogin.token);
+  refused("listUsers as a member", await memberSession.GET("/api/v1/users"), 403, "user_lacks_permission");
+  const newPassword = `Ts-member-pass-${suffix}-2`;
+  ok(
+    "changePassword",
+    await memberSession.POST("/api/v1/users/me/password", {
+      body: { current_password: memberPassword, new_password: newPassword },
+    }),
+    204,
+  );
+  ok(
+    "login with the new password",
+    await anonymous.POST("/api/v1/auth/login", { body: { tenant, username: memberName, password: newPassword } }),
+    200,
   );
 
-  // createToken with that set.
+  // --- Tokens: createToken, getCurrentUser with it, getToken, updateToken, listTokens,
+  // copyToken, regenerateToken, getTokenHygiene.
   const expiresAt = new Date(Date.now() + 24 * 3600 * 1000).toISOString();
   const minted = ok(
     "createToken",
@@ -147,8 +371,6 @@ async function main(): Promise<void> {
   check("the token uses the set", minted.token.scope.set === setId, minted.token.scope);
   const tokenId = minted.token.id;
   const firstSecret = minted.secret;
-
-  // getCurrentUser with the minted token.
   const me = ok("getCurrentUser with the minted token", await as(firstSecret).GET("/api/v1/users/me"), 200);
   check("the credential is the minted token", me.token_id === tokenId && me.token_kind === "personal", me);
   check(
@@ -156,11 +378,40 @@ async function main(): Promise<void> {
     me.methods.includes("me.get") && me.methods.every((m) => m === "me.get" || m.startsWith("tokens.")),
     me.methods,
   );
-
-  // regenerateToken: the old secret is refused, the new one works.
+  const byId = { params: { path: { token_id: tokenId } } };
+  const gotToken = ok("getToken", await session.GET("/api/v1/tokens/{token_id}", byId), 200);
+  check(
+    "getToken answers the token (own session: no ceiling)",
+    gotToken.id === tokenId && gotToken.owner_id === adminId && gotToken.ceiling == null,
+    gotToken,
+  );
+  const changedToken = ok(
+    "updateToken",
+    await session.PATCH("/api/v1/tokens/{token_id}", { ...byId, body: { name: `ts-scenario-${suffix}-renamed` } }),
+    200,
+  );
+  check("the token is renamed", changedToken.name === `ts-scenario-${suffix}-renamed`, changedToken);
+  const tokens = ok(
+    "listTokens",
+    await session.GET("/api/v1/tokens", { params: { query: { q: `ts-scenario-${suffix}`, scope_set: setId, limit: 10 } } }),
+    200,
+  );
+  check("listTokens finds the token", tokens.items.map((t) => t.id).join() === tokenId, tokens);
+  const copied = ok(
+    "copyToken",
+    await session.POST("/api/v1/tokens/{token_id}/copy", {
+      params: { path: { token_id: tokenId }, query: { name: `ts-copy-${suffix}` } },
+    }),
+    201,
+  );
+  check(
+    "the copy is a new token with the same scope",
+    copied.token.id !== tokenId && copied.token.scope.set === setId && copied.secret !== firstSecret,
+    copied.token,
+  );
   const regenerated = ok(
     "regenerateToken",
-    await session.POST("/api/v1/tokens/{token_id}/regenerate", { params: { path: { token_id: tokenId } } }),
+    await session.POST("/api/v1/tokens/{token_id}/regenerate", { ...byId, body: { grace_period_secs: 0 } }),
     200,
   );
   check("a new secret", regenerated.secret !== firstSecret && regenerated.token.id === tokenId);
@@ -168,19 +419,190 @@ async function main(): Promise<void> {
   refused("getCurrentUser with the old secret", await as(firstSecret).GET("/api/v1/users/me"), 401, "token_replaced");
   const again = ok("getCurrentUser with the new secret", await as(regenerated.secret).GET("/api/v1/users/me"), 200);
   check("still the same token", again.token_id === tokenId);
-
-  // deleteToken: the secret stops working.
-  ok(
-    "deleteToken",
-    await session.DELETE("/api/v1/tokens/{token_id}", { params: { path: { token_id: tokenId } } }),
-    204,
+  const hygiene = ok(
+    "getTokenHygiene",
+    await session.GET("/api/v1/tokens/hygiene", { params: { query: { expiring_within_days: 2, unused_for_days: 30 } } }),
+    200,
   );
-  refused("getCurrentUser after deleteToken", await as(regenerated.secret).GET("/api/v1/users/me"), 401, "token_unknown");
+  check(
+    "the token expiring tomorrow is listed as expiring",
+    hygiene.expiring.some((t) => t.id === tokenId),
+    hygiene.expiring.map((t) => t.id),
+  );
 
+  // --- Verification: introspectToken, authorizeRequest (forward auth).
+  const introspected = ok(
+    "introspectToken",
+    await session.POST("/api/v1/introspect", { body: { token: regenerated.secret, method: "me.get" } }),
+    200,
+  );
+  check(
+    "the token is active and may call me.get",
+    introspected.active && introspected.token_id === tokenId && introspected.method_allowed === true,
+    introspected,
+  );
+  const denied = ok(
+    "introspectToken for a method outside the scope",
+    await session.POST("/api/v1/introspect", { body: { token: regenerated.secret, method: "users.list" } }),
+    200,
+  );
+  check(
+    "inactive for that method: method_not_in_scope",
+    !denied.active && denied.method_allowed === false && denied.code === "method_not_in_scope",
+    denied,
+  );
+  const forward = ok(
+    "createToken for forward auth",
+    await session.POST("/api/v1/tokens", {
+      body: { name: `ts-forward-${suffix}`, methods: ["platform.environment.control.getenvs"], expires_at: expiresAt },
+    }),
+    201,
+  );
+  const allowed = ok(
+    "authorizeRequest",
+    await as(forward.secret).GET("/api/v1/authorize", {
+      params: { header: { "X-Original-Method": "GET", "X-Original-URI": "/1.0/environment/control/rest/getenvs?x=1" } },
+    }),
+    200,
+  );
+  check(
+    "forward auth maps the route to the method",
+    allowed.method === "platform.environment.control.getenvs" &&
+      allowed.token_id === forward.token.id &&
+      allowed.tenant === tenant &&
+      allowed.user === "admin",
+    allowed,
+  );
+  refused(
+    "authorizeRequest for a method outside the scope",
+    await as(forward.secret).GET("/api/v1/authorize", {
+      params: { header: { "X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/1.0/environment/control/rest/getenvinfo" } },
+    }),
+    403,
+    "method_not_in_scope",
+  );
+
+  // --- Leaks: reportLeakedTokens revokes; reportSecretScanningMatches is refused unconfigured.
+  const receipt = ok(
+    "reportLeakedTokens",
+    await session.POST("/api/v1/leaks", {
+      body: { secrets: [forward.secret], source: "typescript-scenario", url: "https://example.com/paste" },
+    }),
+    202,
+  );
+  check("one secret received", receipt.received === 1, receipt);
+  refused(
+    "authorizeRequest with the leaked token",
+    await as(forward.secret).GET("/api/v1/authorize", {
+      params: { header: { "X-Original-URI": "/1.0/environment/control/rest/getenvs" } },
+    }),
+    401,
+    "token_leaked",
+  );
+  refused(
+    "reportSecretScanningMatches without partner keys",
+    await anonymous.POST("/api/v1/leaks/secret-scanning", {
+      params: { header: { "Github-Public-Key-Identifier": "kid", "Github-Public-Key-Signature": "c2ln" } },
+      body: [{ token: forward.secret, type: "sigil_token", source: "content" }],
+    }),
+    403,
+    "leak_reports_not_configured",
+  );
+
+  // --- Clean-up of tokens: deleteTokens (bulk), deleteToken, deleteScopeSet.
+  const bulk = ok(
+    "deleteTokens",
+    await session.POST("/api/v1/tokens/bulk-delete", { body: { ids: [copied.token.id, forward.token.id] } }),
+    200,
+  );
+  check(
+    "both tokens deleted",
+    bulk.count === 2 && bulk.removed.map((r) => r.id).sort().join() === [copied.token.id, forward.token.id].sort().join(),
+    bulk,
+  );
+  ok("deleteToken", await session.DELETE("/api/v1/tokens/{token_id}", byId), 204);
+  refused("getCurrentUser after deleteToken", await as(regenerated.secret).GET("/api/v1/users/me"), 401, "token_unknown");
+  refused("getToken after deleteToken", await session.GET("/api/v1/tokens/{token_id}", byId), 404, "not_found");
   ok(
-    "deleteScopeSet (clean-up)",
+    "deleteScopeSet",
     await session.DELETE("/api/v1/scope-sets/{set_id}", { params: { path: { set_id: setId } } }),
     204,
+  );
+  refused(
+    "getScopeSet after deleteScopeSet",
+    await session.GET("/api/v1/scope-sets/{set_id}", { params: { path: { set_id: setId } } }),
+    404,
+    "not_found",
+  );
+
+  // --- Users clean-up: deactivateUser, deleteUser.
+  const byUser = { params: { path: { user_id: member.id } } };
+  const deactivated = ok("deactivateUser", await session.POST("/api/v1/users/{user_id}/deactivate", byUser), 200);
+  check("the user is inactive", !deactivated.active, deactivated);
+  ok("deleteUser", await session.DELETE("/api/v1/users/{user_id}", byUser), 204);
+  refused("getUser after deleteUser", await session.GET("/api/v1/users/{user_id}", byUser), 404, "not_found");
+
+  // --- Audit: listAuditEvents.
+  const events = ok(
+    "listAuditEvents",
+    await session.GET("/api/v1/audit-events", {
+      params: { query: { action: "scope_set.create", target_id: setId, offset: 0, limit: 1 } },
+    }),
+    200,
+  );
+  check(
+    "the audit page has the envelope",
+    events.total === 1 && events.offset === 0 && events.limit === 1 && events.items.length === 1,
+    events,
+  );
+
+  // --- Operator: createTenant, listTenants, getTenant, updateTenant, disableTenant.
+  refused("listTenants with a tenant session", await session.GET("/api/v1/tenants"), 403, "operator_only");
+  const slug = `ts-${suffix}`;
+  const created = ok(
+    "createTenant",
+    await operator.POST("/api/v1/tenants", { body: { slug, name: "TypeScript tenant" } }),
+    201,
+  );
+  check(
+    "the tenant is created with its first admin",
+    created.tenant.slug === slug && created.tenant.enabled && created.admin_username.length > 0 && created.admin_password.length > 0,
+    created.tenant,
+  );
+  const tenants = ok(
+    "listTenants",
+    await operator.GET("/api/v1/tenants", { params: { query: { q: slug, limit: 10 } } }),
+    200,
+  );
+  check("listTenants finds it", tenants.items.map((t) => t.id).join() === created.tenant.id, tenants);
+  const byTenant = { params: { path: { tenant_id: created.tenant.id } } };
+  const gotTenant = ok("getTenant", await operator.GET("/api/v1/tenants/{tenant_id}", byTenant), 200);
+  check("getTenant answers it", gotTenant.slug === slug, gotTenant);
+  const renamedTenant = ok(
+    "updateTenant",
+    await operator.PATCH("/api/v1/tenants/{tenant_id}", { ...byTenant, body: { name: "TypeScript tenant (renamed)" } }),
+    200,
+  );
+  check("the tenant is renamed", renamedTenant.name === "TypeScript tenant (renamed)", renamedTenant);
+  const disabled = ok("disableTenant", await operator.POST("/api/v1/tenants/{tenant_id}/disable", byTenant), 200);
+  check("the tenant is disabled", !disabled.enabled, disabled);
+  refused(
+    "login to the disabled tenant",
+    await anonymous.POST("/api/v1/auth/login", {
+      body: { tenant: slug, username: created.admin_username, password: created.admin_password },
+    }),
+    401,
+    "tenant_disabled",
+  );
+}
+
+function coverage(): void {
+  const operationIds = [...new Set(operationOf.values())].sort();
+  const notCalled = operationIds.filter((o) => !called.has(o));
+  check(
+    `every operationId of the spec was called (${operationIds.length - notCalled.length}/${operationIds.length})`,
+    notCalled.length === 0,
+    `not called: ${notCalled.join(", ")}`,
   );
 }
 
@@ -190,5 +612,6 @@ try {
   failed += 1;
   console.log(`FAIL  ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
 }
+coverage();
 console.log(`typescript client: ${passed} passed, ${failed} failed`);
 process.exitCode = failed === 0 ? 0 : 1;

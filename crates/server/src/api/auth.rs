@@ -125,6 +125,7 @@ pub enum CurrentUserResponse {
 pub struct UpdateCurrentUserBody {
     #[oai(validator(min_length = 1, max_length = 200))]
     pub display_name: Option<String>,
+    /// An address (`local@domain.tld`, no spaces); empty clears it.
     #[oai(validator(max_length = 254))]
     pub email: Option<String>,
 }
@@ -138,6 +139,7 @@ pub enum UserResponse {
 #[derive(Object)]
 pub struct ChangePasswordBody {
     pub current_password: String,
+    /// 12-256 characters (the default policy), not containing the username.
     pub new_password: String,
 }
 

@@ -903,6 +903,7 @@ impl RegistryApi {
     /// (`method_outside_namespace`), and the built-in plugin's namespaces (`tokens`,
     /// `users`, ...) are no plugin ids (`reserved_plugin_id`). The answer lists the tokens
     /// and scope sets that grant more after the change (`widened`); so does the audit log.
+    /// Send either `manifest`, or `openapi` (an OpenAPI 3.x document) with `id`.
     #[oai(path = "/plugins", method = "post", operation_id = "registerPlugin")]
     async fn register_plugin(
         &self,

@@ -47,6 +47,18 @@ pub struct PolicyDto {
     /// How long a rotated-out signing key keeps verifying, in seconds.
     #[oai(validator(maximum(value = "7776000")))]
     pub key_overlap_secs: u32,
+    /// Reuse detection: a secret replaced by the token's own rotation
+    /// (`rotateCurrentToken`), presented after its grace period, revokes the token
+    /// (`token_reuse_detected`). Default true.
+    #[oai(default = "default_true")]
+    pub detect_reuse_after_rotation: bool,
+    /// Reuse detection for secrets replaced by `regenerateToken` too. Default false.
+    #[oai(default)]
+    pub detect_reuse_after_regeneration: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl From<&TenantPolicy> for PolicyDto {
@@ -63,6 +75,8 @@ impl From<&TenantPolicy> for PolicyDto {
             login_lockout_secs: p.login_lockout_secs,
             max_tokens_per_user: p.max_tokens_per_user,
             key_overlap_secs: p.key_overlap_secs,
+            detect_reuse_after_rotation: p.detect_reuse_after_rotation,
+            detect_reuse_after_regeneration: p.detect_reuse_after_regeneration,
         }
     }
 }
@@ -81,6 +95,8 @@ impl From<PolicyDto> for TenantPolicy {
             login_lockout_secs: p.login_lockout_secs,
             max_tokens_per_user: p.max_tokens_per_user,
             key_overlap_secs: p.key_overlap_secs,
+            detect_reuse_after_rotation: p.detect_reuse_after_rotation,
+            detect_reuse_after_regeneration: p.detect_reuse_after_regeneration,
         }
     }
 }
@@ -585,5 +601,7 @@ fn policy_json(p: &PolicyDto) -> serde_json::Value {
         "login_lockout_secs": p.login_lockout_secs,
         "max_tokens_per_user": p.max_tokens_per_user,
         "key_overlap_secs": p.key_overlap_secs,
+        "detect_reuse_after_rotation": p.detect_reuse_after_rotation,
+        "detect_reuse_after_regeneration": p.detect_reuse_after_regeneration,
     })
 }

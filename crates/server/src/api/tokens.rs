@@ -82,7 +82,8 @@ pub struct TokenDto {
     pub use_count: i64,
     pub last_used_at: Option<DateTime<Utc>>,
     pub last_used_ip: Option<String>,
-    /// When the token was revoked (it is refused `token_revoked` or `token_leaked`).
+    /// When the token was revoked (it is refused `token_revoked`, `token_leaked` or
+    /// `token_reuse_detected`).
     pub revoked_at: Option<DateTime<Utc>>,
     /// When its secret was reported exposed (reportLeakedTokens, secret scanning): it is
     /// revoked and refused `token_leaked`; the audit log says where it was found.
@@ -159,6 +160,19 @@ pub struct RegenerateTokenBody {
     /// (when the tenant policy allows). Absent: the expiry stays.
     pub expires_at: MaybeUndefined<DateTime<Utc>>,
 }
+
+/// Options of a self-rotation.
+#[derive(Object)]
+pub struct RotateCurrentTokenBody {
+    /// Seconds the old secret keeps working (default 60, at most 86400). Presented after
+    /// that, it revokes the token (reuse detection, unless the tenant policy turns it off).
+    #[oai(validator(maximum(value = "86400")))]
+    pub grace_period_secs: Option<u32>,
+}
+
+/// How long a self-rotated secret keeps working by default: requests already under way
+/// with it finish instead of being taken for a stolen copy.
+const ROTATION_GRACE_SECS: u32 = 60;
 
 super::dto::list_envelope!(
     /// One page of tokens.
@@ -354,6 +368,10 @@ fn audit_view(t: &TokenDto) -> serde_json::Value {
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Tokens")]
 impl TokensApi {
     /// Mint a personal or application token; the secret is in this answer only.
+    ///
+    /// Give the scope as exactly one of `scope_set`, `methods`, `read: true` or
+    /// `change: true` (`scope_required`, `ambiguous_scope`). With a login session, call
+    /// `confirmPassword` first when the tenant policy asks for it (default: yes).
     #[oai(path = "/tokens", method = "post", operation_id = "createToken")]
     async fn create_token(
         &self,
@@ -604,6 +622,47 @@ impl TokensApi {
                 "token.regenerate",
                 "token",
                 Some(id.to_string()),
+                None,
+                Some(serde_json::json!({
+                    "generation": dto.token.generation,
+                    "grace_period_secs": grace,
+                    "expires_at": dto.token.expires_at,
+                })),
+            )
+            .await;
+        Ok(RegeneratedResponse::Ok(Json(dto)))
+    }
+
+    /// The calling token rotates itself: a new secret for the same token (generation + 1),
+    /// the old one valid for the grace period (default 60 s), so automation renews its own
+    /// credential without a password or a person. Personal and application tokens only
+    /// (a login session answers 422 `session_not_rotatable`). The replaced secret,
+    /// presented after the grace period, revokes the token (`token_reuse_detected`).
+    #[oai(
+        path = "/tokens/current/rotate",
+        method = "post",
+        operation_id = "rotateCurrentToken"
+    )]
+    async fn rotate_current_token(
+        &self,
+        req: &Request,
+        caller: TenantCaller,
+        body: OptionalJson<RotateCurrentTokenBody>,
+    ) -> ApiResult<RegeneratedResponse> {
+        let p = caller.0;
+        let grace = body
+            .0
+            .and_then(|b| b.grace_period_secs)
+            .unwrap_or(ROTATION_GRACE_SECS);
+        let minted = self.0.tokens.rotate_current(&p, grace).await?;
+        let dto = self.minted(&p, &minted).await;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "token.rotate",
+                "token",
+                Some(p.token_id.to_string()),
                 None,
                 Some(serde_json::json!({
                     "generation": dto.token.generation,

@@ -24,6 +24,7 @@ pub struct CreateUserBody {
     pub username: String,
     #[oai(validator(min_length = 1, max_length = 200))]
     pub display_name: Option<String>,
+    /// An address (`local@domain.tld`, no spaces); empty clears it.
     #[oai(validator(max_length = 254))]
     pub email: Option<String>,
     /// `person` (default) or `api` (a service account for unattended scripts).
@@ -42,6 +43,7 @@ pub struct CreateUserBody {
 pub struct UpdateUserBody {
     #[oai(validator(min_length = 1, max_length = 200))]
     pub display_name: Option<String>,
+    /// An address (`local@domain.tld`, no spaces); empty clears it.
     #[oai(validator(max_length = 254))]
     pub email: Option<String>,
     pub role: Option<RoleDto>,

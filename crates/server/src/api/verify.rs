@@ -221,6 +221,9 @@ impl VerifyApi {
             .verifier
             .introspect(&body.token, ip, body.method.as_deref())
             .await;
+        if let Err(r) = &outcome {
+            self.0.audit_reuse(r, ip, None).await;
+        }
         let answer = match outcome {
             Ok(p) if p.tenant_id == caller.tenant_id => {
                 let mut answer = self.active(&p, ip);
@@ -229,7 +232,7 @@ impl VerifyApi {
             }
             // Another tenant's token looks like an unknown one (not reached: refused above).
             Ok(_) => unknown_token(),
-            Err(r) if r.code == "service_unavailable" => return Err(r.into()),
+            Err(r) if r.is_unavailable() => return Err(r.into()),
             Err(r) if r.tenant_id().is_some_and(|t| t != caller.tenant_id) => unknown_token(),
             // A valid token that may not call the method: the answer stays `active: false`
             // (so a plugin that reads only `active` refuses the call), and says whose token
@@ -300,13 +303,11 @@ impl VerifyApi {
             self.0.verifier.note_outcome(r.code);
             self.0.refusal(r, ip)
         };
-        let principal = match self
-            .0
-            .verifier
-            .principal_for(&credential)
-            .await
-            .map_err(refused)?
-        {
+        let found = self.0.verifier.principal_for(&credential).await;
+        if let Err(r) = &found {
+            self.0.audit_reuse(r, ip, auth::user_agent(req)).await;
+        }
+        let principal = match found.map_err(refused)? {
             Some(p) => p,
             None => {
                 return Err(

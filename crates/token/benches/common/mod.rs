@@ -157,6 +157,7 @@ pub async fn store_tokens(f: &Fixture, n: usize) -> Vec<String> {
                 revoked_at: Set(None),
                 revoked_reason: Set(None),
                 ceiling: Set(None),
+                self_rotated_from: Set(None),
             });
             secrets.push(secret);
         }
