@@ -30,6 +30,11 @@ source .ci/e2e/lib/sigil.sh
 
 SCHEMATHESIS_VERSION=4.32.5
 SEED=${SCHEMATHESIS_SEED:-20251123}
+# Every check but positive_data_acceptance, which still finds refusals that depend on
+# stored state, the caller or the clock (unknown methods or sets, an expiry in the past, a
+# password containing the username, ...), none expressible in OpenAPI 3.0. Run it with
+# SCHEMATHESIS_CHECKS=all to see them.
+CHECKS=${SCHEMATHESIS_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,missing_required_header,unsupported_method,allow_header_conformance,use_after_free,ensure_resource_availability,ignored_auth,object_level_authorization}
 MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-25}
 ARTIFACTS=$ROOT/tests/artifacts/schemathesis
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/sigil-ci
@@ -82,7 +87,7 @@ fuzz() {
     PYTHONPATH=$ROOT/tests/schemathesis SCHEMATHESIS_HOOKS=hooks \
     "$VENV/bin/schemathesis" run "$ROOT/openapi/sigil.json" \
     --url "$SIGIL_URL" \
-    --checks all \
+    --checks "$CHECKS" \
     --phases examples,coverage,fuzzing,stateful \
     --max-examples "$MAX_EXAMPLES" \
     --seed "$SEED" \

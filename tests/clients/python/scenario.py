@@ -78,6 +78,7 @@ from sigil_client.api.tokens import (
     get_token_hygiene,
     list_tokens,
     regenerate_token,
+    rotate_current_token,
     report_leaked_tokens,
     report_secret_scanning_matches,
     update_token,
@@ -594,6 +595,13 @@ def main():
         CurrentUser,
     )
     check("still the same token", again.token_id == token_id)
+    # rotateCurrentToken: a login session cannot rotate itself (tokens do).
+    refused(
+        "rotateCurrentToken with a login session",
+        rotate_current_token.sync_detailed(client=session),
+        422,
+        "session_not_rotatable",
+    )
     hygiene = ok(
         "getTokenHygiene",
         get_token_hygiene.sync_detailed(client=session, expiring_within_days=2, unused_for_days=30),

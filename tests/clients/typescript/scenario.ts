@@ -419,6 +419,13 @@ async function main(): Promise<void> {
   refused("getCurrentUser with the old secret", await as(firstSecret).GET("/api/v1/users/me"), 401, "token_replaced");
   const again = ok("getCurrentUser with the new secret", await as(regenerated.secret).GET("/api/v1/users/me"), 200);
   check("still the same token", again.token_id === tokenId);
+  // rotateCurrentToken: a login session cannot rotate itself (tokens do).
+  refused(
+    "rotateCurrentToken with a login session",
+    await session.POST("/api/v1/tokens/current/rotate", {}),
+    422,
+    "session_not_rotatable",
+  );
   const hygiene = ok(
     "getTokenHygiene",
     await session.GET("/api/v1/tokens/hygiene", { params: { query: { expiring_within_days: 2, unused_for_days: 30 } } }),
