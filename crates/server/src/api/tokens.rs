@@ -347,6 +347,34 @@ impl TokensApi {
             .unwrap_or_default()
     }
 
+    /// The answer (and audit event) of a token that got a new secret.
+    async fn renewed(
+        &self,
+        req: &Request,
+        p: &Principal,
+        action: &str,
+        minted: &sigil_token::Minted,
+        grace: u32,
+    ) -> RegeneratedResponse {
+        let dto = self.minted(p, minted).await;
+        self.0
+            .audit(
+                req,
+                Some(p),
+                action,
+                "token",
+                Some(dto.token.id.to_string()),
+                None,
+                Some(serde_json::json!({
+                    "generation": dto.token.generation,
+                    "grace_period_secs": grace,
+                    "expires_at": dto.token.expires_at,
+                })),
+            )
+            .await;
+        RegeneratedResponse::Ok(Json(dto))
+    }
+
     async fn minted(&self, p: &Principal, m: &sigil_token::Minted) -> MintedTokenDto {
         let names = self.set_name_of(p, &m.token).await;
         MintedTokenDto {
@@ -614,23 +642,9 @@ impl TokensApi {
             (q, b) => q.or(b).unwrap_or(0),
         };
         let minted = self.0.tokens.regenerate(&p, id, grace, expiry).await?;
-        let dto = self.minted(&p, &minted).await;
-        self.0
-            .audit(
-                req,
-                Some(&p),
-                "token.regenerate",
-                "token",
-                Some(id.to_string()),
-                None,
-                Some(serde_json::json!({
-                    "generation": dto.token.generation,
-                    "grace_period_secs": grace,
-                    "expires_at": dto.token.expires_at,
-                })),
-            )
-            .await;
-        Ok(RegeneratedResponse::Ok(Json(dto)))
+        Ok(self
+            .renewed(req, &p, "token.regenerate", &minted, grace)
+            .await)
     }
 
     /// The calling token rotates itself: a new secret for the same token (generation + 1),
@@ -655,23 +669,7 @@ impl TokensApi {
             .and_then(|b| b.grace_period_secs)
             .unwrap_or(ROTATION_GRACE_SECS);
         let minted = self.0.tokens.rotate_current(&p, grace).await?;
-        let dto = self.minted(&p, &minted).await;
-        self.0
-            .audit(
-                req,
-                Some(&p),
-                "token.rotate",
-                "token",
-                Some(p.token_id.to_string()),
-                None,
-                Some(serde_json::json!({
-                    "generation": dto.token.generation,
-                    "grace_period_secs": grace,
-                    "expires_at": dto.token.expires_at,
-                })),
-            )
-            .await;
-        Ok(RegeneratedResponse::Ok(Json(dto)))
+        Ok(self.renewed(req, &p, "token.rotate", &minted, grace).await)
     }
 
     /// A new token with the same parameters and a new secret.
