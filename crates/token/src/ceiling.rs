@@ -164,6 +164,16 @@ pub fn decide(
     }
 }
 
+/// A login session, minted once the user proved their password: everything the user may
+/// do now (its rights follow the user's current role, so it needs no ceiling), for the
+/// tenant's session lifetime.
+pub fn login(session_lifetime_secs: u32) -> Decision {
+    Decision {
+        ceiling: None,
+        expires_at: Some(sigil_core::now() + Duration::seconds(i64::from(session_lifetime_secs))),
+    }
+}
+
 /// Refuses a scope that would give the owner more than the acting credential holds.
 fn within(
     actor: &Principal,

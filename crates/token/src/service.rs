@@ -418,14 +418,14 @@ impl TokenService {
 
     /// A login session for a user who just proved their password.
     pub async fn create_session(&self, user: &User, lifetime_secs: u32) -> Result<Minted> {
-        let expires_at = sigil_core::now() + Duration::seconds(i64::from(lifetime_secs));
+        let expires_at = ceiling::login(lifetime_secs).expires_at;
         let new = NewToken {
             kind: TokenKind::Session,
             owner: Some(user.id),
             name: "login session".to_owned(),
             description: String::new(),
             scope: Scope::All,
-            expires_at: Some(expires_at),
+            expires_at,
             ip_filter: Vec::new(),
             enabled: true,
         };
