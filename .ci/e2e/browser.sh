@@ -53,6 +53,8 @@ export SIGIL_DATA_DIR=$DATA
 export SIGIL_LISTEN=127.0.0.1:$PORT
 export SIGIL_PUBLIC_URL=http://127.0.0.1:$PORT
 export SIGIL_PLUGINS=$ROOT/examples/plugins/platform.json
+# The webhook tests deliver to a receiver on 127.0.0.1.
+export SIGIL_WEBHOOK_ALLOW_PRIVATE=true
 export SIGIL_LOG_LEVEL=${SIGIL_LOG_LEVEL:-info}
 rm -rf "$ARTIFACTS"
 mkdir -p "$ARTIFACTS"

@@ -12,6 +12,8 @@ mod m0006_token_ceiling;
 mod m0007_plugin_namespaces;
 mod m0008_token_leaks;
 mod m0009_token_rotation;
+mod m0010_two_factor;
+mod m0011_webhooks;
 
 pub struct Migrator;
 
@@ -28,6 +30,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_plugin_namespaces::Migration),
             Box::new(m0008_token_leaks::Migration),
             Box::new(m0009_token_rotation::Migration),
+            Box::new(m0010_two_factor::Migration),
+            Box::new(m0011_webhooks::Migration),
         ]
     }
 }

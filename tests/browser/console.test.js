@@ -4,7 +4,9 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -400,6 +402,171 @@ test('plugins: register a tenant plugin and see which scopes it widened', async 
   assert.ok(events.body.items[0].after.widened.some((w) => w.id === 'crm-all'), JSON.stringify(events.body.items[0]));
 });
 
+/** Fills the password dialog if the console asks for it before a token change. */
+async function confirmIfAsked(password) {
+  const confirm = dialog('Confirm your password');
+  await Promise.race([confirm.waitFor(), dialog('Your new token').waitFor()]);
+  if (await confirm.isVisible()) {
+    await confirm.getByLabel('Password', { exact: true }).fill(password);
+    await confirm.getByRole('button', { name: 'Confirm' }).click();
+    await confirm.waitFor({ state: 'detached' });
+  }
+}
+
+/** A local webhook receiver: records each request, answers 200. */
+async function startReceiver() {
+  const received = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => {
+      received.push({ headers: req.headers, body });
+      res.writeHead(200).end('ok');
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${server.address().port}/hook`, received, close: () => server.close() };
+}
+
+/** Standard Webhooks: v1,base64(HMAC-SHA256(secret bytes, "id.timestamp.body")). */
+function signatureOk(secret, r) {
+  const key = Buffer.from(secret.replace(/^whsec_/, ''), 'base64');
+  const signed = `${r.headers['webhook-id']}.${r.headers['webhook-timestamp']}.${r.body}`;
+  const expected = `v1,${crypto.createHmac('sha256', key).update(signed).digest('base64')}`;
+  return r.headers['webhook-signature'].split(' ').includes(expected);
+}
+
+async function until(what, check) {
+  for (let i = 0; i < 150; i += 1) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`waited for ${what}`);
+}
+
+test('webhooks: add an endpoint, see its secret once, send a test, read the delivery log', async () => {
+  const receiver = await startReceiver();
+  try {
+    // Starts from a clean page whatever an earlier test left open.
+    await page.goto(`${BASE}/console/#/admin/webhooks`);
+    await page.reload();
+    await page.getByRole('heading', { name: 'Webhooks' }).waitFor();
+    await page.getByRole('button', { name: 'Add endpoint' }).click();
+    const d = dialog('Add a webhook endpoint');
+    await d.getByLabel('URL', { exact: true }).fill(receiver.url);
+    await d.getByLabel('Description', { exact: true }).fill('console test');
+    await d.getByRole('checkbox', { name: /\(token\.created\)/ }).check();
+    await d.getByRole('button', { name: 'Add endpoint' }).click();
+    const shown = dialog('Signing secret');
+    await shown.waitFor();
+    const secret = await shown.getByLabel('Webhook secret', { exact: true }).inputValue();
+    assert.match(secret, /^whsec_[A-Za-z0-9+/=]+$/);
+    await screenshot('webhook-secret');
+    await shown.getByRole('button', { name: 'Done' }).click();
+    const endpoint = page.locator('tbody tr[data-id]').filter({ hasText: receiver.url });
+    await endpoint.getByText('token.created').waitFor();
+
+    await page.getByRole('button', { name: `Send a test to ${receiver.url}` }).click();
+    await page.getByRole('heading', { name: `Deliveries to ${receiver.url}` }).waitFor();
+    await until('the test delivery', () => receiver.received.length >= 1);
+    const test = receiver.received[0];
+    assert.ok(signatureOk(secret, test), 'the delivery verifies with the secret shown once');
+    assert.equal(JSON.parse(test.body).type, 'webhook.test');
+    await until('the delivery log to say delivered', async () => {
+      await page.getByRole('button', { name: 'Refresh deliveries' }).click();
+      return page.locator('tbody tr[data-id]').filter({ hasText: 'webhook.test' }).filter({ hasText: 'Delivered' }).count();
+    });
+    const logged = page.locator('tbody tr[data-id]').filter({ hasText: 'webhook.test' });
+    await logged.getByText('200').waitFor();
+    await screenshot('webhook-deliveries');
+
+    // Only subscribed events are sent: a new token is, a deactivation is not.
+    const confirmed = await call('POST', '/auth/confirm-password', { token: adminSession, body: { password: ADMIN_PASSWORD } });
+    assert.equal(confirmed.status, 200);
+    const minted = await call('POST', '/tokens', { token: adminSession, body: { name: 'hooked', scope_set: 'read-only', expires_at: new Date(Date.now() + 7 * 86400000).toISOString() } });
+    assert.equal(minted.status, 201, JSON.stringify(minted.body));
+    await until('token.created', () => receiver.received.some((r) => JSON.parse(r.body).type === 'token.created'));
+    const created = receiver.received.find((r) => JSON.parse(r.body).type === 'token.created');
+    assert.ok(signatureOk(secret, created));
+    assert.equal(JSON.parse(created.body).data.token_id, minted.body.token.id);
+  } finally {
+    receiver.close();
+  }
+});
+
+test('audit log filters, hygiene report, recent addresses on token details', async () => {
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  await nav.getByRole('link', { name: 'Audit log' }).click();
+  await page.getByRole('heading', { name: 'Audit log' }).waitFor();
+  await page.getByLabel('Action', { exact: true }).fill('webhook.create');
+  await page.getByRole('button', { name: 'Apply filters' }).click();
+  await page.locator('tbody tr[data-id]').filter({ hasText: 'webhook.create' }).first().waitFor();
+  assert.equal(await page.locator('tbody tr[data-id]').filter({ hasText: 'token.create' }).count(), 0);
+  await page.getByLabel('Actor', { exact: true }).selectOption({ label: 'bob' });
+  await page.getByRole('button', { name: 'Apply filters' }).click();
+  await page.getByText('No event matches the filters.').waitFor();
+  await screenshot('audit-filtered');
+
+  const confirmed = await call('POST', '/auth/confirm-password', { token: adminSession, body: { password: ADMIN_PASSWORD } });
+  assert.equal(confirmed.status, 200);
+  const soon = await call('POST', '/tokens', { token: adminSession, body: { name: 'soon-expiring', scope_set: 'read-only', expires_at: new Date(Date.now() + 3 * 86400000).toISOString() } });
+  assert.equal(soon.status, 201, JSON.stringify(soon.body));
+  await nav.getByRole('link', { name: 'Hygiene' }).click();
+  await page.getByRole('heading', { name: /^Expiring soon/ }).waitFor();
+  await page.locator('tbody tr[data-id]').filter({ hasText: 'soon-expiring' }).first().waitFor();
+  await page.getByRole('heading', { name: /^Never used/ }).waitFor();
+  await screenshot('hygiene');
+
+  // A use of the token is folded into its recent addresses at the next usage flush.
+  assert.equal((await call('GET', '/users/me', { token: soon.body.secret })).status, 200);
+  await until('the recent address', async () => {
+    const t = await call('GET', `/tokens/${soon.body.token.id}`, { token: adminSession });
+    return (t.body.recent_addresses || []).length > 0;
+  });
+  await nav.getByRole('link', { name: 'My tokens' }).click();
+  await row('soon-expiring').waitFor();
+  await page.getByRole('button', { name: 'Details of soon-expiring' }).click();
+  const details = page.locator(`tr[data-details-for="${soon.body.token.id}"]`);
+  await details.getByText('127.0.0.1').waitFor();
+  await screenshot('token-recent-addresses');
+});
+
+test('a leaked token reported through the form is revoked', async () => {
+  const confirmed = await call('POST', '/auth/confirm-password', { token: adminSession, body: { password: ADMIN_PASSWORD } });
+  assert.equal(confirmed.status, 200);
+  const minted = await call('POST', '/tokens', { token: adminSession, body: { name: 'pasted', scope_set: 'read-only', expires_at: new Date(Date.now() + 7 * 86400000).toISOString() } });
+  assert.equal(minted.status, 201);
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Report a leak' }).click();
+  await page.getByLabel('Leaked secrets', { exact: true }).fill(minted.body.secret);
+  await page.getByLabel('Where it was found (URL)', { exact: true }).fill('https://chat.example.com/msg/1');
+  await page.getByLabel('Source', { exact: true }).fill('chat');
+  await page.getByRole('button', { name: 'Report and revoke' }).click();
+  await page.getByText('Report received (1 secret)').waitFor();
+  await screenshot('leak-report');
+  const after = await call('GET', '/users/me', { token: minted.body.secret });
+  assert.equal(after.status, 401);
+  assert.equal(after.body.code, 'token_leaked');
+});
+
+test('a pre-filled creation link opens Generate with the name, scope and expiry', async () => {
+  await page.goto(`${BASE}/console/#/tokens/new?name=ci-link&scope_set=read-only&expires_in=10d`);
+  const d = dialog('Generate a token');
+  await d.waitFor();
+  assert.equal(await d.getByLabel('Name', { exact: true }).inputValue(), 'ci-link');
+  assert.equal(await d.getByLabel('API access', { exact: true }).inputValue(), 'set:read-only');
+  const expected = new Date(Date.now() + 10 * 86400000);
+  const pad = (n) => String(n).padStart(2, '0');
+  assert.equal(await d.getByLabel('Expires on', { exact: true }).inputValue(),
+    `${expected.getFullYear()}-${pad(expected.getMonth() + 1)}-${pad(expected.getDate())}`);
+  await screenshot('prefilled-generate');
+  await d.getByRole('button', { name: 'Generate', exact: true }).click();
+  await confirmIfAsked(ADMIN_PASSWORD);
+  await readSecret();
+  await closeSecret();
+  await row('ci-link').waitFor();
+  assert.equal(new URL(page.url()).hash, '#/tokens');
+});
+
 test('an invalid session sends the person back to sign-in with a message', async () => {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'My tokens' }).click();
   await row('ci-deploy').waitFor();
@@ -446,4 +613,174 @@ test('phone width: no horizontal scrolling, dialogs fit', async () => {
   assert.ok(box.x >= 0 && box.x + box.width <= 390, 'the dialog fits the screen');
   await screenshot('phone-generate', { fullPage: false });
   await d.getByRole('button', { name: 'Cancel' }).click();
+});
+
+// --- Two-factor sign-in (TOTP). Codes are computed here from the enrolment's secret,
+// as an authenticator app computes them (RFC 6238: HMAC-SHA1, 6 digits, 30 s).
+
+function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let value = 0;
+  const out = [];
+  for (const c of text.replace(/[\s=]/g, '').toUpperCase()) {
+    value = (value << 5) | alphabet.indexOf(c);
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 255);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** The code of the time step `offset` steps from now. */
+function totpCode(secret, offset = 0) {
+  const step = Math.floor(Date.now() / 1000 / 30) + offset;
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = crypto.createHmac('sha1', base32Decode(secret)).update(counter).digest();
+  const at = mac[mac.length - 1] & 15;
+  return String((mac.readUInt32BE(at) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
+
+const TARA_PASSWORD = 'Silver-Otter-Meadow-83';
+let taraSecret;
+let taraRecovery;
+
+test('two-factor enrolment from the profile: QR code, first code, recovery codes shown once', async () => {
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.goto('about:blank');
+  const created = await call('POST', '/users', {
+    token: adminSession,
+    body: { username: 'tara', display_name: 'Tara Two-Factor', password: TARA_PASSWORD, role: 'member' },
+  });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  await signIn('tara', TARA_PASSWORD);
+  await page.getByRole('link', { name: 'My profile' }).click();
+  await page.getByRole('heading', { name: 'Two-factor sign-in' }).waitFor();
+  await page.getByRole('button', { name: 'Set up an authenticator app' }).click();
+  const qr = page.getByRole('img', { name: 'QR code for the authenticator app' });
+  await qr.waitFor();
+  assert.ok(await qr.evaluate((img) => img.complete && img.naturalWidth > 0), 'the QR code is shown');
+  taraSecret = await page.locator('.totp-secret').getAttribute('data-secret');
+  assert.match(taraSecret, /^[A-Z2-7]{32}$/);
+  await screenshot('two-factor-enrol');
+  // A wrong code is refused in plain words.
+  await page.getByLabel('Code from the app', { exact: true }).fill(totpCode(taraSecret, 5));
+  await page.getByLabel('Password', { exact: true }).fill(TARA_PASSWORD);
+  await page.getByRole('button', { name: 'Turn on' }).click();
+  await page.getByText('the code is wrong or too old').waitFor();
+  await page.getByLabel('Code from the app', { exact: true }).fill(totpCode(taraSecret, 0));
+  await page.getByRole('button', { name: 'Turn on' }).click();
+  const d = dialog('Your recovery codes');
+  await d.waitFor();
+  taraRecovery = await d.locator('ol.recovery-codes code').allTextContents();
+  assert.equal(taraRecovery.length, 10);
+  await d.getByRole('button', { name: 'Copy' }).click();
+  await d.getByText('Copied to the clipboard.').waitFor();
+  assert.ok((await page.evaluate(() => navigator.clipboard.readText())).includes(taraRecovery[9]));
+  const [download] = await Promise.all([page.waitForEvent('download'), d.getByRole('button', { name: 'Download' }).click()]);
+  assert.equal(download.suggestedFilename(), 'sigil-recovery-codes.txt');
+  assert.ok(fs.readFileSync(await download.path(), 'utf8').includes(taraRecovery[0]));
+  await screenshot('two-factor-recovery-codes');
+  await d.getByRole('button', { name: 'Done' }).click();
+  await page.getByText('Two-factor sign-in is on.').waitFor();
+  await page.getByText('10 recovery codes left.').waitFor();
+});
+
+test('sign-in asks for the code after the password; a recovery code works once', async () => {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('Tenant', { exact: true }).fill(TENANT);
+  await page.getByLabel('Username', { exact: true }).fill('tara');
+  await page.getByLabel('Password', { exact: true }).fill(TARA_PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Two-factor sign-in' }).waitFor();
+  await screenshot('two-factor-sign-in');
+  // The enrolment's code was used: refused.
+  await page.getByLabel('Authentication code', { exact: true }).fill(totpCode(taraSecret, 0));
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await page.getByText('this code was already used').waitFor();
+  await page.getByLabel('Authentication code', { exact: true }).fill(totpCode(taraSecret, 1));
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await page.getByRole('heading', { name: 'My tokens' }).waitFor();
+
+  // Again, with a recovery code.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('Username', { exact: true }).fill('tara');
+  await page.getByLabel('Password', { exact: true }).fill(TARA_PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Use a recovery code instead' }).click();
+  await page.getByLabel('Recovery code', { exact: true }).fill(taraRecovery[0]);
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await page.getByRole('heading', { name: 'My tokens' }).waitFor();
+  await page.getByRole('link', { name: 'My profile' }).click();
+  await page.getByText('9 recovery codes left.').waitFor();
+
+  // The administrator sees the status and can reset it.
+  const users = await call('GET', '/users?two_factor=true', { token: adminSession });
+  assert.deepEqual(users.body.items.map((u) => u.username), ['tara']);
+  const events = await call('GET', '/audit-events?action=user.two_factor.recovery_code_used', { token: adminSession });
+  assert.equal(events.body.items.length, 1);
+});
+
+test('the admin requires two-factor sign-in; a member without it can only enrol', async () => {
+  // The admin enrols through the API (as a script would), then switches the policy on.
+  const begun = await call('POST', '/users/me/two-factor/totp', { token: adminSession });
+  assert.equal(begun.status, 200, JSON.stringify(begun.body));
+  const adminSecret = begun.body.secret;
+  const on = await call('POST', '/users/me/two-factor/totp/confirm', { token: adminSession, body: { code: totpCode(adminSecret, 0), password: ADMIN_PASSWORD } });
+  assert.equal(on.status, 200, JSON.stringify(on.body));
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('Username', { exact: true }).fill('admin');
+  await page.getByLabel('Password', { exact: true }).fill(ADMIN_PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByLabel('Authentication code', { exact: true }).fill(totpCode(adminSecret, 1));
+  await page.getByRole('button', { name: 'Verify' }).click();
+  await page.getByRole('heading', { name: 'My tokens' }).waitFor();
+  await page.getByRole('link', { name: 'Policy' }).click();
+  const flag = page.getByLabel(/Every person signs in with two-factor authentication/);
+  await flag.check();
+  await page.getByRole('button', { name: 'Save policy' }).click();
+  await page.getByText('Policy saved.').waitFor();
+  await page.getByRole('link', { name: 'Users' }).click();
+  await row('tara').getByText('On', { exact: true }).waitFor();
+  await screenshot('two-factor-users');
+
+  // Bob signs in to a session that can only set up two-factor sign-in.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('Username', { exact: true }).fill('bob');
+  await page.getByLabel('Password', { exact: true }).fill(BOB_PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Set up two-factor sign-in' }).waitFor();
+  assert.equal(await page.getByRole('link', { name: 'My tokens' }).count(), 0);
+  await page.goto(`${BASE}/console/#/tokens`);
+  await page.getByRole('heading', { name: 'Set up two-factor sign-in' }).waitFor();
+  await page.getByRole('button', { name: 'Set up an authenticator app' }).click();
+  const bobSecret = await page.locator('.totp-secret').getAttribute('data-secret');
+  await page.getByLabel('Code from the app', { exact: true }).fill(totpCode(bobSecret, 0));
+  await page.getByLabel('Password', { exact: true }).fill(BOB_PASSWORD);
+  await page.getByRole('button', { name: 'Turn on' }).click();
+  await dialog('Your recovery codes').getByRole('button', { name: 'Done' }).click();
+  await page.getByRole('heading', { name: 'My tokens' }).waitFor();
+  await row('bob-ci').waitFor();
+  await screenshot('two-factor-enrolled-by-policy');
+
+  // Password confirmation asks for a code too.
+  await page.getByRole('button', { name: 'Generate', exact: true }).click();
+  const g = dialog('Generate a token');
+  await g.getByLabel('Name', { exact: true }).fill('bob-2fa');
+  await g.getByLabel('API access', { exact: true }).selectOption('set:read-only');
+  await g.getByRole('button', { name: 'Generate', exact: true }).click();
+  const confirm = dialog('Confirm your password');
+  await confirm.getByLabel('Password', { exact: true }).fill(BOB_PASSWORD);
+  await confirm.getByLabel('Authentication code', { exact: true }).fill(totpCode(bobSecret, 1));
+  await confirm.getByRole('button', { name: 'Confirm' }).click();
+  await readSecret();
+  await closeSecret();
+  await row('bob-2fa').waitFor();
+
+  // Leave the tenant as the other tests expect it.
+  const off = await call('PUT', '/tenant/policy', { token: adminSession, body: { ...(await call('GET', '/tenant', { token: adminSession })).body.policy, require_two_factor: false } });
+  assert.equal(off.status, 200, JSON.stringify(off.body));
 });

@@ -159,7 +159,7 @@ const TNT: Expect = Expect::Deny(403, "tenant_only");
 /// A token of the system user is refused like one of a deactivated user.
 const SYS: Expect = Expect::Deny(401, "user_deactivated");
 /// confirmPassword with a token that is not a login session.
-const NOSESS: Expect = Expect::Deny(422, "not_a_session");
+const NOSESS: Expect = Expect::Deny(403, "not_a_session");
 /// A body naming another tenant's user as owner: as for an unknown user.
 const NOOWNER: Expect = Expect::Deny(422, "unknown_owner");
 /// A token manager minting or copying a token of an admin.
@@ -172,7 +172,9 @@ const NOTOK: Expect = Expect::Deny(422, "unknown_tokens");
 const NOROUTE: Expect = Expect::Deny(403, "route_not_registered");
 const INACT: Expect = Expect::Inactive("token_unknown");
 /// rotateCurrentToken with a login session.
-const NOROT: Expect = Expect::Deny(422, "session_not_rotatable");
+const NOROT: Expect = Expect::Deny(403, "session_not_rotatable");
+/// Two-factor enrolment of an api user.
+const NOTOTP: Expect = Expect::Deny(409, "two_factor_not_for_api_users");
 
 struct Row {
     op: &'static str,
@@ -194,6 +196,12 @@ const TABLE: &[Row] = &[
     Row { op: "getCurrentUser",     expect: [TNT,    OK,     OK,     OK,     OK,     OK,     DEAD,   NOAPI,  OK,     MISS,   SYS] },
     Row { op: "updateCurrentUser",  expect: [TNT,    OK,     SCOPE,  OK,     OK,     OK,     DEAD,   NOAPI,  OK,     MISS,   SYS] },
     Row { op: "changePassword",     expect: [TNT,    OK,     SCOPE,  OK,     OK,     OK,     DEAD,   NOAPI,  OK,     MISS,   SYS] },
+    // Public: a TOTP user's challenge and one of their recovery codes each time.
+    Row { op: "completeLogin",      expect: [OK,     OK,     OK,     OK,     OK,     OK,     OK,     OK,     OK,     OK,     OK] },
+    // Each caller enrols, confirms with a computed code, then turns it off with a recovery code.
+    Row { op: "beginTotpEnrolment", expect: [TNT,    OK,     SCOPE,  OK,     OK,     NOTOTP, DEAD,   NOAPI,  OK,     MISS,   SYS] },
+    Row { op: "confirmTotpEnrolment", expect: [TNT,  OK,     SCOPE,  OK,     OK,     NOTOTP, DEAD,   NOAPI,  OK,     MISS,   SYS] },
+    Row { op: "disableTotp",        expect: [TNT,    OK,     SCOPE,  OK,     OK,     NOTOTP, DEAD,   NOAPI,  OK,     MISS,   SYS] },
     Row { op: "createTenant",       expect: [OK,     OPER,   OPER,   OPER,   OPER,   OPER,   DEAD,   NOAPI,  OPER,   MISS,   SYS] },
     Row { op: "listTenants",        expect: [OK,     OPER,   OPER,   OPER,   OPER,   OPER,   DEAD,   NOAPI,  OPER,   MISS,   SYS] },
     Row { op: "getTenant",          expect: [OK,     OPER,   OPER,   OPER,   OPER,   OPER,   DEAD,   NOAPI,  OPER,   MISS,   SYS] },
@@ -210,6 +218,7 @@ const TABLE: &[Row] = &[
     Row { op: "updateUser",         expect: [TNT,    OK,     SCOPE,  ROLE,   ROLE,   ROLE,   DEAD,   NOAPI,  NF,     MISS,   SYS] },
     Row { op: "deactivateUser",     expect: [TNT,    OK,     SCOPE,  ROLE,   ROLE,   ROLE,   DEAD,   NOAPI,  NF,     MISS,   SYS] },
     Row { op: "deleteUser",         expect: [TNT,    OK,     SCOPE,  ROLE,   ROLE,   ROLE,   DEAD,   NOAPI,  NF,     MISS,   SYS] },
+    Row { op: "resetUserTwoFactor", expect: [TNT,    OK,     SCOPE,  ROLE,   ROLE,   ROLE,   DEAD,   NOAPI,  NF,     MISS,   SYS] },
     Row { op: "listPlugins",        expect: [OK,     OK,     OK,     OK,     OK,     OK,     DEAD,   NOAPI,  OK,     MISS,   SYS] },
     Row { op: "registerPlugin",     expect: [OK,     OK,     SCOPE,  ROLE,   ROLE,   ROLE,   DEAD,   NOAPI,  OK,     MISS,   SYS] },
     Row { op: "getPlugin",          expect: [OK,     OK,     OK,     OK,     OK,     OK,     DEAD,   NOAPI,  NF,     MISS,   SYS] },
@@ -237,6 +246,14 @@ const TABLE: &[Row] = &[
     Row { op: "introspectToken",    expect: [TNT,    ACTIVE, ACTIVE, ACTIVE, ACTIVE, ACTIVE, DEAD,   NOAPI,  INACT,  MISS,   SYS] },
     Row { op: "authorizeRequest",   expect: [TNT,    OK,     OK,     OK,     ROLE,   ROLE,   DEAD,   NOAPI,  NOROUTE,MISS,   SYS] },
     Row { op: "listAuditEvents",    expect: [OK,     OK,     OK,     OK,     OK,     OK,     DEAD,   NOAPI,  OPER,   MISS,   SYS] },
+    // Webhooks are the tenant admins'; another tenant's endpoint is not found.
+    Row { op: "createWebhook",      expect: [TNT,    OK,     SCOPE,  ROLE,   ROLE,   ROLE,   DEAD,   NOAPI,  OK,     MISS,   SYS] },
+    Row { op: "listWebhooks",       expect: [TNT,    OK,     OK,     ROLE,   ROLE,   ROLE,   DEAD,   NOAPI,  OK,     MISS,   SYS] },
+    Row { op: "getWebhook",         expect: [TNT,    OK,     OK,     ROLE,   ROLE,   ROLE,   DEAD,   NOAPI,  NF,     MISS,   SYS] },
+    Row { op: "updateWebhook",      expect: [TNT,    OK,     SCOPE,  ROLE,   ROLE,   ROLE,   DEAD,   NOAPI,  NF,     MISS,   SYS] },
+    Row { op: "deleteWebhook",      expect: [TNT,    OK,     SCOPE,  ROLE,   ROLE,   ROLE,   DEAD,   NOAPI,  NF,     MISS,   SYS] },
+    Row { op: "sendTestWebhook",    expect: [TNT,    OK,     SCOPE,  ROLE,   ROLE,   ROLE,   DEAD,   NOAPI,  NF,     MISS,   SYS] },
+    Row { op: "listWebhookDeliveries", expect: [TNT, OK,     OK,     ROLE,   ROLE,   ROLE,   DEAD,   NOAPI,  NF,     MISS,   SYS] },
     Row { op: "getHealth",          expect: [OK,     OK,     OK,     OK,     OK,     OK,     OK,     OK,     OK,     OK,     OK] },
     Row { op: "getReadiness",       expect: [OK,     OK,     OK,     OK,     OK,     OK,     OK,     OK,     OK,     OK,     OK] },
 ];
@@ -411,6 +428,12 @@ struct World<'s> {
     /// Tenant A's policy (with a long password confirmation window).
     policy: Value,
     seq: u32,
+    /// Recovery codes of the users who turned two-factor sign-in on (see [`Caller::user`]).
+    recovery: BTreeMap<Caller, Vec<String>>,
+    /// A two-factor user of tenant A (username, password) and their unused recovery codes,
+    /// for completeLogin.
+    totp_login: Option<(String, String)>,
+    login_codes: Vec<String>,
 }
 
 impl<'s> World<'s> {
@@ -578,6 +601,9 @@ impl<'s> World<'s> {
             system_id,
             policy,
             seq: 0,
+            recovery: BTreeMap::new(),
+            totp_login: None,
+            login_codes: Vec::new(),
         }
     }
 
@@ -662,6 +688,89 @@ impl<'s> World<'s> {
         Ok(id)
     }
 
+    /// A fresh webhook endpoint of tenant A (`.invalid` never resolves: nothing is sent).
+    async fn victim_webhook(&mut self) -> Result<String, String> {
+        self.seq += 1;
+        let body = json!({"url": format!("https://hooks-{}.invalid/sigil", self.seq)});
+        let v = self
+            .setup_post(&self.a.admin, "/api/v1/webhooks", body)
+            .await?;
+        Self::id_of(&v, "/webhook/id")
+    }
+
+    /// Tenant A's shared webhook endpoint (made on first use).
+    async fn shared_webhook(&mut self) -> Result<String, String> {
+        let r = self.s.get("/api/v1/webhooks", &self.a.admin).await;
+        let shared = r.body["items"].as_array().and_then(|items| {
+            items
+                .iter()
+                .find(|w| w["description"] == "shared")
+                .and_then(|w| w["id"].as_str())
+                .map(str::to_owned)
+        });
+        if let Some(id) = shared {
+            return Ok(id);
+        }
+        let body = json!({"url": "https://hooks.invalid/shared", "description": "shared"});
+        let v = self
+            .setup_post(&self.a.admin, "/api/v1/webhooks", body)
+            .await?;
+        Self::id_of(&v, "/webhook/id")
+    }
+
+    /// Enrols TOTP for the user of `session`; their recovery codes.
+    async fn enrol(&self, session: &str, password: &str) -> Result<Vec<String>, String> {
+        let begun = self
+            .setup_post(session, "/api/v1/users/me/two-factor/totp", json!({}))
+            .await?;
+        let secret = Self::id_of(&begun, "/secret")?;
+        let body = json!({"code": crate::two_factor::code_at(&secret, 0), "password": password});
+        let done = self
+            .setup_post(session, "/api/v1/users/me/two-factor/totp/confirm", body)
+            .await?;
+        Ok(done["recovery_codes"]
+            .as_array()
+            .ok_or("no recovery codes")?
+            .iter()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// A fresh member of tenant A with two-factor sign-in on.
+    async fn totp_user(&mut self) -> Result<(String, String, Vec<String>), String> {
+        self.seq += 1;
+        let name = format!("totp-{}", self.seq);
+        let user = self.s.user(&self.a, &name, "member", "person").await;
+        let codes = self.enrol(&user.token, &user.password).await?;
+        Ok((user.id, format!("{name}\n{}", user.password), codes))
+    }
+
+    /// A login challenge of a two-factor user and an unused recovery code of theirs.
+    async fn login_challenge(&mut self) -> Result<(String, String), String> {
+        if self.login_codes.is_empty() {
+            let (_, login, codes) = self.totp_user().await?;
+            let (name, password) = login.split_once('\n').ok_or("login")?;
+            self.totp_login = Some((name.to_owned(), password.to_owned()));
+            self.login_codes = codes;
+        }
+        let (name, password) = self.totp_login.clone().ok_or("no two-factor user")?;
+        let r = self
+            .s
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"tenant": self.a.slug, "username": name, "password": password})),
+            )
+            .await;
+        if r.status != 202 {
+            return Err(failed("login with a second factor", &r));
+        }
+        let challenge = Self::id_of(&r.body, "/challenge")?;
+        let code = self.login_codes.pop().ok_or("no recovery code left")?;
+        Ok((challenge, code))
+    }
+
     /// A fresh tenant.
     async fn victim_tenant(&mut self) -> Result<String, String> {
         self.seq += 1;
@@ -690,6 +799,31 @@ impl<'s> World<'s> {
             })),
             "confirmPassword" => Call::body(json!({"password": self.password(caller)})),
             "getCurrentUser" => Call::none(),
+            "completeLogin" => {
+                let (challenge, code) = self.login_challenge().await?;
+                Call::body(json!({"challenge": challenge, "recovery_code": code}))
+            }
+            "beginTotpEnrolment" => Call::none(),
+            "confirmTotpEnrolment" => {
+                // A code of the caller's own pending enrolment when they can start one.
+                let credential = self.creds.get(&caller).cloned();
+                let begun = self
+                    .send("beginTotpEnrolment", credential.as_deref(), &Call::none())
+                    .await?;
+                let code = match begun.body["secret"].as_str() {
+                    Some(secret) if begun.status == 200 => crate::two_factor::code_at(secret, 0),
+                    _ => "000000".to_owned(),
+                };
+                Call::body(json!({"code": code, "password": self.password(caller)}))
+            }
+            "disableTotp" => {
+                let code = self
+                    .recovery
+                    .get_mut(&caller.user())
+                    .and_then(Vec::pop)
+                    .unwrap_or_else(|| "00000-00000".to_owned());
+                Call::body(json!({"password": self.password(caller), "recovery_code": code}))
+            }
             "updateCurrentUser" => Call::body(json!({"display_name": format!("Me {tag}")})),
             "changePassword" => Call::body(json!({
                 "current_password": self.password(caller),
@@ -712,6 +846,7 @@ impl<'s> World<'s> {
             "updateUser" => Call::param("user_id", &self.target_user)
                 .with_body(json!({"display_name": format!("Tara {tag}")})),
             "deactivateUser" | "deleteUser" => Call::param("user_id", self.victim_user().await?),
+            "resetUserTwoFactor" => Call::param("user_id", self.totp_user().await?.0),
             "listPlugins" | "listMethods" => Call::none(),
             "registerPlugin" => Call::body(json!({"manifest": manifest(&tag)})),
             "getPlugin" => Call::param(
@@ -776,6 +911,14 @@ impl<'s> World<'s> {
             }
             "listAuditEvents" if other => Call::query("tenant_id", &self.a.id),
             "listAuditEvents" => Call::none(),
+            "createWebhook" => Call::body(json!({"url": format!("https://{tag}.invalid/hook")})),
+            "listWebhooks" => Call::none(),
+            "getWebhook" | "sendTestWebhook" | "listWebhookDeliveries" => {
+                Call::param("webhook_id", self.shared_webhook().await?)
+            }
+            "updateWebhook" => Call::param("webhook_id", self.shared_webhook().await?)
+                .with_body(json!({"enabled": true})),
+            "deleteWebhook" => Call::param("webhook_id", self.victim_webhook().await?),
             "getHealth" | "getReadiness" => Call::none(),
             _ => return Err(format!("no request is built for {op}")),
         })
@@ -786,6 +929,15 @@ impl<'s> World<'s> {
         let call = self.call_for(op, caller).await?;
         let credential = self.creds.get(&caller).cloned();
         let resp = self.send(op, credential.as_deref(), &call).await?;
+        if op == "confirmTotpEnrolment" && resp.status.is_success() {
+            let codes = resp.body["recovery_codes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect();
+            self.recovery.insert(caller.user(), codes);
+        }
         if op == "changePassword" && resp.status.is_success() {
             if let Some(new) = call.body.as_ref().and_then(|b| b["new_password"].as_str()) {
                 self.passwords.insert(caller.user(), new.to_owned());

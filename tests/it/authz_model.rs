@@ -78,6 +78,7 @@ const ADMIN_ONLY: &[&str] = &[
     "users.update",
     "users.deactivate",
     "users.delete",
+    "users.reset_two_factor",
     "tenant.update_policy",
     "signing_keys.rotate",
     "plugins.register",
@@ -85,6 +86,13 @@ const ADMIN_ONLY: &[&str] = &[
     "scope_sets.create",
     "scope_sets.update",
     "scope_sets.delete",
+    "tenant.webhooks.create",
+    "tenant.webhooks.list",
+    "tenant.webhooks.get",
+    "tenant.webhooks.update",
+    "tenant.webhooks.delete",
+    "tenant.webhooks.test",
+    "tenant.webhooks.list_deliveries",
 ];
 /// Reading people and keys, which a member may not do.
 const MANAGER_ONLY: &[&str] = &["users.list", "users.get", "signing_keys.list"];

@@ -344,21 +344,21 @@ async fn login_with_http_basic_needs_no_body() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    // No credentials at all: the clear 422, not 415. Without a tenant: 422 too.
+    // No credentials at all: 401 with the Basic challenge, not 415. Without a tenant too.
     let (status, body) = raw_post(
         &s.base,
         "POST /api/v1/auth/login?tenant=acme HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         b"",
     )
     .await;
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 401, "{body}");
     assert_eq!(body["code"], "credentials_required", "{body}");
     let head = format!(
         "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n\
          Authorization: Basic {basic}\r\nConnection: close\r\n\r\n"
     );
     let (status, body) = raw_post(&s.base, &head, b"").await;
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 401, "{body}");
     assert_eq!(body["code"], "tenant_required", "{body}");
     // A wrong password without a body: 401 as with a body.
     let wrong = base64::engine::general_purpose::STANDARD.encode("admin:wrong-password-123");

@@ -24,18 +24,20 @@ async fn json_bodies_must_have_the_types_of_the_spec() {
     ] {
         s.patch("/api/v1/users/me", &t.admin, body.clone())
             .await
-            .expect(400, "bad_request");
+            .expect(422, "validation_failed");
     }
     let me = s.get("/api/v1/users/me", &t.admin).await;
     assert_eq!(me.body["user"]["display_name"], "admin", "{}", me.body);
     // Nested values too: an item of a string array.
-    s.post(
-        "/api/v1/tokens",
-        &t.admin,
-        json!({"name": "typed", "methods": ["me.get", 3]}),
-    )
-    .await
-    .expect(400, "bad_request");
+    let r = s
+        .post(
+            "/api/v1/tokens",
+            &t.admin,
+            json!({"name": "typed", "methods": ["me.get", 3]}),
+        )
+        .await;
+    r.expect(422, "validation_failed");
+    assert_eq!(r.errors(), vec!["methods[1]: must be a string"]);
     // The right types, and null for an optional field, are still fine.
     let r = s
         .patch(
@@ -61,14 +63,18 @@ async fn introspection_forms_are_checked_like_json() {
         async move { Resp::from(req.send().await.unwrap()).await }
     };
     // Over the documented maxLength (8192), as form and as JSON.
-    form("x".repeat(9000)).await.expect(400, "bad_request");
-    s.post(
-        "/api/v1/introspect",
-        &t.admin,
-        json!({"token": "x".repeat(9000)}),
-    )
-    .await
-    .expect(400, "bad_request");
+    let r = form("x".repeat(9000)).await;
+    r.expect(422, "validation_failed");
+    assert_eq!(r.errors(), vec!["token: must have at most 8192 characters"]);
+    let r = s
+        .post(
+            "/api/v1/introspect",
+            &t.admin,
+            json!({"token": "x".repeat(9000)}),
+        )
+        .await;
+    r.expect(422, "validation_failed");
+    assert_eq!(r.errors(), vec!["token: must have at most 8192 characters"]);
     // Within it, the form is answered.
     let r = form("not-a-token".into()).await;
     assert_eq!(r.status, 200, "{}", r.body);

@@ -68,7 +68,7 @@ async fn every_error_is_problem_json_with_a_code() {
         .await
         .unwrap();
     let r = crate::harness::Resp::from(r).await;
-    r.expect(400, "bad_request");
+    r.expect(400, "malformed_body");
     let r = s
         .client
         .post(s.url("/api/v1/auth/login"))

@@ -332,6 +332,32 @@ impl Resp {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// The refused values of a 422, as `field: message`.
+    pub fn errors(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no errors: {}", self.body))
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e["field"].as_str().expect("field"),
+                    e["message"].as_str().expect("message")
+                )
+            })
+            .collect()
+    }
+
+    /// The fields named by the refused values of a 422.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no errors: {}", self.body))
+            .iter()
+            .map(|e| e["field"].as_str().expect("field").to_owned())
+            .collect()
+    }
+
     /// Asserts status and problem code, with the body in the message.
     pub fn expect(&self, status: u16, code: &str) -> &Self {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.body);

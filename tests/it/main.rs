@@ -27,4 +27,6 @@ mod security;
 mod tenants_users;
 mod throttle;
 mod tokens;
+mod two_factor;
 mod verification;
+mod webhooks;

@@ -315,7 +315,7 @@ async fn method_ids_must_be_in_the_plugin_namespace() {
     // The example as it was: every method is outside the namespace.
     let r = register(&s, &op, read_json(PLATFORM_BEFORE)).await;
     r.expect(422, "method_outside_namespace");
-    let errors: Vec<String> = serde_json::from_value(r.body["errors"].clone()).unwrap();
+    let errors = r.errors();
     assert_eq!(errors.len(), 21, "{errors:?}");
     assert!(errors
         .iter()
@@ -333,7 +333,7 @@ async fn method_ids_must_be_in_the_plugin_namespace() {
     );
     let r = register(&s, &t.admin, m).await;
     r.expect(422, "method_outside_namespace");
-    let errors: Vec<String> = serde_json::from_value(r.body["errors"].clone()).unwrap();
+    let errors = r.errors();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].contains("'crmx.contacts.list'") && errors[1].contains("'crm'"));
 

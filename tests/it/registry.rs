@@ -436,7 +436,7 @@ async fn openapi_documents_become_plugins() {
     }});
     let r = register(&s, &op, json!({"openapi": bad, "id": "bad"})).await;
     r.expect(422, "invalid_openapi");
-    let errors = strs(&r.body["errors"]);
+    let errors = r.errors();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
         errors.iter().any(|e| e.contains("operationId")),
@@ -448,7 +448,7 @@ async fn openapi_documents_become_plugins() {
     );
     let r = register(&s, &op, json!({"openapi": {"swagger": "2.0"}, "id": "old"})).await;
     r.expect(422, "invalid_openapi");
-    assert!(!strs(&r.body["errors"]).is_empty());
+    assert!(!r.errors().is_empty());
     // The plugin id is required for a document.
     register(&s, &op, json!({"openapi": small}))
         .await
@@ -472,7 +472,7 @@ async fn invalid_manifests_are_refused_with_every_problem() {
     });
     let r = register(&s, &op, json!({"manifest": bad})).await;
     r.expect(422, "invalid_manifest");
-    let errors = strs(&r.body["errors"]);
+    let errors = r.errors();
     for needle in [
         "plugin id 'Bad Id'",
         "name must not be empty",
@@ -511,13 +511,13 @@ async fn invalid_manifests_are_refused_with_every_problem() {
         {"id": "tokens.list", "http": {"method": "GET", "path": "/clash"}, "access": "read"}]});
     let r = register(&s, &op, json!({"manifest": clash})).await;
     r.expect(422, "method_outside_namespace");
-    assert_eq!(strs(&r.body["errors"]).len(), 1, "{}", r.body);
+    assert_eq!(r.errors().len(), 1, "{}", r.body);
     // A route another plugin has.
     let clash = json!({"id": "clash", "name": "Clash", "version": "1", "methods": [
         {"id": "clash.tokens", "http": {"method": "GET", "path": "/api/v1/tokens"}, "access": "read"}]});
     let r = register(&s, &op, json!({"manifest": clash})).await;
     r.expect(422, "registry_conflict");
-    assert!(!strs(&r.body["errors"]).is_empty());
+    assert!(!r.errors().is_empty());
     // Nothing was stored.
     let r = s.get("/api/v1/plugins", &op).await;
     let names: Vec<&str> = r.body["items"]
@@ -849,7 +849,12 @@ async fn custom_scope_sets_by_tenant_admins() {
         )
         .await;
     r.expect(422, "unknown_methods");
-    assert_eq!(strs(&r.body["errors"]), vec!["nope.method", "zzz.*"]);
+    assert_eq!(
+        r.error_fields(),
+        vec!["methods[1]", "methods[2]"],
+        "{}",
+        r.body
+    );
     s.get("/api/v1/scope-sets/broken", &t.admin)
         .await
         .expect(404, "not_found");
@@ -957,8 +962,10 @@ async fn custom_scope_sets_by_tenant_admins() {
         .await;
     r.expect(422, "unknown_methods");
     assert_eq!(
-        strs(&r.body["errors"]),
-        vec!["platform.environment.nothing.*"]
+        r.errors(),
+        vec![
+            r#"methods[0]: "platform.environment.nothing.*" matches no method of the registry; listMethods shows them"#
+        ]
     );
     s.patch("/api/v1/scope-sets/nope", &t.admin, json!({"name": "x"}))
         .await
@@ -1114,8 +1121,9 @@ async fn list_methods_searches_filters_and_pages() {
                 .collect()
         )
     );
-    let r = s.get("/api/v1/methods?limit=0", &t.admin).await;
-    assert_eq!(r.status, 400, "{}", r.body);
+    s.get("/api/v1/methods?limit=0", &t.admin)
+        .await
+        .expect(422, "validation_failed");
 
     // The operator sees the global methods.
     let r = s
@@ -1182,7 +1190,7 @@ async fn tenant_private_plugins_and_sets_are_isolated() {
         )
         .await;
     r.expect(422, "unknown_methods");
-    assert_eq!(strs(&r.body["errors"]), vec!["crm.contacts.list", "crm.*"]);
+    assert_eq!(r.error_fields(), vec!["methods[0]", "methods[1]"]);
     let r = s
         .post(
             "/api/v1/tokens",
@@ -1300,7 +1308,7 @@ async fn tenant_private_plugins_and_sets_are_isolated() {
         )
         .await;
     r.expect(422, "unknown_methods");
-    assert_eq!(strs(&r.body["errors"]), vec!["crm.*"]);
+    assert_eq!(r.error_fields(), vec!["methods[0]"]);
 }
 
 #[tokio::test]

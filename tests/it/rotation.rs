@@ -81,7 +81,7 @@ async fn a_token_rotates_itself_and_a_reused_old_secret_revokes_it() {
     // A login session does not rotate itself.
     s.post(ROTATE, &t.admin, json!({}))
         .await
-        .expect(422, "session_not_rotatable");
+        .expect(403, "session_not_rotatable");
 
     let r = s.post(ROTATE, &old, json!({"grace_period_secs": 2})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);

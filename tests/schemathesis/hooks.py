@@ -9,6 +9,8 @@ Loaded through SCHEMATHESIS_HOOKS. The environment says who calls:
   rotateSigningKey with no overlap, deleting or regenerating the session, a shorter session
   lifetime all end the session in use, as they should.
 - SIGIL_FUZZ_AS=operator: the platform operator, with the token in SIGIL_OPERATOR_TOKEN.
+- SIGIL_FUZZ_AS=member / app: a fresh personal token of a member, or application token of
+  an api user (seed.py makes both users), renewed like the admin's session.
 
 Besides, path parameters name existing objects part of the time (seeded by seed.py, or
 created by the run), and two generated requests are adjusted so that one request cannot
@@ -64,12 +66,34 @@ def admin_session():
     return token
 
 
+def owned_token(username, kind):
+    """A fresh token of the user `username` (made by the admin; a member's token can do no
+    more than the member may), so that every kind of caller meets every operation: a
+    member's personal token, an api user's application token."""
+    import datetime
+
+    session = admin_session()
+    users = call("GET", f"/api/v1/users?q={username}", token=session)["items"]
+    owner = next(u for u in users if u["username"] == username)
+    expires = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=2)).isoformat()
+    body = {"name": f"fuzz-{kind}-{uuid.uuid4().hex[:8]}", "kind": kind, "owner_id": owner["id"],
+            "read": True, "change": True, "expires_at": expires}
+    return call("POST", "/api/v1/tokens", body, session)["secret"]
+
+
+# The callers of the passes (.ci/e2e/schemathesis.sh): SIGIL_FUZZ_AS.
+CALLERS = {
+    "operator": lambda: os.environ["SIGIL_OPERATOR_TOKEN"],
+    "admin": admin_session,
+    "member": lambda: owned_token("fuzz-member", "personal"),
+    "app": lambda: owned_token("fuzz-app", "application"),
+}
+
+
 @schemathesis.auth(refresh_interval=REFRESH_SECS)
 class SigilAuth:
     def get(self, case, ctx):
-        if FUZZ_AS == "operator":
-            return os.environ["SIGIL_OPERATOR_TOKEN"]
-        return admin_session()
+        return CALLERS[FUZZ_AS]()
 
     def set(self, case, data, ctx):
         case.headers = case.headers or {}
@@ -156,4 +180,186 @@ def map_case(ctx, case):
                 case.body["ip_allowlist"] = allow + ["127.0.0.0/8"]
             elif len(allow) == 100:
                 case.body["ip_allowlist"] = allow[:99] + ["127.0.0.0/8"]
+    # Nor may one policy make every later token request fail: room for the run's tokens
+    # (count, lifetime of the seeded ones), and the tenant's admin still able to sign in
+    # without a second factor it cannot have. Positive cases only: a negative one is
+    # refused whatever it holds.
+    positive = meta is not None and meta.generation.mode.is_positive
+    if _operation_id(case) == "updateTenantPolicy" and isinstance(case.body, dict) and positive:
+        body = case.body
+        if type(body.get("max_tokens_per_user")) is int and body["max_tokens_per_user"] < 1000:
+            body["max_tokens_per_user"] = min(10_000, body["max_tokens_per_user"] + 1000)
+        if type(body.get("max_token_lifetime_days")) is int and body["max_token_lifetime_days"] < 60:
+            body["max_token_lifetime_days"] += 60
+        if body.get("require_two_factor") is True:
+            body["require_two_factor"] = False
+    _spare_the_admin(case)
+    if meta is not None and meta.generation.mode.is_positive:
+        _make_realistic(case)
     return case
+
+
+_ADMIN_ID = []
+
+
+def _spare_the_admin(case):
+    """The admin whose session every pass uses is not demoted, deactivated, deleted or
+    given a new password by a generated request (another user takes its place): that would
+    end the run's usefulness, not test anything more."""
+    op = _operation_id(case)
+    if op not in ("updateUser", "deactivateUser", "deleteUser", "resetUserTwoFactor") or FUZZ_AS == "operator":
+        return
+    if not _ADMIN_ID:
+        _ADMIN_ID.append(call("GET", "/api/v1/users/me", token=admin_session())["user"]["id"])
+    params = case.path_parameters or {}
+    if params.get("user_id") == _ADMIN_ID[0]:
+        others = CREATED.get("user_id@delete" if op == "deleteUser" else "user_id") or [str(uuid.uuid4())]
+        params["user_id"] = others[0]
+
+
+# --- Positive data that the server's rules beyond the schema accept -----------------------
+# The spec says what a request looks like; some rules depend on stored state or on other
+# fields, which OpenAPI 3.0 cannot say (a method id must exist in the registry, an expiry
+# must lie within the tenant policy of the moment, a password must not contain the
+# username, exactly one of manifest/openapi). schemathesis's own advice for this is to
+# extend the generators to match the runtime rules: for schema-valid cases (positive
+# mode) only, the values those rules judge are replaced by realistic ones below, so that
+# positive_data_acceptance judges the rest of the request. Negative cases are untouched.
+
+_KNOWN_METHODS = []
+# No letter, digit, '.', '_', '-' or '@': cannot contain any username.
+_STRONG_PASSWORD = "!#$%&*+=?^~!#$%&*+=?^~"
+
+
+def _known_methods():
+    if not _KNOWN_METHODS:
+        token = _credential()
+        offset = 0
+        while True:
+            page = call("GET", f"/api/v1/methods?limit=200&offset={offset}", token=token)
+            _KNOWN_METHODS.extend(m["id"] for m in page["items"] if not m["id"].startswith("sigil."))
+            offset += len(page["items"])
+            if not page["items"] or offset >= page["total"]:
+                break
+    return _KNOWN_METHODS
+
+
+def _credential():
+    return os.environ["SIGIL_OPERATOR_TOKEN"] if FUZZ_AS == "operator" else admin_session()
+
+
+def _soon():
+    import datetime
+
+    return (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).isoformat()
+
+
+def _pick(seed, items):
+    return random.Random(str(seed)).choice(items)
+
+
+def _fresh_tokens(count):
+    """Tokens made for this case alone (to copy or delete): an hour of life fits every policy."""
+    session = admin_session()
+    ids = []
+    for i in range(count):
+        try:
+            t = call("POST", "/api/v1/tokens", {"name": f"fuzz-fresh-{uuid.uuid4().hex[:8]}", "read": True, "expires_at": _soon()}, session)
+            ids.append(t["token"]["id"])
+        except RuntimeError:
+            break
+    return ids
+
+
+def _valid_manifest(drawn):
+    """A manifest the registry accepts, named after the drawn one."""
+    raw = drawn.get("id") if isinstance(drawn, dict) else None
+    base = "".join(c for c in str(raw or "fuzz").lower() if c.isascii() and c.isalnum())[:20] or "fuzz"
+    plugin = f"fz{base}{uuid.uuid4().hex[:6]}"
+    return {
+        "id": plugin,
+        "name": str((drawn or {}).get("name") or plugin)[:100] if isinstance(drawn, dict) else plugin,
+        "version": "1.0.0",
+        "methods": [
+            {"id": f"{plugin}.items.list", "http": {"method": "GET", "path": f"/{plugin}/items"}, "access": "read"},
+            {"id": f"{plugin}.items.create", "http": {"method": "POST", "path": f"/{plugin}/items"}, "access": "change"},
+        ],
+    }
+
+
+def _make_realistic(case):
+    op = _operation_id(case) or ""
+    body = case.body if isinstance(case.body, dict) else None
+    if body is not None and isinstance(body.get("methods"), list) and op in (
+        "createToken", "updateToken", "createScopeSet", "updateScopeSet"
+    ):
+        known = _known_methods()
+        if known:
+            body["methods"] = [_pick(f"{op}:{m}:{i}", known) for i, m in enumerate(body["methods"])]
+    if op in ("createToken", "updateToken") and body is not None:
+        if body.get("methods") is not None:
+            body.pop("scope_set", None)
+        elif body.get("scope_set") is not None:
+            # A built-in set: the run may delete its own.
+            body["scope_set"] = "read-only"
+        elif op == "createToken" and not body.get("read") and not body.get("change"):
+            body["read"] = True
+        if op == "createToken":
+            # The caller's own token: other owners are a question of state (an api user
+            # for an application token, an active user), not of the request's shape.
+            body.pop("owner_id", None)
+            if body.get("kind") == "application":
+                body["kind"] = "personal"
+    if op in ("introspectToken", "login") and body is not None:
+        # A form has no null: an absent field is what the schema's null means.
+        for field in [k for k, v in body.items() if v is None]:
+            del body[field]
+    if op == "introspectToken" and body is not None and body.get("method") is not None:
+        body["method"] = _pick(f"introspect:{body['method']}", _known_methods())
+    if op in ("createToken", "updateToken", "regenerateToken", "rotateCurrentToken") and body is not None:
+        if op == "createToken" or "expires_at" in body:
+            body["expires_at"] = _soon()
+    if op == "regenerateToken" and body is not None and body.get("grace_period_secs") is not None:
+        (case.query or {}).pop("grace_period_secs", None)
+    # copyToken and deleteTokens get tokens made right before the call (before_call).
+    if op in ("createUser", "updateUser", "createTenant") and body is not None:
+        for field, user_field in (("password", "username"), ("admin_password", "admin_username")):
+            password = body.get(field)
+            if isinstance(password, str):
+                name = str(body.get(user_field) or "admin").lower()
+                if op == "updateUser" or name in password.lower():
+                    body[field] = _STRONG_PASSWORD
+    if op == "changePassword" and body is not None and isinstance(body.get("new_password"), str):
+        body["new_password"] = _STRONG_PASSWORD
+    if op == "registerPlugin" and body is not None:
+        body["manifest"] = _valid_manifest(body.get("manifest"))
+        for field in ("openapi", "id", "name", "version"):
+            body.pop(field, None)
+    if op == "completeLogin" and body is not None:
+        if body.get("code"):
+            body.pop("recovery_code", None)
+        elif not body.get("recovery_code"):
+            body["code"] = "000000"
+    if op == "updateWebhook" and body is not None and body.get("secret") is not None:
+        body.pop("rotate_secret", None)
+    if op in ("createWebhook", "updateWebhook") and body is not None and body.get("url") is not None:
+        # The discard port of this machine: deliveries fail fast and are retried.
+        body["url"] = f"http://127.0.0.1:9/{uuid.uuid4().hex[:8]}"
+
+
+@schemathesis.hook
+def before_call(ctx, case, *args):
+    """Tokens to copy or delete, made right before the call (a case may be sent more than
+    once): an hour of life fits every policy."""
+    meta = getattr(case, "meta", None)
+    if meta is None or not meta.generation.mode.is_positive:
+        return
+    op = _operation_id(case)
+    if op == "copyToken" and case.path_parameters:
+        fresh = _fresh_tokens(1)
+        if fresh:
+            case.path_parameters["token_id"] = fresh[0]
+    if op == "deleteTokens" and isinstance(case.body, dict) and isinstance(case.body.get("ids"), list):
+        fresh = _fresh_tokens(max(1, min(len(case.body["ids"]), 3)))
+        if fresh:
+            case.body["ids"] = fresh

@@ -35,6 +35,10 @@ def admin():
     for i, scope in enumerate(scopes * 2):
         t = call("POST", "/api/v1/tokens", {"name": f"fuzz-seed-{i}", "expires_at": expires, **scope}, session)
         add("token_id", t["token"]["id"], doomed=i >= len(scopes))
+    # The callers of the member and app passes (hooks.CALLERS); neither is an admin, so the
+    # tenant keeps one admin, who cannot be deleted or demoted.
+    call("POST", "/api/v1/users", {"username": "fuzz-member", "role": "member"}, session)
+    call("POST", "/api/v1/users", {"username": "fuzz-app", "role": "token_manager", "kind": "api"}, session)
     for i, role in enumerate(["member", "token_manager", "member", "member"]):
         u = call("POST", "/api/v1/users", {"username": f"fuzz-seed-{i}", "role": role}, session)
         add("user_id", u["id"], doomed=i >= 2)
@@ -59,5 +63,18 @@ def operator():
     return {"tenant_id": [t["tenant"]["id"]], "plugin_id": ["platform"], "plugin_id@delete": ["platform"]}
 
 
+def admin_again():
+    """Objects for the member and app passes: the admin pass has used up its own."""
+    session = admin_session()
+    expires = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)).isoformat()
+    ids = {}
+    for i in range(4):
+        t = call("POST", "/api/v1/tokens", {"name": f"fuzz-again-{i}", "expires_at": expires, "read": True}, session)
+        ids.setdefault("token_id" if i < 2 else "token_id@delete", []).append(t["token"]["id"])
+    users = call("GET", "/api/v1/users?limit=200", token=session)["items"]
+    ids["user_id"] = [u["id"] for u in users if u["username"].startswith("fuzz-")][:4]
+    return ids
+
+
 if __name__ == "__main__":
-    print(json.dumps({"admin": admin, "operator": operator}[sys.argv[1]]()))
+    print(json.dumps({"admin": admin, "admin-again": admin_again, "operator": operator}[sys.argv[1]]()))

@@ -63,6 +63,12 @@ impl MasterKey {
         Ok(URL_SAFE_NO_PAD.encode(out))
     }
 
+    /// A key for one purpose derived from the master key (HMAC-SHA256 of the purpose), so
+    /// values keyed with it (e.g. recovery-code hashes) are useless without the master key.
+    pub fn derive_key(&self, purpose: &str) -> Result<[u8; 32]> {
+        hmac_sha256(self.0.as_slice(), purpose.as_bytes())
+    }
+
     pub fn open(&self, sealed: &str, context: &str) -> Result<Vec<u8>> {
         let bytes = URL_SAFE_NO_PAD
             .decode(sealed)
@@ -80,6 +86,15 @@ impl MasterKey {
             .decrypt(XNonce::from_slice(nonce), payload)
             .map_err(|_| Error::internal("cannot decrypt a stored secret: wrong master key?"))
     }
+}
+
+/// HMAC-SHA256 of `data` under `key`.
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Result<[u8; 32]> {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(key)
+        .map_err(|_| Error::internal("HMAC key of an unusable length"))?;
+    mac.update(data);
+    Ok(mac.finalize().into_bytes().into())
 }
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {

@@ -5,6 +5,33 @@ use std::borrow::Cow;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// One refused request value: the field it is in and what is wrong with it, in words a
+/// client can show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{what} not found")]
@@ -18,7 +45,7 @@ pub enum Error {
     Invalid {
         code: &'static str,
         detail: Cow<'static, str>,
-        errors: Vec<String>,
+        errors: Vec<FieldError>,
     },
     #[error("{detail}")]
     Unauthorized {
@@ -59,10 +86,25 @@ impl Error {
             errors: Vec::new(),
         }
     }
+    /// A refused value of one request field (`field` as the client wrote it: `expires_at`,
+    /// `scope.methods[2]`); the detail is also the field's message.
+    pub fn invalid_field(
+        code: &'static str,
+        field: impl Into<String>,
+        detail: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        let detail = detail.into();
+        Self::Invalid {
+            code,
+            errors: vec![FieldError::new(field, detail.clone())],
+            detail,
+        }
+    }
+    /// Several refused values at once (each entry of a list, say).
     pub fn invalid_with(
         code: &'static str,
         detail: impl Into<Cow<'static, str>>,
-        errors: Vec<String>,
+        errors: Vec<FieldError>,
     ) -> Self {
         Self::Invalid {
             code,

@@ -5,9 +5,10 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod ids;
+pub mod outbox;
 pub mod page;
 
-pub use error::{Error, Result};
+pub use error::{Error, FieldError, Result};
 pub use ids::{ScopeSetId, TenantId, TokenId, UserId};
 
 /// Current time truncated to milliseconds, so values round-trip through every database.

@@ -13,8 +13,9 @@ impl PageRequest {
     pub fn new(offset: Option<u64>, limit: Option<u64>) -> crate::Result<Self> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if limit == 0 || limit > MAX_LIMIT {
-            return Err(crate::Error::invalid(
+            return Err(crate::Error::invalid_field(
                 "invalid_page_size",
+                "limit",
                 format!("limit must be between 1 and {MAX_LIMIT}"),
             ));
         }

@@ -14,7 +14,7 @@ use tracing::Instrument;
 use crate::api::{apis, Apis};
 use crate::problem::from_poem_error;
 use crate::state::AppState;
-use crate::{console, metrics, spec, strict_json, telemetry};
+use crate::{console, metrics, request_check, spec, telemetry};
 
 pub struct Built {
     pub endpoint: poem::endpoint::BoxEndpoint<'static, Response>,
@@ -48,7 +48,7 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
     let docs_html = service.swagger_ui_html().replacen(&raw, &spec_json, 1);
     let spec_for_route = spec_json.clone();
     let body_limit = state.config.body_limit;
-    let body_types = Arc::new(strict_json::BodyTypes::from_spec(&spec));
+    let rules = Arc::new(request_check::RequestRules::from_spec(&spec));
     let for_log = state.clone();
     let route = Route::new()
         .nest("/", service)
@@ -70,10 +70,10 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
     let endpoint = route
         .catch_all_error(|err| async move { from_poem_error(err) })
         .around({
-            let paths = body_types.clone();
+            let paths = rules.clone();
             move |next, req| allow_methods(next, req, paths.clone())
         })
-        .around(move |next, req| strict_json::enforce(next, req, body_types.clone()))
+        .around(move |next, req| request_check::enforce(next, req, rules.clone()))
         .around(form_credential)
         .around(root_to_console)
         .around({
@@ -244,7 +244,7 @@ fn closing(mut resp: Response) -> Response {
 async fn allow_methods<E: Endpoint>(
     next: Arc<E>,
     req: Request,
-    paths: Arc<strict_json::BodyTypes>,
+    paths: Arc<request_check::RequestRules>,
 ) -> poem::Result<Response> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();

@@ -54,6 +54,21 @@ pub struct Config {
     /// in the environment (`SIGIL_LEAK_REPORT_KEYS`). Empty: partner reports are refused.
     #[serde(deserialize_with = "map_or_json")]
     pub leak_report_keys: std::collections::BTreeMap<String, String>,
+    /// Waits between webhook delivery attempts (`5s,5m,30m,2h,5h,10h,10h`: over a day).
+    pub webhook_retry_schedule: String,
+    /// Seconds an endpoint has to answer a delivery.
+    pub webhook_timeout_secs: u64,
+    /// Let webhooks reach private, loopback and link-local addresses (a trusted network).
+    pub webhook_allow_private: bool,
+    /// How often the delivery worker looks for new events and due retries (ms).
+    pub webhook_poll_millis: u64,
+    /// How often tokens are checked for `token.expiring` / `token.expired` (seconds).
+    pub webhook_sweep_secs: u64,
+    /// Days before expiry that `token.expiring` fires (once each).
+    #[serde(deserialize_with = "days_or_csv")]
+    pub webhook_expiring_days: Vec<u32>,
+    /// Days the delivery log (finished deliveries and their events) is kept.
+    pub webhook_retention_days: u32,
 }
 
 impl Default for Config {
@@ -80,6 +95,13 @@ impl Default for Config {
             idle_timeout_secs: 60,
             header_read_timeout_secs: 15,
             leak_report_keys: std::collections::BTreeMap::new(),
+            webhook_retry_schedule: sigil_webhook::schedule::DEFAULT.into(),
+            webhook_timeout_secs: 15,
+            webhook_allow_private: false,
+            webhook_poll_millis: 1000,
+            webhook_sweep_secs: 60,
+            webhook_expiring_days: vec![7, 1],
+            webhook_retention_days: 30,
         }
     }
 }
@@ -113,6 +135,13 @@ const KEYS: &[&str] = &[
     "idle_timeout_secs",
     "header_read_timeout_secs",
     "leak_report_keys",
+    "webhook_retry_schedule",
+    "webhook_timeout_secs",
+    "webhook_allow_private",
+    "webhook_poll_millis",
+    "webhook_sweep_secs",
+    "webhook_expiring_days",
+    "webhook_retention_days",
 ];
 
 fn is_known_key(key: &str) -> bool {
@@ -151,6 +180,30 @@ fn paths_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, 
         .into_iter()
         .map(PathBuf::from)
         .collect())
+}
+
+/// A list of day counts, or (from the environment) one comma-separated string.
+fn days_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum DaysOrCsv {
+        List(Vec<u32>),
+        One(u32),
+        Csv(String),
+    }
+    match DaysOrCsv::deserialize(d)? {
+        DaysOrCsv::List(v) => Ok(v),
+        DaysOrCsv::One(n) => Ok(vec![n]),
+        DaysOrCsv::Csv(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<u32>()
+                    .map_err(|_| serde::de::Error::custom(format!("{p:?} is not a number of days")))
+            })
+            .collect(),
+    }
 }
 
 /// A map, or (from the environment) a JSON object in a string.
@@ -284,6 +337,40 @@ impl Config {
                     format!("key {id:?} is not a PEM ECDSA P-256 public key"),
                 ));
             }
+        }
+        if let Err(e) = sigil_webhook::RetrySchedule::parse(&self.webhook_retry_schedule) {
+            return Err(bad("SIGIL_WEBHOOK_RETRY_SCHEDULE", e));
+        }
+        if self.webhook_timeout_secs == 0 || self.webhook_timeout_secs > 300 {
+            return Err(bad(
+                "SIGIL_WEBHOOK_TIMEOUT_SECS",
+                "must be between 1 and 300",
+            ));
+        }
+        if self.webhook_poll_millis < 50 || self.webhook_poll_millis > 600_000 {
+            return Err(bad(
+                "SIGIL_WEBHOOK_POLL_MILLIS",
+                "must be between 50 and 600000",
+            ));
+        }
+        if self.webhook_sweep_secs == 0 || self.webhook_sweep_secs > 86_400 {
+            return Err(bad(
+                "SIGIL_WEBHOOK_SWEEP_SECS",
+                "must be between 1 and 86400",
+            ));
+        }
+        if self
+            .webhook_expiring_days
+            .iter()
+            .any(|d| *d == 0 || *d > 365)
+        {
+            return Err(bad(
+                "SIGIL_WEBHOOK_EXPIRING_DAYS",
+                "each must be between 1 and 365",
+            ));
+        }
+        if self.webhook_retention_days == 0 {
+            return Err(bad("SIGIL_WEBHOOK_RETENTION_DAYS", "must be at least 1"));
         }
         if self.argon2.memory_kib < 8 * 1024
             || self.argon2.iterations == 0

@@ -13,11 +13,13 @@ pub mod console;
 pub mod metrics;
 pub mod problem;
 pub mod refusals;
+pub mod request_check;
 pub mod run;
+pub mod schema_check;
 pub mod spec;
 pub mod state;
-pub mod strict_json;
 pub mod telemetry;
+pub mod webhook_sender;
 
 pub use config::{Config, ConfigError};
 pub use run::{open_database, prepare, serve, spawn, Prepared, Running};

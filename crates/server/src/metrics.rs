@@ -53,12 +53,53 @@ impl LoginOutcome {
     }
 }
 
+/// How a second-factor check ended (completeLogin, confirmPassword, disableTotp).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecondFactorOutcome {
+    /// A right TOTP code.
+    Success,
+    /// A right recovery code (now spent).
+    RecoveryCode,
+    /// A wrong code.
+    Failure,
+    /// The code of a time step already used, or a spent recovery code.
+    Reused,
+    /// Refused by the login throttle.
+    Throttled,
+    /// A login challenge that is not Sigil's, or has expired.
+    ChallengeInvalid,
+}
+
+impl SecondFactorOutcome {
+    const ALL: [SecondFactorOutcome; 6] = [
+        Self::Success,
+        Self::RecoveryCode,
+        Self::Failure,
+        Self::Reused,
+        Self::Throttled,
+        Self::ChallengeInvalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::RecoveryCode => "recovery_code",
+            Self::Failure => "failure",
+            Self::Reused => "reused",
+            Self::Throttled => "throttled",
+            Self::ChallengeInvalid => "challenge_invalid",
+        }
+    }
+}
+
 /// The server's own counters plus the OpenTelemetry instruments fed on each request.
 pub struct Metrics {
     requests: Mutex<Requests>,
     logins: [AtomicU64; 3],
     duration: Histogram<f64>,
     login_counter: opentelemetry::metrics::Counter<u64>,
+    second_factors: [AtomicU64; 6],
+    second_factor_counter: opentelemetry::metrics::Counter<u64>,
 }
 
 fn meter() -> Meter {
@@ -86,6 +127,11 @@ impl Metrics {
             login_counter: meter
                 .u64_counter("sigil.logins")
                 .with_description("Logins by outcome (success, failure, throttled).")
+                .build(),
+            second_factors: Default::default(),
+            second_factor_counter: meter
+                .u64_counter("sigil.second_factor_checks")
+                .with_description("Second-factor checks by outcome.")
                 .build(),
         }
     }
@@ -132,6 +178,14 @@ impl Metrics {
         self.logins[outcome as usize].fetch_add(1, Ordering::Relaxed);
         if crate::telemetry::metrics_enabled() {
             self.login_counter
+                .add(1, &[KeyValue::new("outcome", outcome.as_str())]);
+        }
+    }
+
+    pub fn second_factor(&self, outcome: SecondFactorOutcome) {
+        self.second_factors[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        if crate::telemetry::metrics_enabled() {
+            self.second_factor_counter
                 .add(1, &[KeyValue::new("outcome", outcome.as_str())]);
         }
     }
@@ -283,6 +337,21 @@ impl Metrics {
                 "sigil_logins_total{{outcome=\"{}\"}} {}",
                 outcome.as_str(),
                 self.logins[outcome as usize].load(Ordering::Relaxed)
+            );
+        }
+
+        family(
+            &mut out,
+            "sigil_second_factor_checks_total",
+            "Second-factor checks by outcome: success, recovery_code, failure, reused, throttled, challenge_invalid.",
+            "counter",
+        );
+        for outcome in SecondFactorOutcome::ALL {
+            let _ = writeln!(
+                out,
+                "sigil_second_factor_checks_total{{outcome=\"{}\"}} {}",
+                outcome.as_str(),
+                self.second_factors[outcome as usize].load(Ordering::Relaxed)
             );
         }
 

@@ -19,11 +19,30 @@ pub struct Problem {
     pub detail: String,
     /// Stable, machine-readable reason (e.g. `token_expired`).
     pub code: String,
-    /// Individual problems (e.g. each invalid entry), when there are several; absent
-    /// otherwise (so not required).
+    /// The refused request values, each with the field it is in (422 answers list at
+    /// least one; other answers none, so the field is not required).
     #[oai(default, skip_serializing_if_is_empty)]
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<String>,
+    pub errors: Vec<FieldProblem>,
+}
+
+/// One refused request value.
+#[derive(Clone, Debug, Object, serde::Serialize, PartialEq, Eq)]
+pub struct FieldProblem {
+    /// Where the value is: a body field as a path (`scope.methods[2]`), or the name of
+    /// the query, path or header parameter.
+    pub field: String,
+    /// What is wrong with it, and what would be right (allowed values, bounds, format).
+    pub message: String,
+}
+
+impl From<sigil_core::FieldError> for FieldProblem {
+    fn from(e: sigil_core::FieldError) -> Self {
+        Self {
+            field: e.field,
+            message: e.message,
+        }
+    }
 }
 
 impl Problem {
@@ -38,9 +57,14 @@ impl Problem {
         }
     }
 
-    pub fn with_errors(mut self, errors: Vec<String>) -> Self {
+    pub fn with_errors(mut self, errors: Vec<FieldProblem>) -> Self {
         self.errors = errors;
         self
+    }
+
+    /// 422 for refused request values, each named by its field.
+    pub fn unprocessable(code: &str, detail: impl Into<String>, errors: Vec<FieldProblem>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).with_errors(errors)
     }
 }
 
@@ -105,6 +129,28 @@ fn bad_request(err: poem::Error) -> ApiError {
             detail,
         )));
     }
+    // The request validation layer (request_check.rs) refuses values against the spec
+    // before poem-openapi reads them, so these are its rare leftovers; they get the same
+    // 422 shape with the parameter named.
+    if let Some(e) = err.downcast_ref::<poem_openapi::error::ParseParamError>() {
+        return invalid_value(e.name, &e.reason);
+    }
+    if let Some(e) = err.downcast_ref::<poem_openapi::error::ParsePathError>() {
+        return invalid_value(e.name, &e.reason);
+    }
+    if let Some(e) = err.downcast_ref::<poem_openapi::error::ParseRequestPayloadError>() {
+        if e.reason.contains("expected value")
+            || e.reason.contains("EOF while parsing")
+            || e.reason.contains("key must be a string")
+        {
+            return ApiError::BadRequest(Json(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                format!("the request body cannot be read: {}", e.reason),
+            )));
+        }
+        return invalid_value("body", &e.reason);
+    }
     ApiError::BadRequest(Json(Problem::new(
         StatusCode::BAD_REQUEST,
         "bad_request",
@@ -112,7 +158,22 @@ fn bad_request(err: poem::Error) -> ApiError {
     )))
 }
 
+fn invalid_value(field: &str, reason: &str) -> ApiError {
+    ApiError::Unprocessable(Json(Problem::unprocessable(
+        "validation_failed",
+        format!("the request has an invalid value: {field}"),
+        vec![FieldProblem {
+            field: field.to_owned(),
+            message: reason.to_owned(),
+        }],
+    )))
+}
+
 pub fn www_authenticate(code: &str, detail: &str) -> String {
+    // Login answers with the Basic challenge: it takes a username and password.
+    if code == "credentials_required" || code == "tenant_required" {
+        return "Basic realm=\"sigil\", charset=\"UTF-8\"".to_owned();
+    }
     if code == "credential_missing" {
         "Bearer realm=\"sigil\"".to_owned()
     } else {
@@ -179,9 +240,17 @@ impl From<Error> for ApiError {
                 code,
                 detail,
                 errors,
-            } => ApiError::Unprocessable(Json(
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).with_errors(errors),
-            )),
+            } => {
+                let mut errors: Vec<FieldProblem> = errors.into_iter().map(Into::into).collect();
+                if errors.is_empty() {
+                    // A refusal of the request as a whole rather than of one value.
+                    errors.push(FieldProblem {
+                        field: String::new(),
+                        message: detail.to_string(),
+                    });
+                }
+                ApiError::Unprocessable(Json(Problem::unprocessable(code, detail, errors)))
+            }
             Error::Unauthorized { code, detail } => ApiError::Unauthorized(
                 Json(Problem::new(StatusCode::UNAUTHORIZED, code, detail.clone())),
                 www_authenticate(code, &detail),

@@ -235,6 +235,49 @@ fn spawn_background(
     })
 }
 
+/// The webhook worker: fans out outbox events and sends due deliveries every
+/// `webhook_poll_millis`, sweeps token expiries every `webhook_sweep_secs`, and prunes
+/// the delivery log and stale address rows now and then. An attempt under way when the
+/// server stops finishes first; an interrupted one is retried after its lease.
+fn spawn_webhook_worker(
+    state: Arc<AppState>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut stop = stop;
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(state.config.webhook_poll_millis));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let sweep_every = Duration::from_secs(state.config.webhook_sweep_secs);
+        let mut last_sweep: Option<std::time::Instant> = None;
+        let mut last_prune = std::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
+                last_sweep = Some(std::time::Instant::now());
+                let days = &state.config.webhook_expiring_days;
+                if let Err(e) = sigil_token::notices::sweep(&state.db, days).await {
+                    tracing::warn!(error = %e, "token expiry sweep failed");
+                }
+            }
+            if let Err(e) = state.dispatcher.run_once().await {
+                tracing::warn!(error = %e, "webhook delivery round failed; will retry");
+            }
+            if last_prune.elapsed() >= Duration::from_secs(3600) {
+                last_prune = std::time::Instant::now();
+                let days = state.config.webhook_retention_days;
+                if let Err(e) = state.dispatcher.prune(days).await {
+                    tracing::warn!(error = %e, "webhook log pruning failed");
+                }
+                let _ = sigil_token::addresses::prune(&state.db).await;
+            }
+        }
+    })
+}
+
 /// Prints what a newcomer needs after the server is up; how to create a first tenant only
 /// while there is none.
 fn banner(state: &AppState, bound: &str, has_tenants: bool) {
@@ -353,7 +396,8 @@ async fn serve_with(
         .unwrap_or_else(|| addr.to_string());
     on_bound(&state, &bound);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let background = spawn_background(state.clone(), stop_rx);
+    let background = spawn_background(state.clone(), stop_rx.clone());
+    let webhooks = spawn_webhook_worker(state.clone(), stop_rx);
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     // Connections silent for this long are closed (idle keep-alives); a request head that
     // does not arrive in time is cut by `HeadDeadline` (see conn.rs and SECURITY.md).
@@ -365,6 +409,7 @@ async fn serve_with(
     tracing::info!("shutting down: flushing usage and audit");
     let _ = stop_tx.send(true);
     let _ = background.await;
+    let _ = webhooks.await;
     if let Err(e) = state.usage.flush(&state.db).await {
         tracing::error!(error = %e, "final usage flush failed");
     }

@@ -50,6 +50,7 @@ pub fn finish(raw: &str) -> Result<Value, String> {
             }
         }
     }
+    declare_form_credentials(&mut doc);
     close_request_objects(&mut doc);
     declare_cross_field_rules(&mut doc);
     if errors.is_empty() {
@@ -121,11 +122,47 @@ fn declare_cross_field_rules(doc: &mut Value) {
             }
         }
     }
+    // `x-sigil-code`: the problem code a value breaking the rule is refused with (the
+    // domain's own code, the same whichever layer finds it); `x-sigil-message`: what a
+    // broken pattern means, in words (request_check.rs).
     let password = json!({
         "minLength": sigil_user::PasswordParams::default().min_length,
-        "maxLength": 256
+        "maxLength": 256,
+        "x-sigil-code": "weak_password"
     });
-    let ip_net = json!({ "pattern": ip_pattern(true) });
+    let ip_net = |code: &str| {
+        json!({
+            "pattern": ip_pattern(true),
+            "x-sigil-code": code,
+            "x-sigil-message": "must be an IP address or a CIDR block, such as 203.0.113.7 or 10.0.0.0/8"
+        })
+    };
+    let email = json!({
+        "pattern": EMAIL_PATTERN,
+        "x-sigil-code": "invalid_user",
+        "x-sigil-message": "must be an email address (local@domain.tld, no spaces), or empty to remove it"
+    });
+    let client_ip = json!({
+        "pattern": ip_pattern(false),
+        "x-sigil-code": "invalid_client_ip",
+        "x-sigil-message": "must be an IP address, such as 203.0.113.7 or 2001:db8::1"
+    });
+    let username = json!({
+        "pattern": "^[A-Za-z0-9._@-]{1,64}$",
+        "x-sigil-code": "invalid_username",
+        "x-sigil-message": "must be 1-64 characters of letters, digits, '.', '_', '-' and '@'"
+    });
+    let webhook_secret = json!({
+        // 24-62 bytes: 8-20 groups and a tail of 0-2 bytes; 63-64: 21 groups and 0-1.
+        "pattern": concat!(
+            "^whsec_(([A-Za-z0-9+/]{4}){8,20}",
+            "([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?",
+            "|([A-Za-z0-9+/]{4}){21}([A-Za-z0-9+/][AQgw]==)?)$"
+        ),
+        "x-sigil-code": "invalid_webhook_secret",
+        "x-sigil-message": "must be whsec_ followed by the base64 of 24 to 64 random bytes"
+    });
+    let one_method = json!({ "minItems": 1, "x-sigil-code": "invalid_scope" });
     let rules = [
         // The password policy (crates/user/src/password.rs); it also refuses a password
         // that contains the username, which no schema can say.
@@ -137,56 +174,53 @@ fn declare_cross_field_rules(doc: &mut Value) {
             password.clone(),
         ),
         ("CreateTenantBody", "/properties/admin_password", password),
+        // validate_slug (crates/scope-registry/src/store/sets.rs); a built-in set's id is
+        // a conflict (409 `scope_set_exists`).
+        (
+            "CreateScopeSetBody",
+            "/properties/id",
+            json!({
+                "pattern": "^[a-z0-9_-]{2,63}$",
+                "x-sigil-code": "invalid_scope_set_id",
+                "x-sigil-message": "must be 2-63 characters of a-z, 0-9, '-' and '_'"
+            }),
+        ),
+        // Secret::parse (crates/webhook/src/signing.rs): canonical padded base64.
+        (
+            "CreateWebhookBody",
+            "/properties/secret",
+            webhook_secret.clone(),
+        ),
+        ("UpdateWebhookBody", "/properties/secret", webhook_secret),
+        // validate_username (crates/user/src/service.rs).
+        ("CreateUserBody", "/properties/username", username.clone()),
+        ("CreateTenantBody", "/properties/admin_username", username),
         // validate_contact (crates/user/src/service.rs); empty clears the address.
-        (
-            "CreateUserBody",
-            "/properties/email",
-            json!({ "pattern": EMAIL_PATTERN }),
-        ),
-        (
-            "UpdateUserBody",
-            "/properties/email",
-            json!({ "pattern": EMAIL_PATTERN }),
-        ),
-        (
-            "UpdateCurrentUserBody",
-            "/properties/email",
-            json!({ "pattern": EMAIL_PATTERN }),
-        ),
+        ("CreateUserBody", "/properties/email", email.clone()),
+        ("UpdateUserBody", "/properties/email", email.clone()),
+        ("UpdateCurrentUserBody", "/properties/email", email.clone()),
         // A custom scope needs at least one method (`invalid_scope`).
-        (
-            "CreateTokenBody",
-            "/properties/methods",
-            json!({ "minItems": 1 }),
-        ),
-        (
-            "UpdateTokenBody",
-            "/properties/methods",
-            json!({ "minItems": 1 }),
-        ),
+        ("CreateTokenBody", "/properties/methods", one_method.clone()),
+        ("UpdateTokenBody", "/properties/methods", one_method.clone()),
         // IPs and CIDRs (parse_ip_net, crates/tenant/src/policy.rs).
         (
             "CreateTokenBody",
             "/properties/ip_filter/items",
-            ip_net.clone(),
+            ip_net("invalid_ip_filter"),
         ),
         (
             "UpdateTokenBody",
             "/properties/ip_filter/items",
-            ip_net.clone(),
+            ip_net("invalid_ip_filter"),
         ),
-        ("PolicyDto", "/properties/ip_allowlist/items", ip_net),
+        (
+            "PolicyDto",
+            "/properties/ip_allowlist/items",
+            ip_net("invalid_policy"),
+        ),
         // An IP address, nothing around it (introspectToken).
-        (
-            "IntrospectBody",
-            "/properties/client_ip",
-            json!({ "pattern": ip_pattern(false) }),
-        ),
-        (
-            "IntrospectForm",
-            "/properties/client_ip",
-            json!({ "pattern": ip_pattern(false) }),
-        ),
+        ("IntrospectBody", "/properties/client_ip", client_ip.clone()),
+        ("IntrospectForm", "/properties/client_ip", client_ip.clone()),
     ];
     for (schema, pointer, rule) in rules {
         if let (Some(target), Some(rule)) = (
@@ -252,11 +286,43 @@ fn ip_pattern(net: bool) -> String {
 }
 
 /// Request objects take only the fields they declare (the server refuses others with
-/// 422 `unknown_field`, see strict_json.rs): every object schema with declared properties
+/// 422 `unknown_field`, see request_check.rs): every object schema with declared properties
 /// that a JSON request body reaches gets `additionalProperties: false`. Free-form objects
 /// (no declared properties, or an `additionalProperties` of their own) stay as they are,
 /// and so do members of an `allOf`, where the keyword would refuse the other members'
 /// fields.
+/// Form bodies take the credential as a field too (`auth_token`, as the query parameter
+/// of that name: the legacy `auth_token` POST parameter), so their schemas declare it.
+fn declare_form_credentials(doc: &mut Value) {
+    let mut forms = Vec::new();
+    if let Some(paths) = doc["paths"].as_object() {
+        let ops = paths
+            .values()
+            .filter_map(Value::as_object)
+            .flat_map(|o| o.values());
+        // Only operations that take a credential.
+        for op in ops.filter(|op| op["security"].as_array().is_some_and(|s| !s.is_empty())) {
+            let schema =
+                &op["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"];
+            if let Some(name) = schema["$ref"].as_str().and_then(|r| r.rsplit('/').next()) {
+                forms.push(name.to_owned());
+            }
+        }
+    }
+    for name in forms {
+        if let Some(props) = doc["components"]["schemas"][&name]["properties"].as_object_mut() {
+            props.entry("auth_token").or_insert_with(|| {
+                json!({
+                    "type": "string",
+                    "maxLength": 8192,
+                    "nullable": true,
+                    "description": "The caller's credential, instead of the Authorization header (when the tenant policy allows credentials in forms)."
+                })
+            });
+        }
+    }
+}
+
 fn close_request_objects(doc: &mut Value) {
     /// Marks `schema` and the inline schemas inside it; queues the components it names
     /// (with whether they are reached as a member of an `allOf`).
@@ -311,7 +377,9 @@ fn close_request_objects(doc: &mut Value) {
                     continue;
                 };
                 for (media, body) in content.iter_mut() {
-                    if media.starts_with("application/json") {
+                    if media.starts_with("application/json")
+                        || media.starts_with("application/x-www-form-urlencoded")
+                    {
                         if let Some(schema) = body.get_mut("schema") {
                             walk(schema, false, &mut queue);
                         }

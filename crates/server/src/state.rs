@@ -35,12 +35,18 @@ pub struct AppState {
     pub usage: UsageRecorder,
     pub audit: AuditLog,
     pub throttle: LoginThrottle,
+    /// Second factors of people (TOTP, recovery codes) and login challenges.
+    pub two_factor: sigil_user::TwoFactorService,
     pub builtin: std::sync::OnceLock<PluginManifest>,
     /// Sigil's method of each route of the API (from the spec), for the caller check.
     pub route_methods: std::sync::OnceLock<crate::api::caller::RouteMethods>,
     pub metrics: crate::metrics::Metrics,
     /// Refused verifications per client address (429 past the limit).
     pub refusals: crate::refusals::RefusalLimiter,
+    /// The tenants' webhook endpoints and delivery logs.
+    pub webhooks: sigil_webhook::WebhookService,
+    /// Delivers the outbox's events (run by the background worker, run.rs).
+    pub dispatcher: sigil_webhook::Dispatcher,
 }
 
 impl AppState {
@@ -54,6 +60,7 @@ impl AppState {
             Duration::from_secs(config.cache_ttl_secs),
         );
         let platform = PlatformKey::load_or_create(&db, &master).await?;
+        let two_factor = sigil_user::TwoFactorService::new(db.clone(), master.clone())?;
         let plugins = PluginStore::new(db.clone());
         let sets = ScopeSetStore::new(db.clone());
         let changes = Arc::new(ChangeFeed::new(db.clone()));
@@ -86,9 +93,27 @@ impl AppState {
         )
         .with_change_feed(&changes);
         let config_refusal_limit = config.refusal_limit_per_minute;
+        let webhooks = sigil_webhook::WebhookService::new(
+            db.clone(),
+            master.clone(),
+            config.webhook_allow_private,
+        );
+        let webhook_timeout = Duration::from_secs(config.webhook_timeout_secs);
+        let dispatcher = sigil_webhook::Dispatcher::new(
+            db.clone(),
+            master.clone(),
+            sigil_webhook::RetrySchedule::parse(&config.webhook_retry_schedule)
+                .map_err(|e| sigil_core::Error::invalid("webhook_retry_schedule", e))?,
+            Arc::new(crate::webhook_sender::HttpTransport::new(
+                webhook_timeout,
+                config.webhook_allow_private,
+            )?),
+            webhook_timeout,
+        );
         let state = Arc::new(Self {
             audit: AuditLog::new(db.clone()),
             throttle: LoginThrottle::new(),
+            two_factor,
             config,
             db,
             tenants,
@@ -106,6 +131,8 @@ impl AppState {
             route_methods: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::new(),
             refusals: crate::refusals::RefusalLimiter::new(config_refusal_limit),
+            webhooks,
+            dispatcher,
         });
         state.metrics.register_observers(Arc::downgrade(&state));
         Ok(state)
@@ -133,16 +160,19 @@ impl AppState {
                 sigil_core::Error::invalid_with(
                     "invalid_manifest",
                     format!("{} is not a valid plugin manifest", path.display()),
-                    errors,
+                    file_errors(path, errors),
                 )
             })?;
             crate::api::registry::check_namespace(&manifest, &reserved).map_err(|e| {
                 sigil_core::Error::invalid_with(
                     "invalid_manifest",
                     format!("{} breaks the plugin namespace rule", path.display()),
-                    std::iter::once(e.to_string())
-                        .chain(manifest.namespace_errors())
-                        .collect(),
+                    file_errors(
+                        path,
+                        std::iter::once(e.to_string())
+                            .chain(manifest.namespace_errors())
+                            .collect(),
+                    ),
                 )
             })?;
             let unchanged = self
@@ -176,7 +206,10 @@ impl AppState {
             sigil_core::Error::invalid_with(
                 "invalid_registry",
                 "the stored plugins do not compile",
-                errors,
+                errors
+                    .into_iter()
+                    .map(|message| sigil_core::FieldError::new("plugins", message))
+                    .collect(),
             )
         })?;
         self.registry.publish(snapshot);
@@ -199,6 +232,11 @@ impl AppState {
             Ok(caller) => Ok(caller),
             Err(refusal) => {
                 self.audit_reuse(&refusal, ip, auth::user_agent(req)).await;
+                if let Some(e) =
+                    crate::api::two_factor::enrolment_refusal(self, &credential, &refusal).await
+                {
+                    return Err(e);
+                }
                 Err(self.refusal(refusal, ip))
             }
         }
@@ -373,4 +411,12 @@ impl AppState {
     pub async fn changed(&self, change: sigil_token::Change) {
         self.changes.publish(change).await;
     }
+}
+
+/// Problems of a plugin file given with `--plugin`, named by the file.
+fn file_errors(path: &std::path::Path, errors: Vec<String>) -> Vec<sigil_core::FieldError> {
+    errors
+        .into_iter()
+        .map(|message| sigil_core::FieldError::new(path.display().to_string(), message))
+        .collect()
 }

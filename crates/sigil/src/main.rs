@@ -326,6 +326,7 @@ fn now_ms() -> i64 {
 fn describe(e: &sigil_core::Error) -> String {
     match e {
         sigil_core::Error::Invalid { detail, errors, .. } if !errors.is_empty() => {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
             format!("{detail}: {}", errors.join("; "))
         }
         other => other.to_string(),

@@ -1,7 +1,7 @@
 //! A tenant's rules for tokens and logins.
 
 use serde::{Deserialize, Serialize};
-use sigil_core::{Error, Result};
+use sigil_core::{Error, FieldError, Result};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -34,6 +34,9 @@ pub struct TenantPolicy {
     pub detect_reuse_after_rotation: bool,
     /// Reuse detection for secrets replaced by `regenerateToken` too.
     pub detect_reuse_after_regeneration: bool,
+    /// Every person must sign in with a second factor: one without it gets a session
+    /// that can only enrol. Tokens and `api` users are not affected.
+    pub require_two_factor: bool,
 }
 
 impl Default for TenantPolicy {
@@ -52,6 +55,7 @@ impl Default for TenantPolicy {
             key_overlap_secs: 86_400,
             detect_reuse_after_rotation: true,
             detect_reuse_after_regeneration: false,
+            require_two_factor: false,
         }
     }
 }
@@ -61,30 +65,54 @@ impl TenantPolicy {
         let mut errors = Vec::new();
         if let Some(days) = self.max_token_lifetime_days {
             if days == 0 || days > 3650 {
-                errors.push("max_token_lifetime_days must be between 1 and 3650".to_owned());
+                errors.push(FieldError::new(
+                    "max_token_lifetime_days",
+                    "max_token_lifetime_days must be between 1 and 3650",
+                ));
             }
         }
         if !(60..=3600).contains(&self.session_lifetime_secs) {
-            errors.push("session_lifetime_secs must be between 60 and 3600".to_owned());
+            errors.push(FieldError::new(
+                "session_lifetime_secs",
+                "session_lifetime_secs must be between 60 and 3600",
+            ));
         }
         if !(30..=3600).contains(&self.password_confirmation_secs) {
-            errors.push("password_confirmation_secs must be between 30 and 3600".to_owned());
+            errors.push(FieldError::new(
+                "password_confirmation_secs",
+                "password_confirmation_secs must be between 30 and 3600",
+            ));
         }
         if !(1..=100).contains(&self.login_max_failures) {
-            errors.push("login_max_failures must be between 1 and 100".to_owned());
+            errors.push(FieldError::new(
+                "login_max_failures",
+                "login_max_failures must be between 1 and 100",
+            ));
         }
         if !(1..=86_400).contains(&self.login_lockout_secs) {
-            errors.push("login_lockout_secs must be between 1 and 86400".to_owned());
+            errors.push(FieldError::new(
+                "login_lockout_secs",
+                "login_lockout_secs must be between 1 and 86400",
+            ));
         }
         if !(1..=10_000).contains(&self.max_tokens_per_user) {
-            errors.push("max_tokens_per_user must be between 1 and 10000".to_owned());
+            errors.push(FieldError::new(
+                "max_tokens_per_user",
+                "max_tokens_per_user must be between 1 and 10000",
+            ));
         }
         if self.key_overlap_secs > 90 * 86_400 {
-            errors.push("key_overlap_secs must be at most 7776000 (90 days)".to_owned());
+            errors.push(FieldError::new(
+                "key_overlap_secs",
+                "key_overlap_secs must be at most 7776000 (90 days)",
+            ));
         }
         for entry in &self.ip_allowlist {
             if parse_ip_net(entry).is_none() {
-                errors.push(format!("ip_allowlist entry {entry:?} is not an IP or CIDR"));
+                errors.push(FieldError::new(
+                    "ip_allowlist",
+                    format!("ip_allowlist entry {entry:?} is not an IP or CIDR"),
+                ));
             }
         }
         if errors.is_empty() {

@@ -62,8 +62,9 @@ pub fn validate_slug(slug: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(
+        Err(Error::invalid_field(
             "invalid_slug",
+            "slug",
             "slug must be 2-63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
         ))
     }
@@ -71,8 +72,9 @@ pub fn validate_slug(slug: &str) -> Result<()> {
 
 fn validate_name(name: &str) -> Result<()> {
     if name.trim().is_empty() || name.chars().count() > 200 {
-        return Err(Error::invalid(
+        return Err(Error::invalid_field(
             "invalid_name",
+            "name",
             "name must be 1-200 characters",
         ));
     }

@@ -149,8 +149,9 @@ pub fn decide(
             let expires_at = match expiry {
                 Expiry::Set(t) => t,
                 Expiry::Keep if token.expires_at.is_some_and(|t| t <= Utc::now()) => {
-                    return Err(Error::invalid(
+                    return Err(Error::invalid_field(
                         "expiry_required",
+                        "expires_at",
                         "the token has expired: give a new expires_at to regenerate it",
                     ))
                 }
@@ -252,14 +253,16 @@ pub fn check_policy_expiry(policy: &TenantPolicy, expires_at: Option<DateTime<Ut
     let now = Utc::now();
     match expires_at {
         Some(t) if t <= now => {
-            return Err(Error::invalid(
+            return Err(Error::invalid_field(
                 "expiry_in_past",
+                "expires_at",
                 "expires_at must be in the future",
             ))
         }
         None if !policy.allow_non_expiring_tokens => {
-            return Err(Error::invalid(
+            return Err(Error::invalid_field(
                 "expiry_required",
+                "expires_at",
                 "the tenant policy requires an expiry date (expires_at)",
             ))
         }
@@ -267,8 +270,9 @@ pub fn check_policy_expiry(policy: &TenantPolicy, expires_at: Option<DateTime<Ut
     }
     if let (Some(days), Some(t)) = (policy.max_token_lifetime_days, expires_at) {
         if t > now + Duration::days(i64::from(days)) + Duration::minutes(5) {
-            return Err(Error::invalid(
+            return Err(Error::invalid_field(
                 "expiry_exceeds_policy",
+                "expires_at",
                 format!("the tenant policy limits token lifetime to {days} days"),
             ));
         }

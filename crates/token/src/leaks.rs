@@ -58,6 +58,17 @@ impl Leaks {
     /// Revokes the token whose secret `secret` is. `None` when `secret` is not a real
     /// secret (malformed, forged, unknown, deleted, replaced): nothing happens then.
     pub async fn report(&self, secret: &str) -> Result<Option<Revocation>> {
+        self.report_found(secret, serde_json::Value::Null).await
+    }
+
+    /// [`Leaks::report`], with where the secret was found (`{"url", "source", ...}`) for
+    /// the `token.leaked` event.
+    pub async fn report_found(
+        &self,
+        secret: &str,
+        found: serde_json::Value,
+    ) -> Result<Option<Revocation>> {
+        use sea_orm::TransactionTrait;
         let secret = secret.trim();
         let Some((tenant, token, generation)) = self.signed(secret).await? else {
             return Ok(None);
@@ -77,6 +88,7 @@ impl Leaks {
         // One statement decides who revokes: concurrent reports of the same secret revoke
         // it once. A token revoked for another reason (a logout) keeps its time.
         let reason = || Expr::col(Alias::new(REASON_COLUMN));
+        let txn = self.db.begin().await?;
         let res = entity::Entity::update_many()
             .col_expr(
                 entity::Column::RevokedAt,
@@ -91,9 +103,13 @@ impl Leaks {
                     .add(reason().is_null())
                     .add(reason().ne(LEAKED)),
             )
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
         let first = res.rows_affected == 1;
+        if first {
+            crate::events::revoked(&txn, &row, LEAKED, found).await?;
+        }
+        txn.commit().await?;
         if first {
             self.changes.publish(Change::Token { tenant, token }).await;
         }
@@ -153,7 +169,9 @@ impl Leaks {
 /// decides: true only for the call that revoked it (a token already revoked, for any
 /// reason, is left as it is). The caller publishes the change.
 pub(crate) async fn revoke_for_reuse(db: &Db, tenant: TenantId, token: TokenId) -> Result<bool> {
+    use sea_orm::TransactionTrait;
     let now = sigil_core::now();
+    let txn = db.begin().await?;
     let res = entity::Entity::update_many()
         .col_expr(entity::Column::RevokedAt, Expr::value(now))
         .col_expr(Alias::new(REASON_COLUMN), Expr::value(REUSE_DETECTED))
@@ -161,9 +179,21 @@ pub(crate) async fn revoke_for_reuse(db: &Db, tenant: TenantId, token: TokenId) 
         .filter(entity::Column::TenantId.eq(tenant))
         .filter(entity::Column::Id.eq(token))
         .filter(entity::Column::RevokedAt.is_null())
-        .exec(db)
+        .exec(&txn)
         .await?;
-    Ok(res.rows_affected == 1)
+    let first = res.rows_affected == 1;
+    if first {
+        let row = entity::Entity::find()
+            .filter(entity::Column::TenantId.eq(tenant))
+            .filter(entity::Column::Id.eq(token))
+            .one(&txn)
+            .await?;
+        if let Some(row) = row {
+            crate::events::revoked(&txn, &row, REUSE_DETECTED, serde_json::json!({})).await?;
+        }
+    }
+    txn.commit().await?;
+    Ok(first)
 }
 
 /// Whether the secret with hash `hash` and generation `generation` is the token's

@@ -1,13 +1,16 @@
 //! Tokens: minting and managing personal, application and session tokens, and verifying
 //! them on the hot path (cache, precise refusal codes, usage counting, change feed).
 
+pub mod addresses;
 pub mod ceiling;
 pub mod changes;
 pub mod entity;
+pub mod events;
 pub mod jwt;
 pub mod leaks;
 mod loader;
 pub mod methods;
+pub mod notices;
 pub mod rights;
 pub mod scope;
 pub mod service;

@@ -64,6 +64,10 @@ sigil_methods! {
     GetCurrentUser => "getCurrentUser", "me.get", Tenant(Member);
     UpdateCurrentUser => "updateCurrentUser", "me.update", Tenant(Member);
     ChangePassword => "changePassword", "me.change_password", Tenant(Member);
+    CompleteLogin => "completeLogin", "auth.complete_login", Public;
+    BeginTotpEnrolment => "beginTotpEnrolment", "me.two_factor.begin", Tenant(Member);
+    ConfirmTotpEnrolment => "confirmTotpEnrolment", "me.two_factor.confirm", Tenant(Member);
+    DisableTotp => "disableTotp", "me.two_factor.disable", Tenant(Member);
     CreateTenant => "createTenant", "tenants.create", Operator;
     ListTenants => "listTenants", "tenants.list", Operator;
     GetTenant => "getTenant", "tenants.get", Operator;
@@ -80,6 +84,7 @@ sigil_methods! {
     UpdateUser => "updateUser", "users.update", Tenant(Admin);
     DeactivateUser => "deactivateUser", "users.deactivate", Tenant(Admin);
     DeleteUser => "deleteUser", "users.delete", Tenant(Admin);
+    ResetUserTwoFactor => "resetUserTwoFactor", "users.reset_two_factor", Tenant(Admin);
     ListPlugins => "listPlugins", "plugins.list", Shared(Member);
     RegisterPlugin => "registerPlugin", "plugins.register", Shared(Admin);
     GetPlugin => "getPlugin", "plugins.get", Shared(Member);
@@ -105,6 +110,13 @@ sigil_methods! {
     IntrospectToken => "introspectToken", "sigil.introspect", Tenant(Member);
     AuthorizeRequest => "authorizeRequest", "sigil.authorize", Public;
     ListAuditEvents => "listAuditEvents", "audit.list", Shared(Member);
+    CreateWebhook => "createWebhook", "tenant.webhooks.create", Tenant(Admin);
+    ListWebhooks => "listWebhooks", "tenant.webhooks.list", Tenant(Admin);
+    GetWebhook => "getWebhook", "tenant.webhooks.get", Tenant(Admin);
+    UpdateWebhook => "updateWebhook", "tenant.webhooks.update", Tenant(Admin);
+    DeleteWebhook => "deleteWebhook", "tenant.webhooks.delete", Tenant(Admin);
+    SendTestWebhook => "sendTestWebhook", "tenant.webhooks.test", Tenant(Admin);
+    ListWebhookDeliveries => "listWebhookDeliveries", "tenant.webhooks.list_deliveries", Tenant(Admin);
     GetHealth => "getHealth", "service.health", Public;
     GetReadiness => "getReadiness", "service.readiness", Public;
 }

@@ -1,6 +1,6 @@
 //! Turning a token's scope into a compiled method set.
 
-use sigil_core::{Error, Result, TenantId};
+use sigil_core::{Error, FieldError, Result, TenantId};
 use sigil_scope_registry::store::ScopeSetStore;
 use sigil_scope_registry::{MethodSet, Snapshot};
 
@@ -18,8 +18,9 @@ pub async fn resolve_strict(
         Scope::All => Ok(snapshot.visible(Some(tenant.0)).clone()),
         Scope::Methods(entries) => {
             if entries.is_empty() {
-                return Err(Error::invalid(
+                return Err(Error::invalid_field(
                     "invalid_scope",
+                    "methods",
                     "a custom scope needs at least one method",
                 ));
             }
@@ -29,16 +30,16 @@ pub async fn resolve_strict(
                     Error::invalid_with(
                         "unknown_methods",
                         "some methods or patterns match no method of the registry",
-                        unknown,
+                        unknown_entries("methods", entries, unknown),
                     )
                 })
         }
         Scope::Set(id) => match resolve_set(snapshot, sets, tenant, id).await? {
             Some(set) => Ok(set),
-            None => Err(Error::invalid_with(
+            None => Err(Error::invalid_field(
                 "unknown_scope_set",
-                "the scope set does not exist",
-                vec![id.clone()],
+                "scope_set",
+                format!("there is no scope set {id:?}; listScopeSets shows the ones there are"),
             )),
         },
     }
@@ -74,4 +75,19 @@ async fn resolve_set(
         .find(tenant, id)
         .await?
         .map(|custom| snapshot.resolve_lenient(Some(tenant.0), &custom.entries, custom.access)))
+}
+
+/// The entries of the list `field` that match no method, each named by its place in the
+/// list (`methods[2]`).
+pub fn unknown_entries(field: &str, entries: &[String], unknown: Vec<String>) -> Vec<FieldError> {
+    unknown
+        .into_iter()
+        .map(|entry| {
+            let at = entries.iter().position(|e| *e == entry).unwrap_or_default();
+            FieldError::new(
+                format!("{field}[{at}]"),
+                format!("{entry:?} matches no method of the registry; listMethods shows them"),
+            )
+        })
+        .collect()
 }

@@ -14,7 +14,7 @@ use sea_orm::{
 use sigil_core::crypto::sha256_hex;
 use sigil_core::db::Db;
 use sigil_core::page::{Page, PageRequest};
-use sigil_core::{Error, Result, TenantId, TokenId, UserId};
+use sigil_core::{Error, FieldError, Result, TenantId, TokenId, UserId};
 use sigil_scope_registry::store::ScopeSetStore;
 use sigil_scope_registry::{MethodSet, Registry, Snapshot};
 use sigil_tenant::KeyRing;
@@ -91,10 +91,13 @@ fn in_tenant(tenant: TenantId) -> Select<entity::Entity> {
 fn validate_text(name: &str, description: &str) -> Result<()> {
     let mut errors = Vec::new();
     if name.trim().is_empty() || name.chars().count() > 200 {
-        errors.push("name must be 1-200 characters".to_owned());
+        errors.push(FieldError::new("name", "name must be 1-200 characters"));
     }
     if description.chars().count() > 2000 {
-        errors.push("description must be at most 2000 characters".to_owned());
+        errors.push(FieldError::new(
+            "description",
+            "description must be at most 2000 characters",
+        ));
     }
     if errors.is_empty() {
         Ok(())
@@ -113,11 +116,14 @@ pub fn validate_ip_filter(entries: &[String]) -> Result<Vec<String>> {
     for entry in entries {
         match sigil_tenant::policy::parse_ip_net(entry) {
             Some(net) => normalised.push(net.to_string()),
-            None => bad.push(entry.clone()),
+            None => bad.push(FieldError::new(
+                format!("ip_filter[{}]", normalised.len() + bad.len()),
+                format!("{entry:?} is not an IP address or CIDR block"),
+            )),
         }
     }
     if entries.len() > 100 {
-        bad.push("at most 100 entries".to_owned());
+        bad.push(FieldError::new("ip_filter", "at most 100 entries"));
     }
     if bad.is_empty() {
         Ok(normalised)
@@ -207,24 +213,28 @@ impl TokenService {
     /// Whether `owner` may own a token of `kind`.
     fn check_owner(owner: &User, kind: TokenKind) -> Result<()> {
         if owner.is_system {
-            return Err(Error::invalid(
+            return Err(Error::invalid_field(
                 "system_user",
+                "owner_id",
                 "the system user cannot own a token",
             ));
         }
         if !owner.active {
-            return Err(Error::invalid(
+            return Err(Error::invalid_field(
                 "owner_deactivated",
+                "owner_id",
                 "the owner is deactivated",
             ));
         }
         match kind {
-            TokenKind::Application if owner.kind != UserKind::Api => Err(Error::invalid(
+            TokenKind::Application if owner.kind != UserKind::Api => Err(Error::invalid_field(
                 "owner_not_api_user",
+                "owner_id",
                 "an application token must be owned by an api user",
             )),
-            TokenKind::Session => Err(Error::invalid(
+            TokenKind::Session => Err(Error::invalid_field(
                 "invalid_kind",
+                "kind",
                 "kind must be personal or application",
             )),
             _ => Ok(()),
@@ -269,7 +279,9 @@ impl TokenService {
             .as_ref()
             .map(User::try_from)
             .transpose()?
-            .ok_or_else(|| Error::invalid("unknown_owner", "the owner does not exist"))?;
+            .ok_or_else(|| {
+                Error::invalid_field("unknown_owner", "owner_id", "the owner does not exist")
+            })?;
         Self::check_owner(&owner, new.kind)?;
         let owner_rights = crate::rights::role_rights(&snapshot, actor.tenant_id.0, owner.role);
         let source_ceiling = copied_ceiling
@@ -336,6 +348,13 @@ impl TokenService {
             token: Token::try_from(&stored)?,
             secret,
         };
+        crate::events::token_event(
+            &txn,
+            sigil_core::outbox::events::TOKEN_CREATED,
+            &stored,
+            serde_json::json!({ "created_by": actor.user_id.0 }),
+        )
+        .await?;
         txn.commit().await?;
         Ok(minted)
     }
@@ -441,6 +460,81 @@ impl TokenService {
         .await
     }
 
+    /// A login session that may call only `methods` (its stored ceiling), for a person
+    /// who must enrol a second factor before anything else (tenant policy
+    /// `require_two_factor`).
+    pub async fn create_limited_session(
+        &self,
+        user: &User,
+        lifetime_secs: u32,
+        methods: &[&str],
+    ) -> Result<Minted> {
+        let expires_at = ceiling::login(lifetime_secs).expires_at;
+        let new = NewToken {
+            kind: TokenKind::Session,
+            owner: Some(user.id),
+            name: "login session (second factor enrolment)".to_owned(),
+            description: String::new(),
+            scope: Scope::All,
+            expires_at,
+            ip_filter: Vec::new(),
+            enabled: true,
+        };
+        self.prune_sessions(user).await?;
+        let id = TokenId::new();
+        let secret = self
+            .mint_secret(
+                user.tenant_id,
+                user.id,
+                id,
+                1,
+                TokenKind::Session,
+                expires_at,
+            )
+            .await?;
+        let ceiling = serde_json::to_string(methods).map_err(Error::internal)?;
+        let model = Self::new_model(
+            user.tenant_id,
+            user,
+            Some(user.id),
+            TokenKind::Session,
+            new,
+            Vec::new(),
+            id,
+            &secret,
+            Some(ceiling),
+        )?
+        .insert(&self.db)
+        .await?;
+        Ok(Minted {
+            token: Token::try_from(&model)?,
+            secret,
+        })
+    }
+
+    /// Lifts the ceiling of a limited login session (see
+    /// [`TokenService::create_limited_session`]) once its person enrolled: the session
+    /// then holds the user's rights like any other.
+    pub async fn lift_session_ceiling(&self, actor: &Principal) -> Result<()> {
+        if !actor.is_session() {
+            return Ok(());
+        }
+        entity::Entity::update_many()
+            .col_expr(entity::Column::Ceiling, Expr::value(Option::<String>::None))
+            .filter(entity::Column::TenantId.eq(actor.tenant_id))
+            .filter(entity::Column::Id.eq(actor.token_id))
+            .filter(entity::Column::Kind.eq(TokenKind::Session.as_str()))
+            .exec(&self.db)
+            .await?;
+        self.changes
+            .publish(Change::Token {
+                tenant: actor.tenant_id,
+                token: actor.token_id,
+            })
+            .await;
+        Ok(())
+    }
+
     /// Removes a user's expired or revoked sessions so the table does not grow forever.
     async fn prune_sessions(&self, user: &User) -> Result<()> {
         entity::Entity::delete_many()
@@ -460,7 +554,7 @@ impl TokenService {
     /// Marks the session as password-confirmed for the tenant's confirmation window.
     pub async fn confirm_session(&self, actor: &Principal) -> Result<DateTime<Utc>> {
         if !actor.is_session() {
-            return Err(Error::invalid(
+            return Err(Error::forbidden(
                 "not_a_session",
                 "only a login session can be confirmed; tokens are not asked to confirm",
             ));
@@ -508,6 +602,16 @@ impl TokenService {
 
     pub async fn get(&self, actor: &Principal, id: TokenId) -> Result<Token> {
         Token::try_from(&self.managed(actor, id).await?)
+    }
+
+    /// The last distinct client addresses of a token the actor may manage.
+    pub async fn recent_addresses(
+        &self,
+        actor: &Principal,
+        id: TokenId,
+    ) -> Result<Vec<crate::addresses::RecentAddress>> {
+        let model = self.managed(actor, id).await?;
+        crate::addresses::recent(&self.db, model.tenant_id, model.id).await
     }
 
     pub async fn list(
@@ -623,7 +727,13 @@ impl TokenService {
         let current_ceiling =
             ceiling::from_stored(&snapshot, actor.tenant_id, current.ceiling.as_deref());
         let new_scope = match &patch.scope {
-            Some(Scope::All) => return Err(Error::invalid("invalid_scope", "a scope is required")),
+            Some(Scope::All) => {
+                return Err(Error::invalid_field(
+                    "invalid_scope",
+                    "scope_set",
+                    "a scope is required",
+                ))
+            }
             Some(scope) => {
                 Some(scope::resolve_strict(&snapshot, &self.sets, actor.tenant_id, scope).await?)
             }
@@ -685,7 +795,16 @@ impl TokenService {
             model.enabled = Set(enabled);
         }
         model.updated_at = Set(sigil_core::now());
-        let updated = model.update(&self.db).await?;
+        let txn = self.db.begin().await?;
+        let updated = model.update(&txn).await?;
+        crate::events::token_event(
+            &txn,
+            sigil_core::outbox::events::TOKEN_UPDATED,
+            &updated,
+            serde_json::json!({ "updated_by": actor.user_id.0, "enabled": updated.enabled }),
+        )
+        .await?;
+        txn.commit().await?;
         self.changes
             .publish(Change::Token {
                 tenant: actor.tenant_id,
@@ -705,8 +824,9 @@ impl TokenService {
         expiry: Expiry,
     ) -> Result<Minted> {
         if grace_secs > 86_400 {
-            return Err(Error::invalid(
+            return Err(Error::invalid_field(
                 "invalid_grace_period",
+                "grace_period_secs",
                 "grace_period_secs must be at most 86400",
             ));
         }
@@ -720,13 +840,14 @@ impl TokenService {
     /// grace period revokes the token (reuse detection, crate::verifier).
     pub async fn rotate_current(&self, actor: &Principal, grace_secs: u32) -> Result<Minted> {
         if grace_secs > 86_400 {
-            return Err(Error::invalid(
+            return Err(Error::invalid_field(
                 "invalid_grace_period",
+                "grace_period_secs",
                 "grace_period_secs must be at most 86400",
             ));
         }
         if actor.is_session() {
-            return Err(Error::invalid(
+            return Err(Error::forbidden(
                 "session_not_rotatable",
                 "a login session cannot rotate itself; log in again, or rotate a personal or application token",
             ));
@@ -801,6 +922,7 @@ impl TokenService {
         // `self_rotated_from` marks the generations replaced by self-rotation only.
         let self_rotated_from =
             by_self.then(|| current.self_rotated_from.unwrap_or(current.generation));
+        let txn = self.db.begin().await?;
         let res = entity::Entity::update_many()
             .col_expr(entity::Column::Generation, Expr::value(generation))
             .col_expr(
@@ -821,7 +943,7 @@ impl TokenService {
             .filter(entity::Column::TenantId.eq(actor.tenant_id))
             .filter(entity::Column::Id.eq(id))
             .filter(entity::Column::Generation.eq(current.generation))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
         if res.rows_affected != 1 {
             return Err(Error::conflict(
@@ -829,6 +951,20 @@ impl TokenService {
                 "the token changed meanwhile; retry",
             ));
         }
+        let mut event_model = current;
+        event_model.generation = generation;
+        event_model.expires_at = decision.expires_at;
+        crate::events::token_event(
+            &txn,
+            sigil_core::outbox::events::TOKEN_REGENERATED,
+            &event_model,
+            serde_json::json!({
+                "by": if by_self { "rotation" } else { "regeneration" },
+                "grace_until": grace_until,
+            }),
+        )
+        .await?;
+        txn.commit().await?;
         self.changes
             .publish(Change::Token {
                 tenant: actor.tenant_id,
@@ -873,15 +1009,24 @@ impl TokenService {
     pub async fn delete(&self, actor: &Principal, id: TokenId) -> Result<Token> {
         let current = self.managed(actor, id).await?;
         let token = Token::try_from(&current)?;
+        let txn = self.db.begin().await?;
         let res = entity::Entity::delete_many()
             .filter(entity::Column::TenantId.eq(actor.tenant_id))
             .filter(entity::Column::Id.eq(id))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
         // A concurrent delete got there first: only one of them reports the deletion.
         if res.rows_affected == 0 {
             return Err(Error::not_found("token"));
         }
+        crate::events::token_event(
+            &txn,
+            sigil_core::outbox::events::TOKEN_DELETED,
+            &current,
+            serde_json::json!({ "deleted_by": actor.user_id.0 }),
+        )
+        .await?;
+        txn.commit().await?;
         self.changes
             .publish(Change::Token {
                 tenant: actor.tenant_id,
@@ -894,8 +1039,9 @@ impl TokenService {
     /// Deletes all the given tokens or none: an unknown or foreign id aborts the lot.
     pub async fn delete_many(&self, actor: &Principal, ids: &[TokenId]) -> Result<Vec<Token>> {
         if ids.is_empty() || ids.len() > 500 {
-            return Err(Error::invalid(
+            return Err(Error::invalid_field(
                 "invalid_ids",
+                "ids",
                 "give between 1 and 500 token ids",
             ));
         }
@@ -911,10 +1057,10 @@ impl TokenService {
         }
         let found = query.lock_exclusive().all(&txn).await?;
         if found.len() != unique.len() {
-            let missing: Vec<String> = unique
+            let missing: Vec<FieldError> = unique
                 .iter()
                 .filter(|id| !found.iter().any(|m| m.id == **id))
-                .map(ToString::to_string)
+                .map(|id| FieldError::new("ids", format!("there is no token {id}")))
                 .collect();
             return Err(Error::invalid_with(
                 "unknown_tokens",
@@ -927,6 +1073,15 @@ impl TokenService {
             .filter(entity::Column::Id.is_in(unique))
             .exec(&txn)
             .await?;
+        for m in &found {
+            crate::events::token_event(
+                &txn,
+                sigil_core::outbox::events::TOKEN_DELETED,
+                m,
+                serde_json::json!({ "deleted_by": actor.user_id.0, "bulk": true }),
+            )
+            .await?;
+        }
         txn.commit().await?;
         for m in &found {
             self.changes

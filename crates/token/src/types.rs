@@ -26,8 +26,9 @@ impl TokenKind {
             "personal" => Ok(TokenKind::Personal),
             "application" => Ok(TokenKind::Application),
             "session" => Ok(TokenKind::Session),
-            _ => Err(Error::invalid(
+            _ => Err(Error::invalid_field(
                 "invalid_kind",
+                "kind",
                 "kind must be personal or application",
             )),
         }

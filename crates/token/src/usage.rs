@@ -14,6 +14,7 @@ use sigil_core::db::Db;
 use sigil_core::{Result, TokenId};
 use tracing::Instrument;
 
+use crate::addresses::Seen;
 use crate::entity;
 
 #[derive(Clone, Debug)]
@@ -21,6 +22,30 @@ struct Tally {
     count: i64,
     last_at: DateTime<Utc>,
     last_ip: Option<std::net::IpAddr>,
+    /// Distinct addresses since the last flush (crate::addresses), at most
+    /// `MAX_PENDING_IPS`: the ones seen last win.
+    ips: HashMap<std::net::IpAddr, Seen>,
+}
+
+/// Addresses held per token between flushes.
+const MAX_PENDING_IPS: usize = 2 * crate::addresses::KEEP;
+
+impl Tally {
+    fn saw(&mut self, ip: std::net::IpAddr, seen: Seen) {
+        let slot = self.ips.entry(ip).or_insert(seen);
+        slot.first = slot.first.min(seen.first);
+        slot.last = slot.last.max(seen.last);
+        if self.ips.len() > MAX_PENDING_IPS {
+            if let Some(oldest) = self
+                .ips
+                .iter()
+                .min_by_key(|(_, s)| s.last)
+                .map(|(ip, _)| *ip)
+            {
+                self.ips.remove(&oldest);
+            }
+        }
+    }
 }
 
 /// Flush counters, read by the metrics endpoint.
@@ -72,11 +97,19 @@ impl UsageRecorder {
             count: 0,
             last_at: now,
             last_ip: None,
+            ips: HashMap::new(),
         });
         tally.count += 1;
         tally.last_at = now;
         if let Some(ip) = ip {
             tally.last_ip = Some(ip);
+            tally.saw(
+                ip,
+                Seen {
+                    first: now,
+                    last: now,
+                },
+            );
         }
     }
 
@@ -119,9 +152,13 @@ impl UsageRecorder {
                     for (id, t) in batch {
                         let slot = p.entry(id).or_insert(Tally {
                             count: 0,
+                            ips: HashMap::new(),
                             ..t.clone()
                         });
                         slot.count += t.count;
+                        for (ip, seen) in &t.ips {
+                            slot.saw(*ip, *seen);
+                        }
                         if t.last_at > slot.last_at {
                             slot.last_at = t.last_at;
                             slot.last_ip = t.last_ip.or(slot.last_ip.take());
@@ -196,6 +233,12 @@ async fn write(db: &Db, batch: &HashMap<TokenId, Tally>) -> Result<()> {
         }
         update.exec(&txn).await?;
     }
+    let seen: HashMap<TokenId, HashMap<std::net::IpAddr, Seen>> = batch
+        .iter()
+        .filter(|(_, t)| !t.ips.is_empty())
+        .map(|(id, t)| (*id, t.ips.clone()))
+        .collect();
+    crate::addresses::record(&txn, &seen).await?;
     txn.commit().await?;
     Ok(())
 }

@@ -27,7 +27,9 @@ pub async fn onboard_tenant(
 ) -> Result<Onboarded> {
     let username = admin_username.unwrap_or_else(|| "admin".to_owned());
     let password = admin_password.unwrap_or_else(|| crypto::random_password(24));
-    users.hasher().check_policy(&username, &password)?;
+    users
+        .hasher()
+        .check_policy("password", &username, &password)?;
     let txn = db.begin().await?;
     let tenant = tenants.insert(&txn, new).await?;
     keys.create_initial(&txn, tenant.id).await?;

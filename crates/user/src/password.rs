@@ -7,7 +7,7 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
-use sigil_core::{Error, Result};
+use sigil_core::{Error, FieldError, Result};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -67,7 +67,7 @@ impl PasswordHasher {
     }
 
     /// Checks the password policy: long enough, not too long, not the username.
-    pub fn check_policy(&self, username: &str, password: &str) -> Result<()> {
+    pub fn check_policy(&self, field: &str, username: &str, password: &str) -> Result<()> {
         let len = password.chars().count();
         let mut errors = Vec::new();
         if len < self.min_length {
@@ -88,7 +88,10 @@ impl PasswordHasher {
             Err(Error::invalid_with(
                 "weak_password",
                 "the password does not meet the policy",
-                errors,
+                errors
+                    .into_iter()
+                    .map(|message| FieldError::new(field, message))
+                    .collect(),
             ))
         }
     }

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use sigil_core::db::Db;
 use sigil_core::page::{Page, PageRequest};
-use sigil_core::{Error, Result, TenantId, UserId};
+use sigil_core::{Error, FieldError, Result, TenantId, UserId};
 
 use crate::entity;
 use crate::password::PasswordHasher;
@@ -40,6 +40,8 @@ pub struct UserFilter {
     pub role: Option<Role>,
     pub kind: Option<UserKind>,
     pub active: Option<bool>,
+    /// Only users with (true) or without (false) two-factor sign-in on.
+    pub two_factor: Option<bool>,
 }
 
 fn in_tenant(tenant: TenantId) -> Select<entity::Entity> {
@@ -95,8 +97,9 @@ pub fn validate_username(username: &str) -> Result<()> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
     if !ok {
-        return Err(Error::invalid(
+        return Err(Error::invalid_field(
             "invalid_username",
+            "username",
             "username must be 1-64 characters of letters, digits, '.', '_', '-' and '@'",
         ));
     }
@@ -106,7 +109,10 @@ pub fn validate_username(username: &str) -> Result<()> {
 fn validate_contact(display_name: &str, email: Option<&str>) -> Result<()> {
     let mut errors = Vec::new();
     if display_name.trim().is_empty() || display_name.chars().count() > 200 {
-        errors.push("display_name must be 1-200 characters".to_owned());
+        errors.push(FieldError::new(
+            "display_name",
+            "display_name must be 1-200 characters",
+        ));
     }
     if let Some(email) = email {
         let valid = email.len() <= 254
@@ -115,7 +121,7 @@ fn validate_contact(display_name: &str, email: Option<&str>) -> Result<()> {
                 .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
             && !email.chars().any(char::is_whitespace);
         if !valid {
-            errors.push("email is not a valid address".to_owned());
+            errors.push(FieldError::new("email", "email is not a valid address"));
         }
     }
     if errors.is_empty() {
@@ -162,7 +168,8 @@ impl UserService {
         validate_contact(&display_name, new.email.as_deref())?;
         let password_hash = match new.password {
             Some(password) => {
-                self.hasher.check_policy(&new.username, &password)?;
+                self.hasher
+                    .check_policy("password", &new.username, &password)?;
                 Some(self.hasher.hash(password).await?)
             }
             None => None,
@@ -192,6 +199,7 @@ impl UserService {
             password_hash: Set(password_hash),
             created_at: Set(now),
             updated_at: Set(now),
+            two_factor_enabled_at: Set(None),
         }
         .insert(conn)
         .await
@@ -258,6 +266,11 @@ impl UserService {
         if let Some(active) = filter.active {
             query = query.filter(entity::Column::Active.eq(active));
         }
+        match filter.two_factor {
+            Some(true) => query = query.filter(entity::Column::TwoFactorEnabledAt.is_not_null()),
+            Some(false) => query = query.filter(entity::Column::TwoFactorEnabledAt.is_null()),
+            None => {}
+        }
         let total = query.clone().count(&self.db).await?;
         let items = query
             .order_by_asc(entity::Column::Username)
@@ -307,6 +320,7 @@ impl UserService {
             .unwrap_or(current.display_name.clone());
         let email = patch.email.clone().unwrap_or(current.email.clone());
         validate_contact(&display_name, email.as_deref())?;
+        let deactivated = current.active && patch.active == Some(false);
         let mut model: entity::ActiveModel = current.into();
         model.display_name = Set(display_name);
         model.email = Set(email);
@@ -321,6 +335,20 @@ impl UserService {
         }
         model.updated_at = Set(sigil_core::now());
         let updated = model.update(&txn).await?;
+        if deactivated {
+            // With the change's transaction: the webhook outbox (sigil_core::outbox).
+            sigil_core::outbox::enqueue(
+                &txn,
+                tenant,
+                sigil_core::outbox::events::USER_DEACTIVATED,
+                serde_json::json!({
+                    "tenant_id": tenant.0,
+                    "user_id": updated.id.0,
+                    "username": updated.username,
+                }),
+            )
+            .await?;
+        }
         txn.commit().await?;
         User::try_from(&updated)
     }
@@ -407,7 +435,8 @@ impl UserService {
                 "the system user has no password",
             ));
         }
-        self.hasher.check_policy(&current.username, &password)?;
+        self.hasher
+            .check_policy("new_password", &current.username, &password)?;
         let hash = self.hasher.hash(password).await?;
         let mut model: entity::ActiveModel = current.into();
         model.password_hash = Set(Some(hash));
@@ -437,6 +466,7 @@ impl UserService {
             password_hash: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
+            two_factor_enabled_at: Set(None),
         })
         .exec_without_returning(conn)
         .await?;

@@ -46,6 +46,8 @@ impl Default for LoginThrottle {
 pub struct LoginAttempt<'a> {
     throttle: &'a LoginThrottle,
     user: UserKey,
+    /// The start of the user window the slot was taken in.
+    user_since: Instant,
     /// The IP and the start of the IP window the slot was taken in.
     ip: Option<(IpAddr, Instant)>,
 }
@@ -57,6 +59,16 @@ impl LoginAttempt<'_> {
             .by_user
             .entry(self.user)
             .and_compute_with(|_| Op::Remove);
+        if let Some((ip, since)) = self.ip {
+            give_back(&self.throttle.by_ip, ip, since);
+        }
+    }
+
+    /// The password was right but a second factor is still to come: gives this attempt's
+    /// slots back without clearing earlier failures, so guessing codes (which count like
+    /// passwords) cannot be reset by signing in again with the password.
+    pub fn released(self) {
+        give_back(&self.throttle.by_user, self.user, self.user_since);
         if let Some((ip, since)) = self.ip {
             give_back(&self.throttle.by_ip, ip, since);
         }
@@ -107,6 +119,7 @@ impl LoginThrottle {
         Ok(LoginAttempt {
             throttle: self,
             user,
+            user_since,
             ip,
         })
     }
@@ -261,6 +274,23 @@ mod tests {
             );
         }
         retry_after(t.reserve(tenant, "carol", ip(1), 3, MINUTE));
+    }
+
+    #[test]
+    fn a_released_attempt_keeps_earlier_failures() {
+        let t = LoginThrottle::new();
+        let tenant = TenantId::new();
+        for _ in 0..2 {
+            drop(t.reserve(tenant, "bob", ip(1), 3, MINUTE).expect("room"));
+        }
+        // A right password with a second factor to come: the two failures stay.
+        for _ in 0..10 {
+            t.reserve(tenant, "bob", ip(1), 3, MINUTE)
+                .expect("room")
+                .released();
+        }
+        drop(t.reserve(tenant, "bob", ip(1), 3, MINUTE).expect("third"));
+        retry_after(t.reserve(tenant, "bob", ip(1), 3, MINUTE));
     }
 
     #[test]

@@ -28,8 +28,9 @@ impl Role {
             "member" => Ok(Role::Member),
             "token_manager" => Ok(Role::TokenManager),
             "admin" => Ok(Role::Admin),
-            _ => Err(Error::invalid(
+            _ => Err(Error::invalid_field(
                 "invalid_role",
+                "role",
                 "role must be admin, token_manager or member",
             )),
         }
@@ -60,7 +61,11 @@ impl UserKind {
         match text {
             "person" => Ok(UserKind::Person),
             "api" => Ok(UserKind::Api),
-            _ => Err(Error::invalid("invalid_kind", "kind must be person or api")),
+            _ => Err(Error::invalid_field(
+                "invalid_kind",
+                "kind",
+                "kind must be person or api",
+            )),
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct User {
     pub has_password: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When two-factor sign-in (TOTP) was turned on; `None`: off.
+    pub two_factor_enabled_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<&entity::Model> for User {
@@ -99,6 +106,7 @@ impl TryFrom<&entity::Model> for User {
             has_password: m.password_hash.is_some(),
             created_at: m.created_at,
             updated_at: m.updated_at,
+            two_factor_enabled_at: m.two_factor_enabled_at,
         })
     }
 }

@@ -11,13 +11,17 @@ Environment: SIGIL_URL, SIGIL_TENANT, SIGIL_ADMIN_PASSWORD (the tenant's first a
 SIGIL_OPERATOR_TOKEN (from `sigil operator token`), SIGIL_SPEC (default: the committed spec).
 """
 
+import base64
 import datetime
 import functools
+import hashlib
+import hmac
 import importlib
 import json
 import os
 import pkgutil
 import re
+import struct
 import sys
 import time
 import traceback
@@ -38,8 +42,12 @@ import sigil_client.api  # noqa: E402
 from sigil_client import AuthenticatedClient, Client  # noqa: E402
 from sigil_client.api.audit import list_audit_events
 from sigil_client.api.auth import (
+    begin_totp_enrolment,
     change_password,
+    complete_login,
     confirm_password,
+    confirm_totp_enrolment,
+    disable_totp,
     get_current_user,
     login,
     update_current_user,
@@ -89,14 +97,30 @@ from sigil_client.api.users import (
     delete_user,
     get_user,
     list_users,
+    reset_user_two_factor,
     update_user,
 )
 from sigil_client.api.verification import authorize_request, introspect_token
+from sigil_client.api.webhooks import (
+    create_webhook,
+    delete_webhook,
+    get_webhook,
+    list_webhook_deliveries,
+    list_webhooks,
+    send_test_webhook,
+    update_webhook,
+)
 from sigil_client.models import (
     AccessDto,
     AuditPage,
     AuthorizeResult,
     ChangePasswordBody,
+    CompleteLoginBody,
+    ConfirmTotpBody,
+    DisableTotpBody,
+    LoginChallenge,
+    TotpEnabled,
+    TotpEnrolment,
     Confirmation,
     ConfirmPasswordBody,
     CreatedTenant,
@@ -147,6 +171,15 @@ from sigil_client.models import (
     UserDto,
     UserKindDto,
     UserList,
+    CreatedWebhookDto,
+    CreateWebhookBody,
+    UpdatedWebhookDto,
+    UpdateWebhookBody,
+    WebhookDeliveryDto,
+    WebhookDeliveryList,
+    WebhookDto,
+    WebhookEventType,
+    WebhookList,
 )
 
 BASE = os.environ["SIGIL_URL"]
@@ -236,6 +269,14 @@ def refused(what, resp, status, code):
         and problem.code == code,
         f"got {int(resp.status_code)}: {resp.content[:500]!r}",
     )
+
+
+def totp_code(secret):
+    """The TOTP code of now (RFC 6238: HMAC-SHA1, 6 digits, 30 s), as an authenticator app makes it."""
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    mac = hmac.new(key, struct.pack(">Q", int(time.time() // 30)), hashlib.sha1).digest()
+    at = mac[-1] & 15
+    return f"{(struct.unpack('>I', mac[at:at + 4])[0] & 0x7FFFFFFF) % 1000000:06d}"
 
 
 def as_token(token):
@@ -599,7 +640,7 @@ def main():
     refused(
         "rotateCurrentToken with a login session",
         rotate_current_token.sync_detailed(client=session),
-        422,
+        403,
         "session_not_rotatable",
     )
     hygiene = ok(
@@ -714,6 +755,59 @@ def main():
         "leak_reports_not_configured",
     )
 
+    # --- Webhooks: an endpoint (a `.invalid` host: nothing is really sent), its secret
+    # once, a test delivery in its log, a secret rotation, then removal.
+    hook = ok(
+        "createWebhook",
+        create_webhook.sync_detailed(
+            client=session,
+            body=CreateWebhookBody(
+                url="https://hooks.invalid/python",
+                event_types=[WebhookEventType.TOKEN_CREATED, WebhookEventType.TOKEN_LEAKED],
+                description="python",
+            ),
+        ),
+        201,
+        CreatedWebhookDto,
+    )
+    check("a whsec_ secret", hook.secret.startswith("whsec_"), hook)
+    hook_list = ok("listWebhooks", list_webhooks.sync_detailed(client=session), 200, WebhookList)
+    check("the endpoint is listed", any(w.id == hook.webhook.id for w in hook_list.items), hook_list)
+    hook_got = ok("getWebhook", get_webhook.sync_detailed(hook.webhook.id, client=session), 200, WebhookDto)
+    check(
+        "its events",
+        [t.value for t in hook_got.event_types] == ["token.created", "token.leaked"],
+        hook_got,
+    )
+    hook_rotated = ok(
+        "updateWebhook",
+        update_webhook.sync_detailed(
+            hook.webhook.id, client=session, body=UpdateWebhookBody(rotate_secret=True, enabled=False)
+        ),
+        200,
+        UpdatedWebhookDto,
+    )
+    check(
+        "a new secret",
+        isinstance(hook_rotated.secret, str) and hook_rotated.secret != hook.secret and not hook_rotated.webhook.enabled,
+        hook_rotated,
+    )
+    hook_queued = ok(
+        "sendTestWebhook",
+        send_test_webhook.sync_detailed(hook.webhook.id, client=session),
+        202,
+        WebhookDeliveryDto,
+    )
+    check("a pending test delivery", hook_queued.event_type == "webhook.test", hook_queued)
+    hook_log = ok(
+        "listWebhookDeliveries",
+        list_webhook_deliveries.sync_detailed(hook.webhook.id, client=session),
+        200,
+        WebhookDeliveryList,
+    )
+    check("the delivery is in the log", any(d.id == hook_queued.id for d in hook_log.items), hook_log)
+    ok("deleteWebhook", delete_webhook.sync_detailed(hook.webhook.id, client=session), 204)
+
     # --- Clean-up of tokens: deleteTokens (bulk), deleteToken.
     bulk = ok(
         "deleteTokens",
@@ -738,6 +832,80 @@ def main():
     refused("getToken after deleteToken", get_token.sync_detailed(token_id, client=session), 404, "not_found")
     ok("deleteScopeSet", delete_scope_set.sync_detailed(set_id, client=session), 204)
     refused("getScopeSet after deleteScopeSet", get_scope_set.sync_detailed(set_id, client=session), 404, "not_found")
+
+    # --- Two-factor sign-in (as the member): beginTotpEnrolment, confirmTotpEnrolment, a
+    # login challenge, completeLogin, disableTotp, resetUserTwoFactor.
+    member_login = login.sync_detailed(
+        client=anonymous, body=LoginBody(tenant=TENANT, username=member_name, password=new_password)
+    )
+    tf_session = as_token(ok("login as the member (two-factor)", member_login, 200, LoginResult).token)
+    enrolment = ok("beginTotpEnrolment", begin_totp_enrolment.sync_detailed(client=tf_session), 200, TotpEnrolment)
+    check(
+        "the enrolment carries an otpauth URI and a QR code",
+        enrolment.otpauth_uri.startswith("otpauth://totp/") and "<svg" in enrolment.qr_code_svg,
+        enrolment.otpauth_uri,
+    )
+    enabled = ok(
+        "confirmTotpEnrolment",
+        confirm_totp_enrolment.sync_detailed(
+            client=tf_session, body=ConfirmTotpBody(code=totp_code(enrolment.secret), password=new_password)
+        ),
+        200,
+        TotpEnabled,
+    )
+    check("ten recovery codes", len(enabled.recovery_codes) == 10, enabled.recovery_codes)
+    challenge = ok(
+        "login answers a challenge",
+        login.sync_detailed(
+            client=anonymous, body=LoginBody(tenant=TENANT, username=member_name, password=new_password)
+        ),
+        202,
+        LoginChallenge,
+    )
+    refused(
+        "completeLogin with a made-up challenge",
+        complete_login.sync_detailed(client=anonymous, body=CompleteLoginBody(challenge="made-up", code="123456")),
+        401,
+        "challenge_invalid",
+    )
+    completed = ok(
+        "completeLogin",
+        complete_login.sync_detailed(
+            client=anonymous,
+            body=CompleteLoginBody(challenge=challenge.challenge, recovery_code=enabled.recovery_codes[0]),
+        ),
+        200,
+        LoginResult,
+    )
+    off = ok(
+        "disableTotp",
+        disable_totp.sync_detailed(
+            client=as_token(completed.token),
+            body=DisableTotpBody(password=new_password, recovery_code=enabled.recovery_codes[1]),
+        ),
+        200,
+        UserDto,
+    )
+    check("two-factor sign-in is off", not off.two_factor, off)
+    again = ok(
+        "beginTotpEnrolment again", begin_totp_enrolment.sync_detailed(client=tf_session), 200, TotpEnrolment
+    )
+    ok(
+        "confirmTotpEnrolment again",
+        confirm_totp_enrolment.sync_detailed(
+            client=tf_session, body=ConfirmTotpBody(code=totp_code(again.secret), password=new_password)
+        ),
+        200,
+        TotpEnabled,
+    )
+    ok(
+        "confirmPassword before the reset",
+        confirm_password.sync_detailed(client=session, body=ConfirmPasswordBody(password=PASSWORD)),
+        200,
+        Confirmation,
+    )
+    reset = ok("resetUserTwoFactor", reset_user_two_factor.sync_detailed(member.id, client=session), 200, UserDto)
+    check("the reset turned it off", not reset.two_factor, reset)
 
     # --- Users clean-up: deactivateUser, deleteUser.
     deactivated = ok("deactivateUser", deactivate_user.sync_detailed(member.id, client=session), 200, UserDto)

@@ -12,6 +12,7 @@
 // Environment: SIGIL_URL, SIGIL_TENANT, SIGIL_ADMIN_PASSWORD (the tenant's first admin),
 // SIGIL_OPERATOR_TOKEN (from `sigil operator token`), SIGIL_SPEC (default: the committed spec).
 
+import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
@@ -25,6 +26,11 @@ type Equal<X, Y> = (<T>() => T extends X ? 1 : 2) extends <T>() => T extends Y ?
 type Expect<T extends true> = T;
 export type OperationIds = [
   Expect<Equal<paths["/api/v1/auth/login"]["post"], operations["login"]>>,
+  Expect<Equal<paths["/api/v1/auth/login/complete"]["post"], operations["completeLogin"]>>,
+  Expect<Equal<paths["/api/v1/users/me/two-factor/totp"]["post"], operations["beginTotpEnrolment"]>>,
+  Expect<Equal<paths["/api/v1/users/me/two-factor/totp/confirm"]["post"], operations["confirmTotpEnrolment"]>>,
+  Expect<Equal<paths["/api/v1/users/me/two-factor/totp/disable"]["post"], operations["disableTotp"]>>,
+  Expect<Equal<paths["/api/v1/users/{user_id}/two-factor/reset"]["post"], operations["resetUserTwoFactor"]>>,
   Expect<Equal<paths["/api/v1/auth/confirm-password"]["post"], operations["confirmPassword"]>>,
   Expect<Equal<paths["/api/v1/scope-sets"]["post"], operations["createScopeSet"]>>,
   Expect<Equal<paths["/api/v1/scope-sets"]["get"], operations["listScopeSets"]>>,
@@ -37,6 +43,35 @@ export type OperationIds = [
 ];
 
 type Problem = components["schemas"]["Problem"];
+type LoginResult = components["schemas"]["LoginResult"];
+type LoginChallenge = components["schemas"]["LoginChallenge"];
+
+/** A login's session (200); a challenge (202, two-factor sign-in) is not one. */
+function sessionOf(data: LoginResult | LoginChallenge): LoginResult {
+  if (!("token" in data)) throw new Error("login answered a challenge, not a session");
+  return data;
+}
+
+/** The TOTP code of now (RFC 6238: HMAC-SHA1, 6 digits, 30 s), as an authenticator app makes it. */
+function totpCode(secret: string): string {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = 0;
+  let value = 0;
+  const key: number[] = [];
+  for (const c of secret.replace(/=+$/, "")) {
+    value = (value << 5) | alphabet.indexOf(c);
+    bits += 5;
+    if (bits >= 8) {
+      key.push((value >>> (bits - 8)) & 255);
+      bits -= 8;
+    }
+  }
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30)));
+  const mac = createHmac("sha1", Buffer.from(key)).update(counter).digest();
+  const at = (mac.at(-1) ?? 0) & 15;
+  return String((mac.readUInt32BE(at) & 0x7fffffff) % 1_000_000).padStart(6, "0");
+}
 
 // Every list answers one envelope: these fail to compile if a list's model loses a field.
 type Envelope = { items: unknown[]; total: number; offset: number; limit: number };
@@ -132,10 +167,8 @@ async function main(): Promise<void> {
   check("ready is ok", ready.status === "ok", ready);
 
   // --- Auth: login, confirmPassword, getCurrentUser, updateCurrentUser.
-  const login = ok(
-    "login",
-    await anonymous.POST("/api/v1/auth/login", { body: { tenant, username: "admin", password } }),
-    200,
+  const login = sessionOf(
+    ok("login", await anonymous.POST("/api/v1/auth/login", { body: { tenant, username: "admin", password } }), 200),
   );
   check("login answers a bearer session", login.token_type === "Bearer" && login.token.length > 0);
   const session = as(login.token);
@@ -337,10 +370,12 @@ async function main(): Promise<void> {
     200,
   );
   check("the user is renamed", changedUser.display_name === "TypeScript member (renamed)", changedUser);
-  const memberLogin = ok(
-    "login as the member",
-    await anonymous.POST("/api/v1/auth/login", { body: { tenant, username: memberName, password: memberPassword } }),
-    200,
+  const memberLogin = sessionOf(
+    ok(
+      "login as the member",
+      await anonymous.POST("/api/v1/auth/login", { body: { tenant, username: memberName, password: memberPassword } }),
+      200,
+    ),
   );
   const memberSession = as(memberLogin.token);
   refused("listUsers as a member", await memberSession.GET("/api/v1/users"), 403, "user_lacks_permission");
@@ -423,7 +458,7 @@ async function main(): Promise<void> {
   refused(
     "rotateCurrentToken with a login session",
     await session.POST("/api/v1/tokens/current/rotate", {}),
-    422,
+    403,
     "session_not_rotatable",
   );
   const hygiene = ok(
@@ -516,6 +551,37 @@ async function main(): Promise<void> {
     "leak_reports_not_configured",
   );
 
+  // --- Webhooks: an endpoint (a `.invalid` host: nothing is really sent), its secret once,
+  // a test delivery in its log, a secret rotation, then removal.
+  const hook = ok(
+    "createWebhook",
+    await session.POST("/api/v1/webhooks", {
+      body: { url: "https://hooks.invalid/typescript", event_types: ["token.created", "token.leaked"], description: "ts" },
+    }),
+    201,
+  );
+  check("a whsec_ secret", hook.secret.startsWith("whsec_"), hook);
+  const hookList = ok("listWebhooks", await session.GET("/api/v1/webhooks", {}), 200);
+  check("the endpoint is listed", hookList.items.some((w) => w.id === hook.webhook.id), hookList);
+  const hookPath = { params: { path: { webhook_id: hook.webhook.id } } };
+  const hookGot = ok("getWebhook", await session.GET("/api/v1/webhooks/{webhook_id}", hookPath), 200);
+  check("its events", hookGot.event_types.join(",") === "token.created,token.leaked", hookGot);
+  const hookRotated = ok(
+    "updateWebhook",
+    await session.PATCH("/api/v1/webhooks/{webhook_id}", { ...hookPath, body: { rotate_secret: true, enabled: false } }),
+    200,
+  );
+  check("a new secret", !!hookRotated.secret && hookRotated.secret !== hook.secret && !hookRotated.webhook.enabled, hookRotated);
+  const hookQueued = ok("sendTestWebhook", await session.POST("/api/v1/webhooks/{webhook_id}/test", hookPath), 202);
+  check("a pending test delivery", hookQueued.event_type === "webhook.test" && hookQueued.status === "pending", hookQueued);
+  const hookLog = ok(
+    "listWebhookDeliveries",
+    await session.GET("/api/v1/webhooks/{webhook_id}/deliveries", hookPath),
+    200,
+  );
+  check("the delivery is in the log", hookLog.items.some((d) => d.id === hookQueued.id), hookLog);
+  ok("deleteWebhook", await session.DELETE("/api/v1/webhooks/{webhook_id}", hookPath), 204);
+
   // --- Clean-up of tokens: deleteTokens (bulk), deleteToken, deleteScopeSet.
   const bulk = ok(
     "deleteTokens",
@@ -541,6 +607,76 @@ async function main(): Promise<void> {
     404,
     "not_found",
   );
+
+  // --- Two-factor sign-in (as the member): beginTotpEnrolment, confirmTotpEnrolment, a login
+  // challenge, completeLogin, disableTotp, resetUserTwoFactor.
+  const tfSession = as(
+    sessionOf(
+      ok(
+        "login as the member (two-factor)",
+        await anonymous.POST("/api/v1/auth/login", { body: { tenant, username: memberName, password: newPassword } }),
+        200,
+      ),
+    ).token,
+  );
+  const enrolment = ok("beginTotpEnrolment", await tfSession.POST("/api/v1/users/me/two-factor/totp"), 200);
+  check(
+    "the enrolment carries an otpauth URI and a QR code",
+    enrolment.otpauth_uri.startsWith("otpauth://totp/") && enrolment.qr_code_svg.includes("<svg"),
+    enrolment.otpauth_uri,
+  );
+  const enabled = ok(
+    "confirmTotpEnrolment",
+    await tfSession.POST("/api/v1/users/me/two-factor/totp/confirm", {
+      body: { code: totpCode(enrolment.secret), password: newPassword },
+    }),
+    200,
+  );
+  check("ten recovery codes", enabled.recovery_codes.length === 10, enabled.recovery_codes);
+  const challenge = ok(
+    "login answers a challenge",
+    await anonymous.POST("/api/v1/auth/login", { body: { tenant, username: memberName, password: newPassword } }),
+    202,
+  );
+  if (!("challenge" in challenge)) throw new Error("login answered a session despite two-factor sign-in");
+  refused(
+    "completeLogin with a made-up challenge",
+    await anonymous.POST("/api/v1/auth/login/complete", { body: { challenge: "made-up", code: "123456" } }),
+    401,
+    "challenge_invalid",
+  );
+  const completed = sessionOf(
+    ok(
+      "completeLogin",
+      await anonymous.POST("/api/v1/auth/login/complete", {
+        body: { challenge: challenge.challenge, recovery_code: enabled.recovery_codes[0] },
+      }),
+      200,
+    ),
+  );
+  const off = ok(
+    "disableTotp",
+    await as(completed.token).POST("/api/v1/users/me/two-factor/totp/disable", {
+      body: { password: newPassword, recovery_code: enabled.recovery_codes[1] },
+    }),
+    200,
+  );
+  check("two-factor sign-in is off", !off.two_factor, off);
+  const reenrol = ok("beginTotpEnrolment again", await tfSession.POST("/api/v1/users/me/two-factor/totp"), 200);
+  ok(
+    "confirmTotpEnrolment again",
+    await tfSession.POST("/api/v1/users/me/two-factor/totp/confirm", {
+      body: { code: totpCode(reenrol.secret), password: newPassword },
+    }),
+    200,
+  );
+  ok("confirmPassword before the reset", await session.POST("/api/v1/auth/confirm-password", { body: { password } }), 200);
+  const reset = ok(
+    "resetUserTwoFactor",
+    await session.POST("/api/v1/users/{user_id}/two-factor/reset", { params: { path: { user_id: member.id } } }),
+    200,
+  );
+  check("the reset turned it off", !reset.two_factor, reset);
 
   // --- Users clean-up: deactivateUser, deleteUser.
   const byUser = { params: { path: { user_id: member.id } } };

@@ -66,8 +66,9 @@ pub fn validate_slug(slug: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(
+        Err(Error::invalid_field(
             "invalid_scope_set_id",
+            "id",
             "id must be 2-63 characters of a-z, 0-9, '-' and '_', and not a built-in set",
         ))
     }

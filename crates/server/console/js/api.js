@@ -3,7 +3,7 @@
 
 const SESSION_KEY = 'sigil.session';
 
-/** An API error in plain words: `message` is the server's `detail`; `errors` lists the details. */
+/** An API error in plain words: `message` is the server's `detail`; `errors` lists each refused value as `field: message`. */
 export class ApiError extends Error {
   constructor(problem, status) {
     super(problem.detail || problem.title || `The server answered with status ${status}.`);
@@ -11,7 +11,10 @@ export class ApiError extends Error {
     this.status = status;
     this.code = problem.code || '';
     this.title = problem.title || '';
-    this.errors = Array.isArray(problem.errors) ? problem.errors.map(String) : [];
+    // Each refused value as "field: message" (the request as a whole has no field).
+    this.errors = Array.isArray(problem.errors)
+      ? problem.errors.map((e) => (e && typeof e === 'object' ? (e.field ? `${e.field}: ${e.message}` : e.message) : String(e)))
+      : [];
   }
 }
 

@@ -9,6 +9,10 @@ import { renderUsers } from './pages/users.js';
 import { renderScopeSets } from './pages/scope-sets.js';
 import { renderPlugins } from './pages/plugins.js';
 import { renderPolicy, renderSigningKeys } from './pages/tenant.js';
+import { renderWebhooks } from './pages/webhooks.js';
+import { renderAudit } from './pages/audit.js';
+import { renderHygiene } from './pages/hygiene.js';
+import { renderLeaks } from './pages/leaks.js';
 
 const NOTICE_KEY = 'sigil.notice';
 
@@ -18,15 +22,27 @@ const routes = {
   '/login': { title: 'Sign in', public: true, render: renderLogin },
   '/profile': { title: 'My profile', nav: 'My profile', render: renderProfile },
   '/tokens': { title: 'My tokens', nav: 'My tokens', render: (main) => renderTokens(main, { all: false }) },
+  // A pre-filled Generate dialog: #/tokens/new?name=ci&scope_set=platform.maven-plugin&expires_in=30d
+  '/tokens/new': { title: 'Generate a token', render: (main) => renderTokens(main, { all: false, prefill: currentQuery() }) },
+  '/hygiene': { title: 'Token hygiene', nav: 'Hygiene', visible: () => can('tokens.hygiene'), render: renderHygiene },
+  '/audit': { title: 'Audit log', nav: 'Audit log', visible: () => can('audit.list'), render: renderAudit },
+  '/leaks': { title: 'Report a leaked token', nav: 'Report a leak', visible: () => can('tokens.report_leaked'), render: renderLeaks },
   '/admin/tokens': { title: 'API tokens', nav: 'API tokens', admin: true, visible: isManager, render: (main) => renderTokens(main, { all: true }) },
   '/admin/users': { title: 'Users', nav: 'Users', admin: true, visible: () => isManager() && can('users.list'), render: renderUsers },
   '/admin/scope-sets': { title: 'Scope sets', nav: 'Scope sets', admin: true, visible: isManager, render: renderScopeSets },
   '/admin/plugins': { title: 'Plugins', nav: 'Plugins', admin: true, visible: () => isManager() && can('plugins.list'), render: renderPlugins },
   '/admin/policy': { title: 'Tenant policy', nav: 'Policy', admin: true, visible: isManager, render: renderPolicy },
+  '/admin/webhooks': { title: 'Webhooks', nav: 'Webhooks', admin: true, visible: () => can('tenant.webhooks.list'), render: renderWebhooks },
   '/admin/signing-keys': { title: 'Signing keys', nav: 'Signing keys', admin: true, visible: () => isManager() && can('signing_keys.list'), render: renderSigningKeys },
 };
 
 const main = document.getElementById('main');
+
+/** The query of the hash route (`#/tokens/new?name=ci` → {name: 'ci'}). */
+function currentQuery() {
+  const query = location.hash.replace(/^#/, '').split('?')[1] || '';
+  return Object.fromEntries(new URLSearchParams(query));
+}
 
 function currentPath() {
   const path = location.hash.replace(/^#/, '').split('?')[0];
@@ -44,6 +60,15 @@ export function signOut(message) {
   current.me = null;
   if (message) sessionStorage.setItem(NOTICE_KEY, message);
   go('/login');
+}
+
+const RETURN_KEY = 'sigil.return';
+
+/** Where to go after sign-in when a link (a pre-filled token) led to the sign-in page. */
+export function takeReturn() {
+  const path = sessionStorage.getItem(RETURN_KEY);
+  sessionStorage.removeItem(RETURN_KEY);
+  return path;
 }
 
 /** Takes the one-time notice left for the sign-in page. */
@@ -69,7 +94,8 @@ function renderChrome(path) {
     return;
   }
   const link = (p, r) => h('a', { href: `#${p}`, 'aria-current': p === path ? 'page' : false }, r.nav);
-  const entries = Object.entries(routes).filter(([, r]) => r.nav && (!r.visible || r.visible()));
+  const enrolOnly = current.me.two_factor_enrolment_required;
+  const entries = Object.entries(routes).filter(([p, r]) => r.nav && (!r.visible || r.visible()) && (!enrolOnly || p === '/profile'));
   const mine = entries.filter(([, r]) => !r.admin).map(([p, r]) => link(p, r));
   const admin = entries.filter(([, r]) => r.admin).map(([p, r]) => link(p, r));
   fill(nav, ...mine, ...(admin.length ? [h('span', { class: 'nav-group', id: 'nav-admin' }, 'Admin'), ...admin] : []));
@@ -92,6 +118,7 @@ async function route() {
   if (!page.public && !current.me) {
     try {
       if (!(await loadMe())) {
+        if (path === '/tokens/new') sessionStorage.setItem(RETURN_KEY, location.hash.replace(/^#/, ''));
         go('/login');
         return;
       }
@@ -100,6 +127,11 @@ async function route() {
       fill(main, errorBox(err));
       return;
     }
+  }
+  // A session that may only enrol a second factor (tenant policy) stays on the profile.
+  if (current.me?.two_factor_enrolment_required && !page.public && path !== '/profile') {
+    go('/profile');
+    return;
   }
   if (page.visible && !page.visible()) {
     page = routes['/tokens'];

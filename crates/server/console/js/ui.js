@@ -161,15 +161,26 @@ export function confirmDialog({ title, message, confirmLabel = 'Confirm', danger
 /** Asks for the password and confirms it (POST /auth/confirm-password); rejects with Cancelled. */
 export async function askPassword() {
   const input = h('input', { type: 'password', name: 'password', autocomplete: 'current-password', required: true });
+  // With two-factor sign-in on, a code from the app (or a recovery code) too.
+  const twoFactor = Boolean(current.me?.user?.two_factor);
+  const code = twoFactor
+    ? h('input', { type: 'text', name: 'code', inputmode: 'numeric', autocomplete: 'one-time-code', required: true, maxlength: 32, spellcheck: 'false', class: 'otp' })
+    : null;
   const done = await formDialog({
     title: 'Confirm your password',
     submitLabel: 'Confirm',
     build: (body) => add(body, 
       h('p', {}, 'Changes to tokens need your password. Enter it to continue; you will not be asked again for a few minutes.'),
       field('Password', input),
+      code ? field('Authentication code', code, 'The six-digit code of your authenticator app, or a recovery code.') : null,
     ),
     submit: async () => {
-      const confirmation = await api.post('/auth/confirm-password', { password: input.value });
+      const body = { password: input.value };
+      if (code) {
+        const value = code.value.trim();
+        if (/^[0-9 ]{6,7}$/.test(value)) body.code = value.replace(/\s/g, ''); else body.recovery_code = value;
+      }
+      const confirmation = await api.post('/auth/confirm-password', body);
       if (current.me) current.me.confirmed_until = confirmation.confirmed_until;
       return true;
     },

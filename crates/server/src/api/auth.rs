@@ -10,14 +10,16 @@ use poem_openapi::payload::{Form, Json};
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
 use sigil_core::{Error, TenantId};
 use sigil_tenant::TenantPolicy;
-use sigil_user::{LoginAttempt, UserPatch};
+use sigil_user::challenge::{self, ChallengeError};
+use sigil_user::{LoginAttempt, User, UserPatch};
 
 use super::caller::TenantCaller;
 use super::dto::{RoleDto, UserDto};
 use super::optional_body::OptionalRequest;
+use super::two_factor;
 use super::ApiTags;
 use crate::auth::client_ip;
-use crate::metrics::LoginOutcome;
+use crate::metrics::{LoginOutcome, SecondFactorOutcome};
 use crate::problem::ApiResult;
 use crate::state::AppState;
 
@@ -70,6 +72,31 @@ pub struct LoginResult {
     pub expires_in: i64,
     pub tenant: String,
     pub user: UserDto,
+    /// Present (true) when the tenant requires two-factor sign-in and the user has none
+    /// yet: the session can only call `getCurrentUser`, `beginTotpEnrolment` and
+    /// `confirmTotpEnrolment` until they enrol.
+    #[oai(skip_serializing_if_is_none)]
+    pub two_factor_enrolment_required: Option<bool>,
+}
+
+/// The second factor a login challenge asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum SecondFactorKind {
+    Totp,
+}
+
+/// The password was right and the user signs in with a second factor: complete the
+/// login with `completeLogin` (the challenge and a code from the authenticator app, or
+/// a recovery code) before `challenge_expires_at`.
+#[derive(Object)]
+pub struct LoginChallenge {
+    /// Opaque; give it back to `completeLogin`.
+    pub challenge: String,
+    pub challenge_expires_at: DateTime<Utc>,
+    /// What to give: `totp` (a code from the app, or a recovery code).
+    pub second_factor: SecondFactorKind,
+    pub tenant: String,
 }
 
 #[derive(ApiResponse)]
@@ -77,11 +104,35 @@ pub enum LoginResponse {
     /// Signed in.
     #[oai(status = 200)]
     Ok(Json<LoginResult>),
+    /// The password is right; a second factor is needed (`completeLogin`).
+    #[oai(status = 202)]
+    SecondFactor(Json<LoginChallenge>),
+}
+
+/// The second step of a login with a second factor.
+#[derive(Object)]
+pub struct CompleteLoginBody {
+    /// The challenge `login` answered.
+    #[oai(validator(max_length = 1000))]
+    pub challenge: String,
+    /// A current code from the authenticator app (or give `recovery_code`).
+    #[oai(validator(max_length = 16))]
+    pub code: Option<String>,
+    /// One of the user's recovery codes (each works once), instead of `code`.
+    #[oai(validator(max_length = 32))]
+    pub recovery_code: Option<String>,
 }
 
 #[derive(Object)]
 pub struct ConfirmPasswordBody {
     pub password: String,
+    /// With two-factor sign-in on: a current code from the authenticator app (or give
+    /// `recovery_code`).
+    #[oai(validator(max_length = 16))]
+    pub code: Option<String>,
+    /// With two-factor sign-in on: one of your recovery codes, instead of `code`.
+    #[oai(validator(max_length = 32))]
+    pub recovery_code: Option<String>,
 }
 
 #[derive(Object)]
@@ -113,6 +164,11 @@ pub struct CurrentUser {
     pub password_confirmation_required: bool,
     /// Methods this credential may call (scope ∩ role).
     pub methods: Vec<String>,
+    /// The tenant requires two-factor sign-in and you have none yet: this session can
+    /// only enrol (`beginTotpEnrolment`, `confirmTotpEnrolment`).
+    pub two_factor_enrolment_required: bool,
+    /// Unused recovery codes, when two-factor sign-in is on.
+    pub recovery_codes_left: Option<u64>,
 }
 
 #[derive(ApiResponse)]
@@ -174,16 +230,25 @@ impl AuthApi {
         body: OptionalRequest<LoginRequest>,
     ) -> ApiResult<LoginResponse> {
         let result = self.sign_in(req, tenant.0, body).await;
-        let outcome = match &result {
-            Ok(_) => Some(LoginOutcome::Success),
-            Err(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => Some(LoginOutcome::Throttled),
-            Err(e) if matches!(e.status().as_u16(), 401 | 403) => Some(LoginOutcome::Failure),
-            // Malformed requests and outages are neither.
-            Err(_) => None,
-        };
-        if let Some(outcome) = outcome {
-            self.0.metrics.login(outcome);
-        }
+        self.count_login(&result);
+        result
+    }
+
+    /// Complete a login with a second factor: the challenge `login` answered and a
+    /// current code from the authenticator app, or one of the recovery codes. Wrong codes
+    /// count toward the same throttle as wrong passwords; a code works once.
+    #[oai(
+        path = "/auth/login/complete",
+        method = "post",
+        operation_id = "completeLogin"
+    )]
+    async fn complete_login(
+        &self,
+        req: &Request,
+        body: Json<CompleteLoginBody>,
+    ) -> ApiResult<LoginResponse> {
+        let result = self.complete(req, body.0).await;
+        self.count_login(&result);
         result
     }
 
@@ -200,25 +265,49 @@ impl AuthApi {
         body: Json<ConfirmPasswordBody>,
     ) -> ApiResult<ConfirmResponse> {
         let p = caller.0;
+        let body = body.0;
         // Only a login session is ever asked to confirm: refuse anything else before the
         // password is looked at (and before it costs a throttle slot).
         if !p.is_session() {
-            return Err(Error::invalid(
+            return Err(Error::forbidden(
                 "not_a_session",
                 "only a login session can be confirmed; tokens are not asked to confirm",
             )
             .into());
         }
+        let user = self.0.users.get(p.tenant_id, p.user_id).await?;
+        let factor = if two_factor::has_two_factor(&user) {
+            Some(
+                two_factor::factor_from(body.code, body.recovery_code).map_err(|_| {
+                    Error::forbidden(
+                        "two_factor_code_required",
+                        "two-factor sign-in is on: give a current code from your authenticator app (code) with the password",
+                    )
+                })?,
+            )
+        } else {
+            None
+        };
         let attempt = self.password_attempt(req, p.tenant_id, &p.username, &p.policy)?;
         if !self
             .0
             .users
-            .check_password(p.tenant_id, p.user_id, body.0.password)
+            .check_password(p.tenant_id, p.user_id, body.password)
             .await?
         {
             // A wrong password keeps the slot it reserved.
             drop(attempt);
             return Err(Error::forbidden("invalid_password", "the password is wrong").into());
+        }
+        if let Some(factor) = factor {
+            match self.0.two_factor.verify(&user, &factor).await? {
+                Ok(v) => two_factor::accepted(&self.0, req, Some(&p), &user, v).await,
+                Err(why) => {
+                    // A wrong code keeps the slot too.
+                    drop(attempt);
+                    return Err(two_factor::refused(&self.0, why, false).into());
+                }
+            }
         }
         attempt.succeeded();
         let until = self.0.tokens.confirm_session(&p).await?;
@@ -235,6 +324,11 @@ impl AuthApi {
         let user = self.0.users.get(p.tenant_id, p.user_id).await?;
         let snapshot = self.0.registry.load();
         let methods = snapshot.method_ids(&p.rights).map(str::to_owned).collect();
+        let recovery_codes_left = if two_factor::has_two_factor(&user) {
+            Some(self.0.two_factor.status(&user).await?.recovery_codes_left)
+        } else {
+            None
+        };
         Ok(CurrentUserResponse::Ok(Json(CurrentUser {
             user: UserDto::from(&user),
             tenant: p.tenant_slug.to_string(),
@@ -245,6 +339,9 @@ impl AuthApi {
             confirmed_until: p.elevated_until.filter(|t| *t > Utc::now()),
             password_confirmation_required: p.require_confirmation().is_err(),
             methods,
+            two_factor_enrolment_required: p.is_session()
+                && two_factor::must_enrol(&p.policy, &user),
+            recovery_codes_left,
         })))
     }
 
@@ -338,9 +435,21 @@ impl AuthApi {
 }
 
 impl AuthApi {
-    /// Reserves one password attempt for the user (login, confirmPassword and
-    /// changePassword share the per-user count) and the client IP, before any hashing.
-    /// Dropping the attempt counts it as a failure; only a right password gives it back.
+    /// Counts a login's outcome: a session is a success; a challenge is not one yet.
+    fn count_login(&self, result: &ApiResult<LoginResponse>) {
+        let outcome = match result {
+            Ok(LoginResponse::Ok(_)) => Some(LoginOutcome::Success),
+            Ok(LoginResponse::SecondFactor(_)) => None,
+            Err(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => Some(LoginOutcome::Throttled),
+            Err(e) if matches!(e.status().as_u16(), 401 | 403) => Some(LoginOutcome::Failure),
+            // Malformed requests and outages are neither.
+            Err(_) => None,
+        };
+        if let Some(outcome) = outcome {
+            self.0.metrics.login(outcome);
+        }
+    }
+
     fn password_attempt(
         &self,
         req: &Request,
@@ -348,11 +457,7 @@ impl AuthApi {
         username: &str,
         policy: &TenantPolicy,
     ) -> sigil_core::Result<LoginAttempt<'_>> {
-        let ip = client_ip(req, self.0.verifier.trusted_proxies());
-        let window = std::time::Duration::from_secs(u64::from(policy.login_lockout_secs));
-        self.0
-            .throttle
-            .reserve(tenant, username, ip, policy.login_max_failures, window)
+        password_attempt(&self.0, req, tenant, username, policy)
     }
 
     /// The login itself; [`AuthApi::login`] counts its outcome.
@@ -372,21 +477,27 @@ impl AuthApi {
                 password: None,
             },
         };
-        let (username, password) = match (body.username, body.password, basic_credentials(req)) {
-            (Some(u), Some(p), _) => (u, p),
-            (_, _, Some((u, p))) => (u, p),
-            _ => {
-                return Err(Error::invalid(
-                    "credentials_required",
-                    "give username and password (or HTTP Basic)",
-                )
-                .into())
-            }
-        };
+        let (username, password, via_basic) =
+            match (body.username, body.password, basic_credentials(req)) {
+                (Some(u), Some(p), _) => (u, p, false),
+                (_, _, Some((u, p))) => (u, p, true),
+                _ => {
+                    return Err(Error::unauthorized(
+                        "credentials_required",
+                        "give username and password (or HTTP Basic)",
+                    )
+                    .into())
+                }
+            };
         let slug = body
             .tenant
             .or(tenant)
-            .ok_or_else(|| Error::invalid("tenant_required", "give the tenant"))?;
+            .ok_or_else(|| {
+                Error::unauthorized(
+                    "tenant_required",
+                    "give the tenant (the `tenant` field or query parameter) with the username and password",
+                )
+            })?;
         let state = &self.0;
         let tenant = state.tenants.get_by_slug(&slug).await?;
         let Some(tenant) = tenant else {
@@ -413,26 +524,155 @@ impl AuthApi {
         }
         // A wrong password (or a deactivated user) keeps the slot it reserved.
         let user = authenticated?;
-        attempt.succeeded();
-        if !user.api_access {
-            return Err(Error::forbidden(
-                "api_access_denied",
-                "the user lacks the api_access permission",
-            )
-            .into());
+        if two_factor::has_two_factor(&user) {
+            // The second factor is still to come: earlier failures stay counted, so codes
+            // cannot be guessed by signing in again with the password between guesses.
+            attempt.released();
+            check_api_access(&user)?;
+            if via_basic {
+                return Err(Error::forbidden(
+                    "basic_login_refused",
+                    "this user signs in with a second factor, which HTTP Basic cannot carry: sign in with a JSON or form body (login, then completeLogin with a code), or use a personal token for scripts",
+                )
+                .into());
+            }
+            let (challenge, expires_at) =
+                challenge::issue(state.two_factor.master(), tenant.id, user.id)?;
+            return Ok(LoginResponse::SecondFactor(Json(LoginChallenge {
+                challenge,
+                challenge_expires_at: expires_at,
+                second_factor: SecondFactorKind::Totp,
+                tenant: tenant.slug,
+            })));
         }
-        let minted = state
-            .tokens
-            .create_session(&user, policy.session_lifetime_secs)
-            .await?;
+        attempt.succeeded();
+        check_api_access(&user)?;
+        self.session(&user, &tenant.slug, policy).await
+    }
+
+    /// The second step of a login with a second factor; [`AuthApi::complete_login`]
+    /// counts its outcome.
+    async fn complete(&self, req: &Request, body: CompleteLoginBody) -> ApiResult<LoginResponse> {
+        let state = &self.0;
+        let factor = two_factor::factor_from(body.code, body.recovery_code)?;
+        let opened = challenge::open(state.two_factor.master(), &body.challenge);
+        let challenge = match opened {
+            Ok(c) => c,
+            Err(why) => {
+                state
+                    .metrics
+                    .second_factor(SecondFactorOutcome::ChallengeInvalid);
+                return Err(match why {
+                    ChallengeError::Expired => Error::unauthorized(
+                        "challenge_expired",
+                        "the login challenge has expired: sign in again",
+                    ),
+                    ChallengeError::Invalid => Error::unauthorized(
+                        "challenge_invalid",
+                        "this is not a login challenge of this server: sign in again",
+                    ),
+                }
+                .into());
+            }
+        };
+        let tenant = state.tenants.get(challenge.tenant).await?;
+        if !tenant.enabled {
+            return Err(Error::unauthorized("tenant_disabled", "the tenant is disabled").into());
+        }
+        let user = state
+            .users
+            .find(tenant.id, challenge.user)
+            .await?
+            .filter(two_factor::has_two_factor)
+            .ok_or_else(|| {
+                Error::unauthorized(
+                    "challenge_invalid",
+                    "the challenge no longer applies: sign in again",
+                )
+            })?;
+        if !user.active {
+            return Err(Error::unauthorized("user_deactivated", "the user is deactivated").into());
+        }
+        let policy = &tenant.policy;
+        let attempt = self
+            .password_attempt(req, tenant.id, &user.username, policy)
+            .inspect_err(|_| {
+                state.metrics.second_factor(SecondFactorOutcome::Throttled);
+            })?;
+        match state.two_factor.verify(&user, &factor).await? {
+            Ok(v) => {
+                attempt.succeeded();
+                two_factor::accepted(state, req, None, &user, v).await;
+            }
+            Err(why) => {
+                // A wrong code keeps the slot it reserved, like a wrong password.
+                drop(attempt);
+                return Err(two_factor::refused(state, why, true).into());
+            }
+        }
+        check_api_access(&user)?;
+        self.session(&user, &tenant.slug, policy).await
+    }
+
+    /// A new login session: a full one, or one that can only enrol when the policy
+    /// requires a second factor the user does not have yet.
+    async fn session(
+        &self,
+        user: &User,
+        tenant_slug: &str,
+        policy: &TenantPolicy,
+    ) -> ApiResult<LoginResponse> {
+        let must_enrol = two_factor::must_enrol(policy, user);
+        let minted = if must_enrol {
+            let methods = two_factor::ENROLMENT_METHODS.map(|m| m.id());
+            self.0
+                .tokens
+                .create_limited_session(user, policy.session_lifetime_secs, &methods)
+                .await?
+        } else {
+            self.0
+                .tokens
+                .create_session(user, policy.session_lifetime_secs)
+                .await?
+        };
         let expires_at = minted.token.expires_at.unwrap_or_else(Utc::now);
         Ok(LoginResponse::Ok(Json(LoginResult {
             token: minted.secret,
             token_type: "Bearer".into(),
             expires_in: (expires_at - Utc::now()).num_seconds().max(0),
             expires_at,
-            tenant: tenant.slug,
-            user: UserDto::from(&user),
+            tenant: tenant_slug.to_owned(),
+            user: UserDto::from(user),
+            two_factor_enrolment_required: must_enrol.then_some(true),
         })))
     }
+}
+
+fn check_api_access(user: &User) -> Result<(), Error> {
+    if user.api_access {
+        Ok(())
+    } else {
+        Err(Error::forbidden(
+            "api_access_denied",
+            "the user lacks the api_access permission",
+        ))
+    }
+}
+
+/// Reserves one password attempt for the user (login, its second factor,
+/// confirmPassword, changePassword and the two-factor changes share the per-user count)
+/// and the client IP, before any hashing. Dropping the attempt counts it as a failure;
+/// only a right password (and code) gives it back.
+pub(crate) fn password_attempt<'a>(
+    state: &'a AppState,
+    req: &Request,
+    tenant: TenantId,
+    username: &str,
+    policy: &TenantPolicy,
+) -> sigil_core::Result<LoginAttempt<'a>> {
+    let ip = client_ip(req, state.verifier.trusted_proxies());
+    let window = std::time::Duration::from_secs(u64::from(policy.login_lockout_secs));
+    state
+        .throttle
+        .reserve(tenant, username, ip, policy.login_max_failures, window)
 }

@@ -74,6 +74,10 @@ pub struct UserDto {
     /// The built-in system user: cannot log in or own tokens.
     pub is_system: bool,
     pub has_password: bool,
+    /// Whether the user signs in with a second factor (TOTP).
+    pub two_factor: bool,
+    /// When two-factor sign-in was turned on.
+    pub two_factor_enabled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -92,6 +96,8 @@ impl From<&sigil_user::User> for UserDto {
             active: u.active,
             is_system: u.is_system,
             has_password: u.has_password,
+            two_factor: u.two_factor_enabled_at.is_some(),
+            two_factor_enabled_at: u.two_factor_enabled_at,
             created_at: u.created_at,
             updated_at: u.updated_at,
         }

@@ -233,7 +233,16 @@ impl LeaksApi {
         secret: &str,
         found: &Found<'_>,
     ) -> Result<(), Error> {
-        if let Some(revoked) = leaks.report(secret).await?.filter(|r| r.first) {
+        let where_found = serde_json::json!({
+            "url": clip(found.url),
+            "source": clip(found.source),
+            "reported_via": found.via,
+        });
+        if let Some(revoked) = leaks
+            .report_found(secret, where_found)
+            .await?
+            .filter(|r| r.first)
+        {
             self.audit(req, &revoked, found).await;
         }
         Ok(())

@@ -11,8 +11,10 @@ pub mod registry;
 pub mod service;
 pub mod tenants;
 pub mod tokens;
+pub mod two_factor;
 pub mod users;
 pub mod verify;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -38,6 +40,8 @@ pub enum ApiTags {
     Verification,
     /// Who did what.
     Audit,
+    /// Signed webhooks: endpoints, test deliveries, delivery log (admins).
+    Webhooks,
     /// Health and readiness.
     Service,
 }
@@ -48,9 +52,12 @@ pub type Apis = (
     users::UsersApi,
     registry::RegistryApi,
     tokens::TokensApi,
+    two_factor::TwoFactorApi,
+    two_factor::TwoFactorAdminApi,
     leaks::LeaksApi,
     verify::VerifyApi,
     audit::AuditApi,
+    webhooks::WebhooksApi,
     service::ServiceApi,
 );
 
@@ -61,9 +68,12 @@ pub fn apis(state: Arc<AppState>) -> Apis {
         users::UsersApi(state.clone()),
         registry::RegistryApi(state.clone()),
         tokens::TokensApi(state.clone()),
+        two_factor::TwoFactorApi(state.clone()),
+        two_factor::TwoFactorAdminApi(state.clone()),
         leaks::LeaksApi(state.clone()),
         verify::VerifyApi(state.clone()),
         audit::AuditApi(state.clone()),
+        webhooks::WebhooksApi(state.clone()),
         service::ServiceApi(state),
     )
 }

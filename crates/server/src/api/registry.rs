@@ -8,7 +8,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::Any;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use sigil_core::page::PageRequest;
-use sigil_core::{Error, TenantId};
+use sigil_core::{Error, FieldError, TenantId};
 use sigil_scope_registry::store::{CustomSet, CustomSetInput};
 use sigil_scope_registry::{
     Access, HttpRoute, ManifestMethod, ManifestScopeSet, PluginManifest, RegisteredPlugin,
@@ -518,8 +518,9 @@ pub(crate) fn check_namespace(
         ));
     }
     if reserved.contains(&manifest.id) {
-        return Err(Error::invalid(
+        return Err(Error::invalid_field(
             "reserved_plugin_id",
+            "manifest.id",
             format!(
                 "the plugin id '{0}' is a namespace of the built-in plugin (its methods '{0}.*'); choose another id",
                 manifest.id
@@ -536,9 +537,17 @@ pub(crate) fn check_namespace(
                 "every method id of plugin '{0}' must start with '{0}.'",
                 manifest.id
             ),
-            errors,
+            in_field("manifest", errors),
         ))
     }
+}
+
+/// Each of `errors` as a problem of `field`.
+fn in_field(field: &str, errors: Vec<String>) -> Vec<FieldError> {
+    errors
+        .into_iter()
+        .map(|message| FieldError::new(field, message))
+        .collect()
 }
 
 /// Compiles the registry from the built-in plugin and the stored plugins, with `change`
@@ -935,20 +944,25 @@ impl RegistryApi {
             (Some(m), None) => m.into(),
             (None, Some(doc)) => {
                 let id = b.id.ok_or_else(|| {
-                    Error::invalid("id_required", "give the plugin id for an OpenAPI document")
+                    Error::invalid_field(
+                        "id_required",
+                        "id",
+                        "give the plugin id for an OpenAPI document",
+                    )
                 })?;
                 PluginManifest::from_openapi(&doc.0, &id, b.name.as_deref(), b.version.as_deref())
                     .map_err(|errors| {
                     Error::invalid_with(
                         "invalid_openapi",
                         "the OpenAPI document cannot be imported",
-                        errors,
+                        in_field("openapi", errors),
                     )
                 })?
             }
             _ => {
-                return Err(Error::invalid(
+                return Err(Error::invalid_field(
                     "manifest_required",
+                    "manifest",
                     "give exactly one of manifest or openapi",
                 )
                 .into())
@@ -956,7 +970,11 @@ impl RegistryApi {
         };
         manifest.normalize();
         manifest.validate().map_err(|errors| {
-            Error::invalid_with("invalid_manifest", "the manifest is invalid", errors)
+            Error::invalid_with(
+                "invalid_manifest",
+                "the manifest is invalid",
+                in_field("manifest", errors),
+            )
         })?;
         let builtin = self.0.builtin.get();
         check_namespace(&manifest, &reserved_namespaces(builtin))?;
@@ -1001,7 +1019,7 @@ impl RegistryApi {
                     Error::invalid_with(
                         "registry_conflict",
                         "the plugin conflicts with registered plugins or methods",
-                        errors,
+                        in_field("manifest", errors),
                     )
                 })?;
                 compiled = compile_registry(builtin, stored, None)
@@ -1465,8 +1483,9 @@ fn check_entries(
     access: Option<AccessDto>,
 ) -> Result<(), Error> {
     if entries.len() > MAX_SET_ENTRIES {
-        return Err(Error::invalid(
+        return Err(Error::invalid_field(
             "too_many_methods",
+            "methods",
             format!("a custom set has at most {MAX_SET_ENTRIES} entries"),
         ));
     }
@@ -1474,7 +1493,11 @@ fn check_entries(
         .resolve(Some(tenant.0), entries, access.map(Into::into))
         .map(|_| ())
         .map_err(|unknown| {
-            Error::invalid_with("unknown_methods", "some entries match no method", unknown)
+            Error::invalid_with(
+                "unknown_methods",
+                "some entries match no method",
+                sigil_token::scope::unknown_entries("methods", entries, unknown),
+            )
         })
 }
 

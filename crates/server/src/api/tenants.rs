@@ -55,6 +55,11 @@ pub struct PolicyDto {
     /// Reuse detection for secrets replaced by `regenerateToken` too. Default false.
     #[oai(default)]
     pub detect_reuse_after_regeneration: bool,
+    /// Every person must sign in with a second factor (TOTP); one without it can only
+    /// enrol until they do. Tokens and `api` users are not affected. Turning it on needs
+    /// the acting admin to have a second factor. Default false.
+    #[oai(default)]
+    pub require_two_factor: bool,
 }
 
 fn default_true() -> bool {
@@ -77,6 +82,7 @@ impl From<&TenantPolicy> for PolicyDto {
             key_overlap_secs: p.key_overlap_secs,
             detect_reuse_after_rotation: p.detect_reuse_after_rotation,
             detect_reuse_after_regeneration: p.detect_reuse_after_regeneration,
+            require_two_factor: p.require_two_factor,
         }
     }
 }
@@ -97,6 +103,7 @@ impl From<PolicyDto> for TenantPolicy {
             key_overlap_secs: p.key_overlap_secs,
             detect_reuse_after_rotation: p.detect_reuse_after_rotation,
             detect_reuse_after_regeneration: p.detect_reuse_after_regeneration,
+            require_two_factor: p.require_two_factor,
         }
     }
 }
@@ -457,11 +464,18 @@ impl TenantsApi {
     ) -> ApiResult<TenantResponse> {
         let p = caller.0;
         let before = PolicyDto::from(p.policy.as_ref());
+        let requires_two_factor = !before.require_two_factor && body.0.require_two_factor;
+        if requires_two_factor {
+            super::two_factor::check_can_require(&self.0, &p).await?;
+        }
         let tenant = self
             .0
             .tenants
             .update_policy(p.tenant_id, body.0.into())
             .await?;
+        if requires_two_factor {
+            super::two_factor::end_sessions_without_two_factor(&self.0, p.tenant_id).await?;
+        }
         self.0
             .changed(Change::Tenant {
                 tenant: p.tenant_id,
@@ -603,5 +617,6 @@ fn policy_json(p: &PolicyDto) -> serde_json::Value {
         "key_overlap_secs": p.key_overlap_secs,
         "detect_reuse_after_rotation": p.detect_reuse_after_rotation,
         "detect_reuse_after_regeneration": p.detect_reuse_after_regeneration,
+        "require_two_factor": p.require_two_factor,
     })
 }

@@ -92,6 +92,18 @@ pub struct TokenDto {
     /// someone other than the owner (or a credential narrower than the owner's login) made
     /// or re-scoped it. Null: only the owner's current rights bound it.
     pub ceiling: Option<Vec<String>>,
+    /// The last 5 distinct client addresses, most recent first (getToken only; written
+    /// with the use counts, so a few seconds behind).
+    #[oai(skip_serializing_if_is_none)]
+    pub recent_addresses: Option<Vec<RecentAddressDto>>,
+}
+
+/// A client address a token was used from.
+#[derive(Clone, Debug, Object)]
+pub struct RecentAddressDto {
+    pub ip: String,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
 }
 
 /// A token and its secret. The secret is shown this once and never again.
@@ -198,6 +210,9 @@ pub struct TokenHygiene {
     pub expiring: Vec<TokenDto>,
     /// Tokens not used for `unused_for_days` (or never used and older than that).
     pub unused: Vec<TokenDto>,
+    /// Active people who sign in without a second factor (all of the tenant's for
+    /// admins and token managers, yourself for a member).
+    pub without_two_factor: Vec<super::dto::UserDto>,
 }
 
 #[derive(ApiResponse)]
@@ -251,8 +266,9 @@ fn scope_from(
     change: Option<bool>,
 ) -> Result<Option<Scope>, Error> {
     match (set, methods) {
-        (Some(_), Some(_)) => Err(Error::invalid(
+        (Some(_), Some(_)) => Err(Error::invalid_field(
             "ambiguous_scope",
+            "scope_set",
             "give either scope_set or methods, not both",
         )),
         (Some(s), None) => Ok(Some(Scope::Set(s))),
@@ -318,6 +334,7 @@ impl TokensApi {
             revoked_at: t.revoked_at,
             leaked_at: t.leaked_at,
             ceiling: t.ceiling.clone(),
+            recent_addresses: None,
         }
     }
 
@@ -411,7 +428,11 @@ impl TokensApi {
         p.require_confirmation()?;
         let b = body.0;
         let scope = scope_from(b.scope_set, b.methods, b.read, b.change)?.ok_or_else(|| {
-            Error::invalid("scope_required", "give scope_set, methods, or read/change")
+            Error::invalid_field(
+                "scope_required",
+                "scope_set",
+                "give scope_set, methods, or read/change",
+            )
         })?;
         let minted = self
             .0
@@ -536,6 +557,7 @@ impl TokensApi {
                 .map(|t| Self::dto(t, &names))
                 .collect(),
             unused: unused.items.iter().map(|t| Self::dto(t, &names)).collect(),
+            without_two_factor: super::two_factor::people_without_two_factor(&self.0, &p).await?,
         })))
     }
 
@@ -549,7 +571,19 @@ impl TokensApi {
         let p = caller.0;
         let token = self.0.tokens.get(&p, TokenId(token_id.0)).await?;
         let names = self.set_name_of(&p, &token).await;
-        Ok(TokenResponse::Ok(Json(Self::dto(&token, &names))))
+        let mut dto = Self::dto(&token, &names);
+        let recent = self.0.tokens.recent_addresses(&p, token.id).await?;
+        dto.recent_addresses = Some(
+            recent
+                .into_iter()
+                .map(|a| RecentAddressDto {
+                    ip: a.ip,
+                    first_seen: a.first_seen,
+                    last_seen: a.last_seen,
+                })
+                .collect(),
+        );
+        Ok(TokenResponse::Ok(Json(dto)))
     }
 
     /// Change a token's name, description, scope, expiry, IP filter or enabled flag.
@@ -633,8 +667,9 @@ impl TokensApi {
         };
         let grace = match (grace_period_secs.0, body_grace) {
             (Some(q), Some(b)) if q != b => {
-                return Err(Error::invalid(
+                return Err(Error::invalid_field(
                     "conflicting_grace_period",
+                    "grace_period_secs",
                     "grace_period_secs differs between the query and the body; give it once",
                 )
                 .into())
@@ -650,7 +685,7 @@ impl TokensApi {
     /// The calling token rotates itself: a new secret for the same token (generation + 1),
     /// the old one valid for the grace period (default 60 s), so automation renews its own
     /// credential without a password or a person. Personal and application tokens only
-    /// (a login session answers 422 `session_not_rotatable`). The replaced secret,
+    /// (a login session answers 403 `session_not_rotatable`). The replaced secret,
     /// presented after the grace period, revokes the token (`token_reuse_detected`).
     #[oai(
         path = "/tokens/current/rotate",

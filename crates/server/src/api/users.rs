@@ -145,6 +145,8 @@ impl UsersApi {
         role: Query<Option<RoleDto>>,
         kind: Query<Option<UserKindDto>>,
         active: Query<Option<bool>>,
+        /// Only users with (true) or without (false) two-factor sign-in.
+        two_factor: Query<Option<bool>>,
         /// Matching items to skip.
         #[oai(validator(minimum(value = "0"), maximum(value = "1000000")))]
         offset: Query<Option<u64>>,
@@ -159,6 +161,7 @@ impl UsersApi {
             role: role.0.map(Into::into),
             kind: kind.0.map(Into::into),
             active: active.0,
+            two_factor: two_factor.0,
         };
         let result = self.0.users.list(p.tenant_id, filter, page).await?;
         Ok(UserListResponse::Ok(Json(UserList {

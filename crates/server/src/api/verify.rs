@@ -184,9 +184,12 @@ impl VerifyApi {
         let ip = match body.client_ip.as_deref().map(str::parse::<IpAddr>) {
             Some(Ok(ip)) => Some(ip),
             Some(Err(_)) => {
-                return Err(
-                    Error::invalid("invalid_client_ip", "client_ip is not an IP address").into(),
+                return Err(Error::invalid_field(
+                    "invalid_client_ip",
+                    "client_ip",
+                    "client_ip is not an IP address",
                 )
+                .into())
             }
             None => None,
         };
@@ -198,10 +201,10 @@ impl VerifyApi {
                 .lookup(Some(caller.tenant_id.0), m)
                 .is_none()
             {
-                return Err(Error::invalid_with(
+                return Err(Error::invalid_field(
                     "unknown_methods",
-                    "the method is not in the registry",
-                    vec![m.clone()],
+                    "method",
+                    format!("{m:?} is not a method of the registry; listMethods shows them"),
                 )
                 .into());
             }
@@ -284,11 +287,13 @@ impl VerifyApi {
         let method = header(req, &["x-original-method", "x-forwarded-method"])
             .unwrap_or("GET")
             .to_ascii_uppercase();
+        // Fail closed: a request the proxy does not describe is not allowed (a 403, which
+        // every proxy passes on; nginx turns anything but 2xx/401/403 into a 500).
         let uri = header(req, &["x-original-uri", "x-forwarded-uri"]).ok_or_else(|| {
-            ApiError::bad_request(
+            ApiError::from(Error::forbidden(
                 "original_uri_missing",
-                "send X-Original-URI (or X-Forwarded-Uri)",
-            )
+                "the proxy must send the original request's URI: X-Original-URI (nginx) or X-Forwarded-Uri (Traefik, Envoy)",
+            ))
         })?;
         let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
         let ip = client_ip(req, self.0.verifier.trusted_proxies());

@@ -2,6 +2,7 @@
 
 import { api, current } from '../api.js';
 import { badge, busy, field, fill, fmtDateTime, h, pageHeader, showError, toast } from '../ui.js';
+import { twoFactorCard } from './two-factor.js';
 
 const ROLE_NAMES = { admin: 'Administrator', token_manager: 'Token manager', member: 'Member' };
 
@@ -9,6 +10,13 @@ export async function renderProfile(main) {
   const me = await api.get('/users/me');
   current.me = me;
   const user = me.user;
+  const refresh = () => renderProfile(main);
+  if (me.two_factor_enrolment_required) {
+    // The session can only enrol until it does.
+    fill(main, ...pageHeader('Set up two-factor sign-in', 'Your tenant requires a second factor for every sign-in.'),
+      twoFactorCard(me, async () => { await refresh(); if (!current.me.two_factor_enrolment_required) location.hash = '#/tokens'; }));
+    return;
+  }
 
   const facts = h('dl', { class: 'facts' },
     h('dt', {}, 'Username'), h('dd', {}, user.username),
@@ -73,6 +81,7 @@ export async function renderProfile(main) {
       h('section', { class: 'card', 'aria-labelledby': 'user-h' }, h('h2', { id: 'user-h' }, 'User'), facts),
       contact),
     h('div', { class: 'gap' }),
+    twoFactorCard(me, refresh),
     password,
     h('section', { class: 'card', 'aria-labelledby': 'tok-h' },
       h('h2', { id: 'tok-h' }, 'Personal tokens'),

@@ -16,6 +16,7 @@ const FLAGS = [
   ['allow_non_expiring_tokens', 'Allow tokens without an expiry date'],
   ['allow_query_credentials', 'Allow credentials in the query string or form body'],
   ['require_password_confirmation', 'Token changes from a login session need the password'],
+  ['require_two_factor', 'Every person signs in with two-factor authentication (an authenticator app); those without it can only set it up'],
 ];
 
 export async function renderPolicy(main) {

@@ -22,7 +22,14 @@ export async function loadTokenFormData() {
  * token; with `token` it edits (PATCH) and resolves with the updated token, or with
  * { regenerate: true } when the person chose "Regenerate secret".
  */
-export async function tokenDialog({ token = null, users = null, data }) {
+/** Days in a pre-filled `expires_in` (`30d`, `12w`, `6m`, `1y`, or a plain number of days). */
+function prefillDays(text) {
+  const m = /^(\d{1,4})([dwmy]?)$/.exec(String(text || '').trim());
+  if (!m) return null;
+  return Number(m[1]) * ({ '': 1, d: 1, w: 7, m: 30, y: 365 }[m[2]]);
+}
+
+export async function tokenDialog({ token = null, users = null, data, prefill = null }) {
   const { sets, methods, policy } = data;
   const editing = Boolean(token);
 
@@ -34,9 +41,9 @@ export async function tokenDialog({ token = null, users = null, data }) {
   }
 
   const name = h('input', { type: 'text', name: 'name', required: true, maxlength: 200, autocomplete: 'off' });
-  name.value = token?.name || '';
+  name.value = token?.name || prefill?.name || '';
   const description = h('textarea', { name: 'description', maxlength: 2000, rows: 2 });
-  description.value = token?.description || '';
+  description.value = token?.description || prefill?.description || '';
 
   const today = new Date();
   const expires = h('input', { type: 'date', name: 'expires', min: isoDay(today) });
@@ -48,7 +55,8 @@ export async function tokenDialog({ token = null, users = null, data }) {
     if (token.expires_at) expires.value = isoDay(new Date(token.expires_at));
     else noExpiry.input.checked = true;
   } else {
-    expires.value = isoDay(new Date(today.getTime() + Math.min(30, maxDays || 30) * 86400000));
+    const wanted = prefillDays(prefill?.expires_in) || 30;
+    expires.value = isoDay(new Date(today.getTime() + Math.min(wanted, maxDays || wanted) * 86400000));
   }
   const syncExpiry = () => { expires.disabled = noExpiry.input.checked; expires.required = !noExpiry.input.checked; };
   noExpiry.input.addEventListener('change', syncExpiry);
@@ -65,7 +73,7 @@ export async function tokenDialog({ token = null, users = null, data }) {
   if (predefined.length) scope.append(h('optgroup', { label: 'Predefined sets' }, predefined.map(option)));
   if (custom.length) scope.append(h('optgroup', { label: 'Custom sets of this tenant' }, custom.map(option)));
   scope.append(h('option', { value: CUSTOM }, 'Custom: choose methods'));
-  const initialSet = token ? token.scope?.set : (predefined[0]?.id || null);
+  const initialSet = token ? token.scope?.set : (prefill?.scope_set || predefined[0]?.id || null);
   scope.value = initialSet && sets.some((s) => s.id === initialSet) ? `set:${initialSet}` : CUSTOM;
   const setInfo = h('div', { class: 'hint', 'aria-live': 'polite' });
   const picker = methodPicker(methods, token?.scope?.methods || []);

@@ -7,7 +7,7 @@ import { loadTokenFormData, tokenDialog } from './token-form.js';
 
 const PAGE = 50;
 
-export async function renderTokens(main, { all }) {
+export async function renderTokens(main, { all, prefill = null }) {
   const me = current.me;
   const state = { items: [], total: 0, offset: 0, q: '', owner: '', selected: new Set(), expanded: new Set(), last: null };
   let users = null;
@@ -101,8 +101,21 @@ export async function renderTokens(main, { all }) {
     return t.enabled ? badge('Enabled', 'ok') : badge('Disabled', 'off');
   }
 
+  // Recent client addresses come with getToken only: loaded when details open.
+  async function loadAddresses(t, slot) {
+    try {
+      const full = await api.get(`/tokens/${t.id}`);
+      const recent = full.recent_addresses || [];
+      fill(slot, recent.length
+        ? h('ul', { class: 'address-list' }, recent.map((a) => h('li', {}, h('code', {}, a.ip), ` · first ${fmtDateTime(a.first_seen)}, last ${fmtDateTime(a.last_seen)}`)))
+        : 'Not used yet.');
+    } catch (err) { fill(slot, errorBox(err)); }
+  }
+
   function detailsRow(t, cols) {
     const methods = t.scope?.methods;
+    const addresses = h('dd', { 'aria-live': 'polite' }, 'Loading…');
+    loadAddresses(t, addresses);
     return h('tr', { class: 'details', 'data-details-for': t.id }, h('td', { colspan: cols },
       h('dl', { class: 'facts' },
         h('dt', {}, 'Id'), h('dd', {}, h('code', {}, t.id)),
@@ -113,6 +126,7 @@ export async function renderTokens(main, { all }) {
         h('dt', {}, 'IP filter'), h('dd', {}, t.ip_filter?.length ? t.ip_filter.join(', ') : 'Anywhere'),
         h('dt', {}, 'Created'), h('dd', {}, fmtDateTime(t.created_at), t.created_by && t.created_by !== t.owner_id ? ` by ${userName(t.created_by)}` : ''),
         h('dt', {}, 'Updated'), h('dd', {}, fmtDateTime(t.updated_at)),
+        h('dt', {}, 'Recent addresses'), addresses,
         h('dt', {}, 'Secret'), h('dd', {}, `Generation ${t.generation}. The secret is never shown again after creation. `,
           h('span', { class: 'actions' },
             btn('Regenerate secret', () => regenerate(t), { class: 'small' }),
@@ -193,9 +207,9 @@ export async function renderTokens(main, { all }) {
     }
   }
 
-  const generate = () => act(async () => {
+  const generate = (preset = null) => act(async () => {
     const data = await loadTokenFormData();
-    const minted = await tokenDialog({ data, users: all ? users : null });
+    const minted = await tokenDialog({ data, users: all ? users : null, prefill: preset });
     if (!minted) return;
     await load();
     await secretDialog(minted);
@@ -255,4 +269,9 @@ export async function renderTokens(main, { all }) {
   });
 
   await load();
+  if (prefill) {
+    // A link opened the dialog; afterwards the address is the plain token list.
+    history.replaceState(null, '', '#/tokens');
+    await generate(prefill);
+  }
 }

@@ -1,6 +1,6 @@
 // Admin > Users: list, create, deactivate.
 
-import { api, can, current, listAll } from '../api.js';
+import { api, can, current, listAll, withConfirmation } from '../api.js';
 import { add, badge, checkbox, confirmDialog, errorBox, field, fill, fmtDate, formDialog, h, pageHeader, showError, table, td, toast } from '../ui.js';
 
 const ROLES = [['member', 'Member'], ['token_manager', 'Token manager'], ['admin', 'Administrator']];
@@ -10,6 +10,7 @@ export async function renderUsers(main) {
   const listSlot = h('div');
   const canCreate = can('users.create');
   const canDeactivate = can('users.deactivate');
+  const canReset = can('users.reset_two_factor');
   fill(main, 
     ...pageHeader('Users', 'People and service accounts of the tenant.'),
     h('div', { class: 'toolbar' },
@@ -28,14 +29,18 @@ export async function renderUsers(main) {
         td('Kind', u.kind === 'api' ? 'Service account' : 'Person'),
         td('Role', ROLES.find(([r]) => r === u.role)?.[1] || u.role),
         td('API access', u.api_access ? badge('Allowed', 'ok') : badge('Denied', 'off')),
+        td('Two-factor', u.kind !== 'person' ? '—' : (u.two_factor ? badge('On', 'ok') : badge('Off', 'off'))),
         td('Status', u.active ? badge('Active', 'ok') : badge('Deactivated', 'off')),
         td('Created', fmtDate(u.created_at)),
         h('td', { class: 'row-actions' },
+          canReset && u.two_factor && u.id !== current.me.user.id
+            ? h('button', { type: 'button', class: 'small', 'aria-label': `Reset two-factor sign-in of ${u.username}`, onclick: () => resetTwoFactor(u) }, 'Reset 2FA')
+            : null,
           canDeactivate && u.active && u.id !== current.me.user.id
             ? h('button', { type: 'button', class: 'small danger', 'aria-label': `Deactivate ${u.username}`, onclick: () => deactivate(u) }, 'Deactivate')
             : null)));
       fill(listSlot, table(
-        ['Username', 'Name', 'Email', 'Kind', 'Role', 'API access', 'Status', 'Created', h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions'))],
+        ['Username', 'Name', 'Email', 'Kind', 'Role', 'API access', 'Two-factor', 'Status', 'Created', h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions'))],
         rows, { caption: 'Users of the tenant' }));
     } catch (err) { showError(errorSlot, err); }
   }
@@ -66,6 +71,20 @@ export async function renderUsers(main) {
       },
     });
     if (user) { toast(`User ${user.username} added.`); await load(); }
+  }
+
+  async function resetTwoFactor(u) {
+    const ok = await confirmDialog({
+      title: `Reset two-factor sign-in of ${u.username}?`,
+      message: 'Their authenticator app and recovery codes stop working; they sign in with the password alone (or set up a new app where the policy requires it). Do this when they lost their app.',
+      confirmLabel: 'Reset', danger: true,
+    });
+    if (!ok) return;
+    try {
+      await withConfirmation(() => api.post(`/users/${u.id}/two-factor/reset`));
+      toast(`Two-factor sign-in of ${u.username} is reset.`);
+      await load();
+    } catch (err) { if (err?.name !== 'Cancelled') fill(errorSlot, errorBox(err)); }
   }
 
   async function deactivate(u) {

@@ -1,0 +1,549 @@
+//! Two-factor sign-in (TOTP) for people: enrolment from the profile, turning it off, an
+//! admin's reset, and what the rest of the API asks about second factors (the tenant
+//! policy `require_two_factor`, the hygiene report, sessions that may only enrol).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem::Request;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use sigil_core::page::PageRequest;
+use sigil_core::{Error, TenantId, UserId};
+use sigil_token::{Principal, SigilMethod};
+use sigil_user::{
+    totp, CodeRefused, SecondFactor, TwoFactorService, User, UserFilter, UserKind, Verified,
+};
+use uuid::Uuid;
+
+use super::caller::TenantCaller;
+use super::dto::UserDto;
+use super::ApiTags;
+use crate::metrics::SecondFactorOutcome;
+use crate::problem::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub struct TwoFactorApi(pub Arc<AppState>);
+
+/// What a session of a person who must enrol first (policy `require_two_factor`) may
+/// call: who they are, and the enrolment.
+pub const ENROLMENT_METHODS: [SigilMethod; 3] = [
+    SigilMethod::GetCurrentUser,
+    SigilMethod::BeginTotpEnrolment,
+    SigilMethod::ConfirmTotpEnrolment,
+];
+
+/// A started TOTP enrolment: scan the QR code (or type the secret) into an authenticator
+/// app, then confirm with a code it shows.
+#[derive(Object)]
+pub struct TotpEnrolment {
+    /// The secret in base32, for typing it into the app by hand.
+    pub secret: String,
+    /// The `otpauth://totp/...` URI the QR code carries.
+    pub otpauth_uri: String,
+    /// The QR code of `otpauth_uri`, as an SVG document.
+    pub qr_code_svg: String,
+    /// Always `SHA1`.
+    pub algorithm: String,
+    /// Digits per code (6).
+    pub digits: u32,
+    /// Seconds per code (30).
+    pub period_secs: u32,
+}
+
+#[derive(Object)]
+pub struct ConfirmTotpBody {
+    /// A current code from the authenticator app.
+    #[oai(validator(max_length = 16))]
+    pub code: String,
+    /// Your password.
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+}
+
+/// Two-factor sign-in is on; keep the recovery codes somewhere safe.
+#[derive(Object)]
+pub struct TotpEnabled {
+    pub two_factor_enabled_at: DateTime<Utc>,
+    /// Ten single-use codes for signing in without the app. Shown once.
+    pub recovery_codes: Vec<String>,
+    pub warning: String,
+}
+
+#[derive(Object)]
+pub struct DisableTotpBody {
+    /// Your password.
+    #[oai(validator(max_length = 1024))]
+    pub password: String,
+    /// A current code from the authenticator app (or give `recovery_code`).
+    #[oai(validator(max_length = 16))]
+    pub code: Option<String>,
+    /// One of your recovery codes, instead of `code`.
+    #[oai(validator(max_length = 32))]
+    pub recovery_code: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum EnrolmentResponse {
+    /// The enrolment waits for a first code (`confirmTotpEnrolment`).
+    #[oai(status = 200)]
+    Ok(Json<TotpEnrolment>),
+}
+
+#[derive(ApiResponse)]
+pub enum EnabledResponse {
+    /// Two-factor sign-in is on.
+    #[oai(status = 200)]
+    Ok(Json<TotpEnabled>),
+}
+
+#[derive(ApiResponse)]
+pub enum UserResponse {
+    #[oai(status = 200)]
+    Ok(Json<UserDto>),
+}
+
+const RECOVERY_WARNING: &str =
+    "Save these recovery codes now. Each signs you in once without the app; they will not be shown again.";
+
+/// The second factor of a request: exactly one of a TOTP code and a recovery code.
+pub fn factor_from(
+    code: Option<String>,
+    recovery_code: Option<String>,
+) -> Result<SecondFactor, Error> {
+    match (
+        code.filter(|c| !c.trim().is_empty()),
+        recovery_code.filter(|c| !c.trim().is_empty()),
+    ) {
+        (Some(code), None) => Ok(SecondFactor::Totp(code)),
+        (None, Some(code)) => Ok(SecondFactor::RecoveryCode(code)),
+        (Some(_), Some(_)) => Err(Error::invalid(
+            "code_required",
+            "give either code or recovery_code, not both",
+        )),
+        (None, None) => Err(Error::invalid(
+            "code_required",
+            "give the code from your authenticator app (code) or a recovery code (recovery_code)",
+        )),
+    }
+}
+
+/// The answer to a refused code; `unauthorized` for a login, else 403.
+pub fn refused(state: &AppState, why: CodeRefused, unauthorized: bool) -> Error {
+    let (outcome, code, detail) = match why {
+        CodeRefused::Invalid => (
+            SecondFactorOutcome::Failure,
+            "invalid_code",
+            "the code is wrong or too old",
+        ),
+        CodeRefused::Reused => (
+            SecondFactorOutcome::Reused,
+            "code_already_used",
+            "this code was already used; wait for the next one from the app",
+        ),
+    };
+    state.metrics.second_factor(outcome);
+    if unauthorized {
+        Error::unauthorized(code, detail)
+    } else {
+        Error::forbidden(code, detail)
+    }
+}
+
+/// Counts an accepted code and audits a spent recovery code.
+pub async fn accepted(
+    state: &AppState,
+    req: &Request,
+    actor: Option<&Principal>,
+    user: &User,
+    v: Verified,
+) {
+    match v {
+        Verified::Totp => state.metrics.second_factor(SecondFactorOutcome::Success),
+        Verified::RecoveryCode { left } => {
+            state
+                .metrics
+                .second_factor(SecondFactorOutcome::RecoveryCode);
+            let after = serde_json::json!({"recovery_codes_left": left});
+            match actor {
+                Some(p) => {
+                    state
+                        .audit(
+                            req,
+                            Some(p),
+                            "user.two_factor.recovery_code_used",
+                            "user",
+                            Some(user.id.to_string()),
+                            None,
+                            Some(after),
+                        )
+                        .await
+                }
+                // At login there is no credential yet: filed under the tenant, by the user.
+                None => {
+                    let event = sigil_audit::NewEvent {
+                        tenant: Some(user.tenant_id),
+                        actor: Some(user.id),
+                        actor_label: user.username.clone(),
+                        credential: None,
+                        action: "user.two_factor.recovery_code_used".to_owned(),
+                        target_type: "user".to_owned(),
+                        target_id: Some(user.id.to_string()),
+                        before: None,
+                        after: Some(after),
+                        client_ip: crate::auth::client_ip(req, state.verifier.trusted_proxies())
+                            .map(|i| i.to_string()),
+                        user_agent: crate::auth::user_agent(req),
+                    };
+                    if let Err(e) = state.audit.record(event).await {
+                        tracing::error!(error = %e, "could not write an audit event");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a user signs in with a second factor.
+pub fn has_two_factor(user: &User) -> bool {
+    user.kind == UserKind::Person && user.two_factor_enabled_at.is_some()
+}
+
+/// Whether the tenant's policy keeps this user to enrolment until they have one.
+pub fn must_enrol(policy: &sigil_tenant::TenantPolicy, user: &User) -> bool {
+    policy.require_two_factor
+        && user.kind == UserKind::Person
+        && user.two_factor_enabled_at.is_none()
+}
+
+fn require_session(p: &Principal) -> Result<(), Error> {
+    if p.is_session() {
+        Ok(())
+    } else {
+        Err(Error::forbidden(
+            "not_a_session",
+            "two-factor sign-in is managed from a login session, not with a token",
+        ))
+    }
+}
+
+/// A refused method of a session that may only enrol answers what to do instead.
+pub async fn enrolment_refusal(
+    state: &AppState,
+    credential: &str,
+    refusal: &sigil_token::Refusal,
+) -> Option<ApiError> {
+    if refusal.code != "method_not_in_scope" {
+        return None;
+    }
+    // Only tenants that require a second factor have such sessions; the others are
+    // answered without touching the verification caches (or their statistics).
+    let tenant = state.tenants.get(refusal.tenant_id()?).await.ok()?;
+    if !tenant.policy.require_two_factor {
+        return None;
+    }
+    // A login session's scope is everything: only an enrolment session's ceiling makes a
+    // method fall outside it.
+    let p = state.verifier.principal_for(credential).await.ok()??;
+    (p.is_session() && p.policy.require_two_factor).then(|| {
+        Error::forbidden(
+            "two_factor_enrolment_required",
+            "your tenant requires two-factor sign-in: enrol an authenticator app first (beginTotpEnrolment, then confirmTotpEnrolment)",
+        )
+        .into()
+    })
+}
+
+/// Turning `require_two_factor` on needs the acting admin to have a second factor, so
+/// nobody requires what they do not use (and the policy cannot shut its admin out).
+pub async fn check_can_require(state: &AppState, p: &Principal) -> Result<(), ApiError> {
+    let user = state.users.get(p.tenant_id, p.user_id).await?;
+    if user.two_factor_enabled_at.is_none() {
+        return Err(Error::conflict(
+            "enrol_two_factor_first",
+            "turn on two-factor sign-in for yourself before requiring it for everyone",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Every person of the tenant without a second factor (active or not), page by page.
+async fn people_without(
+    state: &AppState,
+    tenant: TenantId,
+    active: Option<bool>,
+) -> Result<Vec<User>, Error> {
+    let mut all = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = PageRequest::new(Some(offset), Some(200))?;
+        let filter = UserFilter {
+            kind: Some(UserKind::Person),
+            two_factor: Some(false),
+            active,
+            ..UserFilter::default()
+        };
+        let found = state.users.list(tenant, filter, page).await?;
+        let n = found.items.len() as u64;
+        all.extend(found.items);
+        offset += n;
+        if n == 0 || offset >= found.total {
+            return Ok(all);
+        }
+    }
+}
+
+/// Once the policy requires a second factor, the sessions of people without one end:
+/// their next sign-in gets a session that can only enrol.
+pub async fn end_sessions_without_two_factor(
+    state: &AppState,
+    tenant: TenantId,
+) -> Result<(), ApiError> {
+    for user in people_without(state, tenant, None).await? {
+        state.tokens.revoke_sessions(tenant, user.id, None).await?;
+    }
+    Ok(())
+}
+
+/// People who sign in without a second factor, for the hygiene report.
+pub async fn people_without_two_factor(
+    state: &AppState,
+    p: &Principal,
+) -> Result<Vec<UserDto>, ApiError> {
+    if p.role.manages_all_tokens() {
+        let people = people_without(state, p.tenant_id, Some(true)).await?;
+        return Ok(people.iter().map(UserDto::from).collect());
+    }
+    let me = state.users.get(p.tenant_id, p.user_id).await?;
+    Ok(
+        (me.kind == UserKind::Person && me.two_factor_enabled_at.is_none())
+            .then(|| UserDto::from(&me))
+            .into_iter()
+            .collect(),
+    )
+}
+
+fn qr_svg(uri: &str) -> Result<String, Error> {
+    let code = qrcode::QrCode::new(uri.as_bytes()).map_err(Error::internal)?;
+    Ok(code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .dark_color(qrcode::render::svg::Color("#000000"))
+        .light_color(qrcode::render::svg::Color("#ffffff"))
+        .build())
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Auth")]
+impl TwoFactorApi {
+    /// Start enrolling an authenticator app (TOTP) for two-factor sign-in, from a login
+    /// session. Answers the secret, its `otpauth://` URI and a QR code; nothing changes
+    /// until `confirmTotpEnrolment` gets a code. Starting again replaces the secret.
+    #[oai(
+        path = "/users/me/two-factor/totp",
+        method = "post",
+        operation_id = "beginTotpEnrolment"
+    )]
+    async fn begin(&self, caller: TenantCaller) -> ApiResult<EnrolmentResponse> {
+        let p = caller.0;
+        let user = self.0.users.get(p.tenant_id, p.user_id).await?;
+        TwoFactorService::require_person(&user)?;
+        require_session(&p)?;
+        let account = format!("{} ({})", user.username, p.tenant_slug);
+        let enrolment = self.0.two_factor.begin(&user, &account).await?;
+        let qr_code_svg = qr_svg(&enrolment.otpauth_uri)?;
+        Ok(EnrolmentResponse::Ok(Json(TotpEnrolment {
+            secret: enrolment.secret,
+            otpauth_uri: enrolment.otpauth_uri,
+            qr_code_svg,
+            algorithm: "SHA1".to_owned(),
+            digits: totp::DIGITS as u32,
+            period_secs: totp::STEP_SECS as u32,
+        })))
+    }
+
+    /// Turn two-factor sign-in on with a first code from the app and your password.
+    /// Answers ten single-use recovery codes, shown once. From then on `login` answers a
+    /// challenge that `completeLogin` completes with a code, and `confirmPassword` needs
+    /// a code too.
+    #[oai(
+        path = "/users/me/two-factor/totp/confirm",
+        method = "post",
+        operation_id = "confirmTotpEnrolment"
+    )]
+    async fn confirm(
+        &self,
+        req: &Request,
+        caller: TenantCaller,
+        body: Json<ConfirmTotpBody>,
+    ) -> ApiResult<EnabledResponse> {
+        let p = caller.0;
+        let body = body.0;
+        let user = self.0.users.get(p.tenant_id, p.user_id).await?;
+        TwoFactorService::require_person(&user)?;
+        require_session(&p)?;
+        let attempt =
+            super::auth::password_attempt(&self.0, req, p.tenant_id, &p.username, &p.policy)?;
+        if !self
+            .0
+            .users
+            .check_password(p.tenant_id, p.user_id, body.password)
+            .await?
+        {
+            drop(attempt);
+            return Err(Error::forbidden("invalid_password", "the password is wrong").into());
+        }
+        let codes = match self.0.two_factor.confirm(&user, &body.code).await? {
+            Ok(codes) => codes,
+            Err(why) => {
+                drop(attempt);
+                return Err(refused(&self.0, why, false).into());
+            }
+        };
+        attempt.succeeded();
+        // A session that could only enrol becomes a full one.
+        self.0.tokens.lift_session_ceiling(&p).await?;
+        let user = self.0.users.get(p.tenant_id, p.user_id).await?;
+        let enabled_at = user.two_factor_enabled_at.unwrap_or_else(Utc::now);
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "user.two_factor.enable",
+                "user",
+                Some(user.id.to_string()),
+                Some(serde_json::json!({"two_factor": false})),
+                Some(serde_json::json!({"two_factor": true, "method": "totp"})),
+            )
+            .await;
+        Ok(EnabledResponse::Ok(Json(TotpEnabled {
+            two_factor_enabled_at: enabled_at,
+            recovery_codes: codes,
+            warning: RECOVERY_WARNING.to_owned(),
+        })))
+    }
+
+    /// Turn two-factor sign-in off, with your password and a code (or a recovery code).
+    /// Refused while the tenant policy requires it.
+    #[oai(
+        path = "/users/me/two-factor/totp/disable",
+        method = "post",
+        operation_id = "disableTotp"
+    )]
+    async fn disable(
+        &self,
+        req: &Request,
+        caller: TenantCaller,
+        body: Json<DisableTotpBody>,
+    ) -> ApiResult<UserResponse> {
+        let p = caller.0;
+        let body = body.0;
+        let user = self.0.users.get(p.tenant_id, p.user_id).await?;
+        TwoFactorService::require_person(&user)?;
+        require_session(&p)?;
+        if user.two_factor_enabled_at.is_none() {
+            return Err(
+                Error::conflict("two_factor_not_enabled", "two-factor sign-in is off").into(),
+            );
+        }
+        if p.policy.require_two_factor {
+            return Err(Error::conflict(
+                "two_factor_required_by_policy",
+                "your tenant requires two-factor sign-in; an admin can reset it (resetUserTwoFactor) if the app is lost",
+            )
+            .into());
+        }
+        let factor = factor_from(body.code, body.recovery_code)?;
+        let attempt =
+            super::auth::password_attempt(&self.0, req, p.tenant_id, &p.username, &p.policy)?;
+        if !self
+            .0
+            .users
+            .check_password(p.tenant_id, p.user_id, body.password)
+            .await?
+        {
+            drop(attempt);
+            return Err(Error::forbidden("invalid_password", "the password is wrong").into());
+        }
+        match self.0.two_factor.verify(&user, &factor).await? {
+            Ok(v) => {
+                attempt.succeeded();
+                accepted(&self.0, req, Some(&p), &user, v).await;
+            }
+            Err(why) => {
+                drop(attempt);
+                return Err(refused(&self.0, why, false).into());
+            }
+        }
+        self.0.two_factor.disable(p.tenant_id, p.user_id).await?;
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "user.two_factor.disable",
+                "user",
+                Some(user.id.to_string()),
+                Some(serde_json::json!({"two_factor": true})),
+                Some(serde_json::json!({"two_factor": false})),
+            )
+            .await;
+        let user = self.0.users.get(p.tenant_id, p.user_id).await?;
+        Ok(UserResponse::Ok(Json(UserDto::from(&user))))
+    }
+}
+
+/// The administrators' side of two-factor sign-in, under Users in the spec (and the
+/// generated clients' users module).
+pub struct TwoFactorAdminApi(pub Arc<AppState>);
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Users")]
+impl TwoFactorAdminApi {
+    /// Turn off a user's two-factor sign-in (admin), e.g. when their app is lost; they
+    /// sign in with the password again (and enrol anew where the policy requires it).
+    /// Needs your password confirmation, like token changes. Audited.
+    #[oai(
+        path = "/users/:user_id/two-factor/reset",
+        method = "post",
+        operation_id = "resetUserTwoFactor"
+    )]
+    async fn reset(
+        &self,
+        req: &Request,
+        caller: TenantCaller,
+        user_id: Path<Uuid>,
+    ) -> ApiResult<UserResponse> {
+        let p = caller.0;
+        let id = UserId(user_id.0);
+        let user = self.0.users.get(p.tenant_id, id).await?;
+        p.require_confirmation()?;
+        if id == p.user_id {
+            return Err(Error::conflict(
+                "use_disable_totp",
+                "turn off your own two-factor sign-in with disableTotp",
+            )
+            .into());
+        }
+        TwoFactorService::require_person(&user)?;
+        if !self.0.two_factor.disable(p.tenant_id, id).await? {
+            return Err(Error::conflict(
+                "two_factor_not_enabled",
+                "the user's two-factor sign-in is off",
+            )
+            .into());
+        }
+        self.0
+            .audit(
+                req,
+                Some(&p),
+                "user.two_factor.reset",
+                "user",
+                Some(id.to_string()),
+                Some(serde_json::json!({"two_factor": true})),
+                Some(serde_json::json!({"two_factor": false})),
+            )
+            .await;
+        let user = self.0.users.get(p.tenant_id, id).await?;
+        Ok(UserResponse::Ok(Json(UserDto::from(&user))))
+    }
+}

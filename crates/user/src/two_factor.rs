@@ -1,0 +1,386 @@
+//! Two-factor sign-in for people: TOTP enrolment (pending until a first code confirms
+//! it), code checks where each time step is accepted once, single-use recovery codes,
+//! and turning it off. `api` users (and the system user) have no second factor: they sign
+//! in with tokens. Knows no HTTP.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, Set,
+    TransactionTrait,
+};
+use sigil_core::crypto::MasterKey;
+use sigil_core::db::Db;
+use sigil_core::{Error, Result, TenantId, UserId};
+
+use crate::two_factor_entity::{recovery_code, totp as totp_row};
+use crate::types::{User, UserKind};
+use crate::{entity, recovery, totp};
+
+/// A second factor as the person typed it.
+#[derive(Clone, Debug)]
+pub enum SecondFactor {
+    Totp(String),
+    RecoveryCode(String),
+}
+
+/// A second factor that was accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verified {
+    Totp,
+    /// A recovery code, now spent; how many unused ones are left.
+    RecoveryCode {
+        left: u64,
+    },
+}
+
+/// Why a code was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeRefused {
+    /// Not a current code (or not a recovery code of the user).
+    Invalid,
+    /// The code of a time step already used, or a spent recovery code.
+    Reused,
+}
+
+/// A started enrolment: what the authenticator app needs.
+#[derive(Clone)]
+pub struct Enrolment {
+    /// The secret in base32, for typing it in by hand.
+    pub secret: String,
+    /// The `otpauth://` URI the QR code carries.
+    pub otpauth_uri: String,
+}
+
+/// A user's second factor, for display.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Status {
+    pub enabled_at: Option<DateTime<Utc>>,
+    /// An enrolment waits for its first code.
+    pub pending: bool,
+    pub recovery_codes_left: u64,
+}
+
+#[derive(Clone)]
+pub struct TwoFactorService {
+    db: Db,
+    master: MasterKey,
+    recovery_key: [u8; 32],
+}
+
+fn seal_context(user: UserId) -> String {
+    format!("sigil:totp:{}", user.0)
+}
+
+fn unix_now() -> u64 {
+    u64::try_from(Utc::now().timestamp()).unwrap_or_default()
+}
+
+fn step_value(step: u64) -> i64 {
+    i64::try_from(step).unwrap_or(i64::MAX)
+}
+
+impl TwoFactorService {
+    pub fn new(db: Db, master: MasterKey) -> Result<Self> {
+        let recovery_key = master.derive_key("sigil:recovery-codes:v1")?;
+        Ok(Self {
+            db,
+            master,
+            recovery_key,
+        })
+    }
+
+    /// The key login challenges are sealed with.
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
+    /// Refuses users who cannot have a second factor: `api` users and the system user.
+    pub fn require_person(user: &User) -> Result<()> {
+        if user.kind != UserKind::Person || user.is_system {
+            return Err(Error::conflict(
+                "two_factor_not_for_api_users",
+                "api users have no second factor: they sign in with application tokens",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn row(&self, tenant: TenantId, user: UserId) -> Result<Option<totp_row::Model>> {
+        Ok(totp_row::Entity::find()
+            .filter(totp_row::Column::TenantId.eq(tenant))
+            .filter(totp_row::Column::UserId.eq(user))
+            .one(&self.db)
+            .await?)
+    }
+
+    fn secret_of(&self, row: &totp_row::Model) -> Result<Vec<u8>> {
+        self.master
+            .open(&row.secret_sealed, &seal_context(row.user_id))
+    }
+
+    /// Starts (or restarts) an enrolment with a new secret; it stays off until
+    /// [`TwoFactorService::confirm`] gets a code of it.
+    pub async fn begin(&self, user: &User, account: &str) -> Result<Enrolment> {
+        Self::require_person(user)?;
+        if user.two_factor_enabled_at.is_some() {
+            return Err(Error::conflict(
+                "two_factor_already_enabled",
+                "two-factor sign-in is already on; turn it off first to enrol a new authenticator",
+            ));
+        }
+        let secret = totp::generate_secret();
+        let enrolment = Enrolment {
+            secret: totp::secret_base32(&secret)?,
+            otpauth_uri: totp::otpauth_uri(&secret, account)?,
+        };
+        let sealed = self.master.seal(&secret, &seal_context(user.id))?;
+        let txn = self.db.begin().await?;
+        totp_row::Entity::delete_many()
+            .filter(totp_row::Column::TenantId.eq(user.tenant_id))
+            .filter(totp_row::Column::UserId.eq(user.id))
+            .filter(totp_row::Column::ConfirmedAt.is_null())
+            .exec(&txn)
+            .await?;
+        totp_row::ActiveModel {
+            user_id: Set(user.id),
+            tenant_id: Set(user.tenant_id),
+            secret_sealed: Set(sealed),
+            confirmed_at: Set(None),
+            last_used_step: Set(None),
+            created_at: Set(sigil_core::now()),
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| match Error::from(e) {
+            Error::Conflict { .. } => Error::conflict(
+                "two_factor_already_enabled",
+                "two-factor sign-in is already on",
+            ),
+            other => other,
+        })?;
+        txn.commit().await?;
+        Ok(enrolment)
+    }
+
+    /// Turns the pending enrolment on with a first code; answers the new recovery codes
+    /// (shown once: only their hashes are kept).
+    pub async fn confirm(
+        &self,
+        user: &User,
+        code: &str,
+    ) -> Result<std::result::Result<Vec<String>, CodeRefused>> {
+        Self::require_person(user)?;
+        let row = self.row(user.tenant_id, user.id).await?;
+        let row = match row {
+            Some(r) if r.confirmed_at.is_none() => r,
+            Some(_) => {
+                return Err(Error::conflict(
+                    "two_factor_already_enabled",
+                    "two-factor sign-in is already on",
+                ))
+            }
+            None => {
+                return Err(Error::conflict(
+                    "no_pending_enrolment",
+                    "start with beginTotpEnrolment, then confirm with a code from the app",
+                ))
+            }
+        };
+        let secret = self.secret_of(&row)?;
+        let Some(step) = totp::matching_step(&secret, code, unix_now())? else {
+            return Ok(Err(CodeRefused::Invalid));
+        };
+        let now = sigil_core::now();
+        let codes = recovery::generate();
+        let txn = self.db.begin().await?;
+        let done = totp_row::Entity::update_many()
+            .col_expr(totp_row::Column::ConfirmedAt, Expr::value(Some(now)))
+            .col_expr(
+                totp_row::Column::LastUsedStep,
+                Expr::value(Some(step_value(step))),
+            )
+            .filter(totp_row::Column::TenantId.eq(user.tenant_id))
+            .filter(totp_row::Column::UserId.eq(user.id))
+            .filter(totp_row::Column::ConfirmedAt.is_null())
+            .filter(totp_row::Column::SecretSealed.eq(row.secret_sealed.as_str()))
+            .exec(&txn)
+            .await?;
+        if done.rows_affected != 1 {
+            return Err(Error::conflict(
+                "no_pending_enrolment",
+                "the enrolment changed meanwhile; start again with beginTotpEnrolment",
+            ));
+        }
+        self.replace_recovery_codes(&txn, user, &codes).await?;
+        entity::Entity::update_many()
+            .col_expr(entity::Column::TwoFactorEnabledAt, Expr::value(Some(now)))
+            .filter(entity::Column::TenantId.eq(user.tenant_id))
+            .filter(entity::Column::Id.eq(user.id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(Ok(codes))
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        conn: &impl sea_orm::ConnectionTrait,
+        user: &User,
+        codes: &[String],
+    ) -> Result<()> {
+        recovery_code::Entity::delete_many()
+            .filter(recovery_code::Column::TenantId.eq(user.tenant_id))
+            .filter(recovery_code::Column::UserId.eq(user.id))
+            .exec(conn)
+            .await?;
+        let now = sigil_core::now();
+        let mut rows = Vec::with_capacity(codes.len());
+        for code in codes {
+            let normalised = recovery::normalise(code)
+                .ok_or_else(|| Error::internal("a generated recovery code does not read back"))?;
+            rows.push(recovery_code::ActiveModel {
+                id: Set(uuid::Uuid::now_v7()),
+                tenant_id: Set(user.tenant_id),
+                user_id: Set(user.id),
+                code_hash: Set(recovery::hash(&self.recovery_key, user.id, &normalised)?),
+                used_at: Set(None),
+                created_at: Set(now),
+            });
+        }
+        recovery_code::Entity::insert_many(rows)
+            .exec_without_returning(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Checks a second factor of a user with TOTP on. A TOTP code is accepted once: its
+    /// time step must be later than the last one accepted (a conditional update, so two
+    /// requests with one code cannot both pass). A recovery code is spent by the check.
+    pub async fn verify(
+        &self,
+        user: &User,
+        factor: &SecondFactor,
+    ) -> Result<std::result::Result<Verified, CodeRefused>> {
+        let row = self
+            .row(user.tenant_id, user.id)
+            .await?
+            .filter(|r| r.confirmed_at.is_some())
+            .ok_or_else(|| {
+                Error::conflict("two_factor_not_enabled", "two-factor sign-in is off")
+            })?;
+        match factor {
+            SecondFactor::Totp(code) => {
+                let secret = self.secret_of(&row)?;
+                let Some(step) = totp::matching_step(&secret, code, unix_now())? else {
+                    return Ok(Err(CodeRefused::Invalid));
+                };
+                let step = step_value(step);
+                let done = totp_row::Entity::update_many()
+                    .col_expr(totp_row::Column::LastUsedStep, Expr::value(Some(step)))
+                    .filter(totp_row::Column::TenantId.eq(user.tenant_id))
+                    .filter(totp_row::Column::UserId.eq(user.id))
+                    .filter(totp_row::Column::ConfirmedAt.is_not_null())
+                    .filter(
+                        Condition::any()
+                            .add(totp_row::Column::LastUsedStep.is_null())
+                            .add(totp_row::Column::LastUsedStep.lt(step)),
+                    )
+                    .exec(&self.db)
+                    .await?;
+                Ok(if done.rows_affected == 1 {
+                    Ok(Verified::Totp)
+                } else {
+                    Err(CodeRefused::Reused)
+                })
+            }
+            SecondFactor::RecoveryCode(code) => {
+                let Some(normalised) = recovery::normalise(code) else {
+                    return Ok(Err(CodeRefused::Invalid));
+                };
+                let hash = recovery::hash(&self.recovery_key, user.id, &normalised)?;
+                let of_user = || {
+                    recovery_code::Entity::find()
+                        .filter(recovery_code::Column::TenantId.eq(user.tenant_id))
+                        .filter(recovery_code::Column::UserId.eq(user.id))
+                };
+                let done = recovery_code::Entity::update_many()
+                    .col_expr(
+                        recovery_code::Column::UsedAt,
+                        Expr::value(Some(sigil_core::now())),
+                    )
+                    .filter(recovery_code::Column::TenantId.eq(user.tenant_id))
+                    .filter(recovery_code::Column::UserId.eq(user.id))
+                    .filter(recovery_code::Column::CodeHash.eq(hash.as_str()))
+                    .filter(recovery_code::Column::UsedAt.is_null())
+                    .exec(&self.db)
+                    .await?;
+                if done.rows_affected == 1 {
+                    let left = of_user()
+                        .filter(recovery_code::Column::UsedAt.is_null())
+                        .count(&self.db)
+                        .await?;
+                    return Ok(Ok(Verified::RecoveryCode { left }));
+                }
+                let spent = of_user()
+                    .filter(recovery_code::Column::CodeHash.eq(hash.as_str()))
+                    .count(&self.db)
+                    .await?;
+                Ok(Err(if spent > 0 {
+                    CodeRefused::Reused
+                } else {
+                    CodeRefused::Invalid
+                }))
+            }
+        }
+    }
+
+    /// Turns two-factor sign-in off (and drops a pending enrolment and the recovery
+    /// codes). Whether it was on.
+    pub async fn disable(&self, tenant: TenantId, user: UserId) -> Result<bool> {
+        let txn = self.db.begin().await?;
+        let was_on = entity::Entity::update_many()
+            .col_expr(
+                entity::Column::TwoFactorEnabledAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(entity::Column::TenantId.eq(tenant))
+            .filter(entity::Column::Id.eq(user))
+            .filter(entity::Column::TwoFactorEnabledAt.is_not_null())
+            .exec(&txn)
+            .await?
+            .rows_affected
+            > 0;
+        totp_row::Entity::delete_many()
+            .filter(totp_row::Column::TenantId.eq(tenant))
+            .filter(totp_row::Column::UserId.eq(user))
+            .exec(&txn)
+            .await?;
+        recovery_code::Entity::delete_many()
+            .filter(recovery_code::Column::TenantId.eq(tenant))
+            .filter(recovery_code::Column::UserId.eq(user))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(was_on)
+    }
+
+    pub async fn status(&self, user: &User) -> Result<Status> {
+        let row = self.row(user.tenant_id, user.id).await?;
+        let recovery_codes_left = if user.two_factor_enabled_at.is_some() {
+            recovery_code::Entity::find()
+                .filter(recovery_code::Column::TenantId.eq(user.tenant_id))
+                .filter(recovery_code::Column::UserId.eq(user.id))
+                .filter(recovery_code::Column::UsedAt.is_null())
+                .count(&self.db)
+                .await?
+        } else {
+            0
+        };
+        Ok(Status {
+            enabled_at: user.two_factor_enabled_at,
+            pending: row.is_some_and(|r| r.confirmed_at.is_none()),
+            recovery_codes_left,
+        })
+    }
+}

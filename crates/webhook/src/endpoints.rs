@@ -1,0 +1,409 @@
+//! A tenant's webhook endpoints and their delivery log. Every query is scoped to the
+//! tenant; another tenant's endpoint is not found. The signing secret is sealed with the
+//! master key and leaves this module only once, in the answer that created or replaced it.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select, Set, TransactionTrait,
+};
+use sigil_core::crypto::MasterKey;
+use sigil_core::db::Db;
+use sigil_core::outbox::{self, events};
+use sigil_core::page::{Page, PageRequest};
+use sigil_core::{Error, Result, TenantId};
+use uuid::Uuid;
+
+use crate::entity::{delivery, endpoint};
+use crate::signing::WebhookSecret;
+
+/// Endpoints one tenant may register.
+pub const MAX_ENDPOINTS: u64 = 20;
+
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub id: Uuid,
+    pub tenant: TenantId,
+    pub url: String,
+    pub description: String,
+    /// Subscribed event types; empty: all of them.
+    pub event_types: Vec<String>,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Endpoint {
+    fn from_model(m: &endpoint::Model) -> Self {
+        Self::from_model_ref(m)
+    }
+
+    /// Whether the endpoint wants events of this type.
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewEndpoint {
+    pub url: String,
+    pub description: String,
+    pub event_types: Vec<String>,
+    /// A secret the admin supplies (`whsec_...`); none: one is generated.
+    pub secret: Option<String>,
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+    /// A new secret the admin supplies.
+    pub secret: Option<String>,
+    /// Replace the secret by a generated one.
+    pub rotate_secret: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "succeeded" => DeliveryStatus::Succeeded,
+            "failed" => DeliveryStatus::Failed,
+            _ => DeliveryStatus::Pending,
+        }
+    }
+}
+
+/// One event's delivery to one endpoint, with its retry state.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    /// The event; `msg_<event id>` is the `webhook-id` of every attempt.
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// The body sent (the event), when still stored.
+    pub payload: Option<serde_json::Value>,
+}
+
+impl Delivery {
+    fn from_model(m: &delivery::Model, payload: Option<serde_json::Value>) -> Self {
+        Self {
+            id: m.id,
+            endpoint_id: m.endpoint_id,
+            event_id: m.event_id,
+            event_type: m.event_type.clone(),
+            status: DeliveryStatus::parse(&m.status),
+            attempts: m.attempts,
+            next_attempt_at: m.next_attempt_at,
+            last_attempt_at: m.last_attempt_at,
+            last_status_code: m.last_status_code,
+            last_error: m.last_error.clone(),
+            created_at: m.created_at,
+            payload,
+        }
+    }
+}
+
+/// The `webhook-id` of an event's deliveries.
+pub fn message_id(event: Uuid) -> String {
+    format!("msg_{}", event.simple())
+}
+
+pub(crate) fn seal_context(endpoint: Uuid) -> String {
+    format!("webhook:{endpoint}")
+}
+
+fn validate_event_types(types: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for t in types {
+        if !events::ALL.contains(&t.as_str()) || t == events::WEBHOOK_TEST {
+            return Err(Error::invalid_field(
+                "invalid_event_type",
+                "event_types",
+                format!("unknown event type {t:?}"),
+            ));
+        }
+        if !out.contains(t) {
+            out.push(t.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn validate_description(d: &str) -> Result<()> {
+    if d.chars().count() > 500 {
+        return Err(Error::invalid_field(
+            "invalid_description",
+            "description",
+            "at most 500 characters",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
+pub struct WebhookService {
+    db: Db,
+    master: MasterKey,
+    allow_private: bool,
+}
+
+impl WebhookService {
+    pub fn new(db: Db, master: MasterKey, allow_private: bool) -> Self {
+        Self {
+            db,
+            master,
+            allow_private,
+        }
+    }
+
+    fn in_tenant(tenant: TenantId) -> Select<endpoint::Entity> {
+        endpoint::Entity::find().filter(endpoint::Column::TenantId.eq(tenant))
+    }
+
+    async fn model(&self, tenant: TenantId, id: Uuid) -> Result<endpoint::Model> {
+        Self::in_tenant(tenant)
+            .filter(endpoint::Column::Id.eq(id))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::not_found("webhook"))
+    }
+
+    /// Registers an endpoint; returns it with its secret (shown this once).
+    pub async fn create(
+        &self,
+        tenant: TenantId,
+        new: NewEndpoint,
+    ) -> Result<(Endpoint, WebhookSecret)> {
+        let url = crate::address::check_url(&new.url, self.allow_private)?;
+        validate_description(&new.description)?;
+        let event_types = validate_event_types(&new.event_types)?;
+        let secret = match &new.secret {
+            Some(s) => WebhookSecret::parse(s)?,
+            None => WebhookSecret::generate(),
+        };
+        if Self::in_tenant(tenant).count(&self.db).await? >= MAX_ENDPOINTS {
+            return Err(Error::conflict(
+                "webhook_limit_reached",
+                format!("a tenant may register at most {MAX_ENDPOINTS} webhook endpoints"),
+            ));
+        }
+        let id = Uuid::now_v7();
+        let now = sigil_core::now();
+        let model = endpoint::ActiveModel {
+            id: Set(id),
+            tenant_id: Set(tenant),
+            url: Set(url.to_string()),
+            description: Set(new.description),
+            event_types: Set(serde_json::to_string(&event_types).map_err(Error::internal)?),
+            secret_sealed: Set(self.master.seal(secret.bytes(), &seal_context(id))?),
+            enabled: Set(new.enabled),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok((Endpoint::from_model(&model), secret))
+    }
+
+    pub async fn list(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Endpoint>> {
+        let query = Self::in_tenant(tenant);
+        let total = query.clone().count(&self.db).await?;
+        let items = query
+            .order_by_asc(endpoint::Column::CreatedAt)
+            .order_by_asc(endpoint::Column::Id)
+            .offset(page.offset)
+            .limit(page.limit)
+            .all(&self.db)
+            .await?
+            .iter()
+            .map(Endpoint::from_model)
+            .collect();
+        Ok(Page { items, total })
+    }
+
+    pub async fn get(&self, tenant: TenantId, id: Uuid) -> Result<Endpoint> {
+        Ok(Endpoint::from_model(&self.model(tenant, id).await?))
+    }
+
+    /// Changes an endpoint; returns the new secret when it was replaced.
+    pub async fn update(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        patch: EndpointPatch,
+    ) -> Result<(Endpoint, Option<WebhookSecret>)> {
+        let current = self.model(tenant, id).await?;
+        let mut model: endpoint::ActiveModel = current.into();
+        if let Some(url) = &patch.url {
+            model.url = Set(crate::address::check_url(url, self.allow_private)?.to_string());
+        }
+        if let Some(d) = patch.description {
+            validate_description(&d)?;
+            model.description = Set(d);
+        }
+        if let Some(types) = &patch.event_types {
+            let types = validate_event_types(types)?;
+            model.event_types = Set(serde_json::to_string(&types).map_err(Error::internal)?);
+        }
+        if let Some(enabled) = patch.enabled {
+            model.enabled = Set(enabled);
+        }
+        let secret = match (&patch.secret, patch.rotate_secret) {
+            (Some(_), true) => {
+                return Err(Error::invalid(
+                    "ambiguous_secret",
+                    "give a secret or rotate_secret, not both",
+                ))
+            }
+            (Some(s), false) => Some(WebhookSecret::parse(s)?),
+            (None, true) => Some(WebhookSecret::generate()),
+            (None, false) => None,
+        };
+        if let Some(s) = &secret {
+            model.secret_sealed = Set(self.master.seal(s.bytes(), &seal_context(id))?);
+        }
+        model.updated_at = Set(sigil_core::now());
+        let updated = model.update(&self.db).await?;
+        Ok((Endpoint::from_model(&updated), secret))
+    }
+
+    /// Removes an endpoint and its delivery log; its pending deliveries are dropped.
+    pub async fn delete(&self, tenant: TenantId, id: Uuid) -> Result<Endpoint> {
+        let current = self.model(tenant, id).await?;
+        let txn = self.db.begin().await?;
+        delivery::Entity::delete_many()
+            .filter(delivery::Column::TenantId.eq(tenant))
+            .filter(delivery::Column::EndpointId.eq(id))
+            .exec(&txn)
+            .await?;
+        let res = endpoint::Entity::delete_many()
+            .filter(endpoint::Column::TenantId.eq(tenant))
+            .filter(endpoint::Column::Id.eq(id))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected == 0 {
+            return Err(Error::not_found("webhook"));
+        }
+        txn.commit().await?;
+        Ok(Endpoint::from_model(&current))
+    }
+
+    /// Queues a `webhook.test` event for this endpoint only (enabled or not); the
+    /// delivery is sent by the worker like any other.
+    pub async fn send_test(&self, tenant: TenantId, id: Uuid) -> Result<Delivery> {
+        let endpoint = self.get(tenant, id).await?;
+        let data = serde_json::json!({
+            "tenant_id": tenant.0,
+            "webhook_id": endpoint.id,
+            "message": "A test delivery from Sigil.",
+        });
+        let txn = self.db.begin().await?;
+        let event = outbox::enqueue_for(&txn, tenant, Some(id), events::WEBHOOK_TEST, data).await?;
+        let now = sigil_core::now();
+        outbox::entity::Entity::update_many()
+            .col_expr(
+                outbox::entity::Column::DispatchedAt,
+                sea_orm::sea_query::Expr::value(Some(now)),
+            )
+            .filter(outbox::entity::Column::Id.eq(event))
+            .exec(&txn)
+            .await?;
+        let model = new_delivery(tenant, id, event, events::WEBHOOK_TEST, now)
+            .insert(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(Delivery::from_model(&model, None))
+    }
+
+    /// One page of an endpoint's deliveries, newest first.
+    pub async fn deliveries(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        status: Option<DeliveryStatus>,
+        page: PageRequest,
+    ) -> Result<Page<Delivery>> {
+        self.model(tenant, id).await?;
+        let mut query = delivery::Entity::find()
+            .filter(delivery::Column::TenantId.eq(tenant))
+            .filter(delivery::Column::EndpointId.eq(id));
+        if let Some(status) = status {
+            query = query.filter(delivery::Column::Status.eq(status.as_str()));
+        }
+        let total = query.clone().count(&self.db).await?;
+        let rows = query
+            .order_by_desc(delivery::Column::CreatedAt)
+            .order_by_desc(delivery::Column::Id)
+            .offset(page.offset)
+            .limit(page.limit)
+            .all(&self.db)
+            .await?;
+        let events: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
+        let payloads: std::collections::HashMap<Uuid, serde_json::Value> =
+            outbox::entity::Entity::find()
+                .filter(outbox::entity::Column::TenantId.eq(tenant))
+                .filter(outbox::entity::Column::Id.is_in(events))
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .filter_map(|e| serde_json::from_str(&e.payload).ok().map(|p| (e.id, p)))
+                .collect();
+        let items = rows
+            .iter()
+            .map(|r| Delivery::from_model(r, payloads.get(&r.event_id).cloned()))
+            .collect();
+        Ok(Page { items, total })
+    }
+}
+
+/// A new pending delivery, due now.
+pub(crate) fn new_delivery(
+    tenant: TenantId,
+    endpoint: Uuid,
+    event: Uuid,
+    event_type: &str,
+    now: DateTime<Utc>,
+) -> delivery::ActiveModel {
+    delivery::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant),
+        endpoint_id: Set(endpoint),
+        event_id: Set(event),
+        event_type: Set(event_type.to_owned()),
+        status: Set(DeliveryStatus::Pending.as_str().to_owned()),
+        attempts: Set(0),
+        next_attempt_at: Set(Some(now)),
+        last_attempt_at: Set(None),
+        last_status_code: Set(None),
+        last_error: Set(None),
+        lease_until: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+}
