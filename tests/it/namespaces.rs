@@ -216,7 +216,7 @@ async fn builtin_namespaces_are_not_plugin_ids() {
         let m = manifest(id, "1", &[(&format!("{id}.account.x"), "GET", "read")], &[]);
         for caller in [&op, &t.admin] {
             let r = register(&s, caller, m.clone()).await;
-            r.expect(422, "reserved_plugin_id");
+            r.expect(409, "reserved_plugin_id");
             assert!(
                 r.body["detail"].as_str().unwrap().contains(id),
                 "{}",
@@ -241,7 +241,7 @@ async fn builtin_namespaces_are_not_plugin_ids() {
         json!({"openapi": doc, "id": "users"}),
     )
     .await
-    .expect(422, "reserved_plugin_id");
+    .expect(409, "reserved_plugin_id");
     let r = s
         .post(
             "/api/v1/plugins",
@@ -342,13 +342,13 @@ async fn method_ids_must_be_in_the_plugin_namespace() {
     assert_eq!(register(&s, &op, global).await.status, 201);
     let private = manifest("shared", "1", &[("shared.b", "GET", "read")], &[]);
     let r = register(&s, &t.admin, private).await;
-    r.expect(422, "registry_conflict");
+    r.expect(409, "registry_conflict");
     let private = manifest("mine", "1", &[("mine.b", "GET", "read")], &[]);
     assert_eq!(register(&s, &t.admin, private).await.status, 201);
     let global = manifest("mine", "1", &[("mine.a", "GET", "read")], &[]);
     register(&s, &op, global)
         .await
-        .expect(422, "registry_conflict");
+        .expect(409, "registry_conflict");
 
     // A `--plugin` file with ids outside its namespace stops the start, naming the file.
     let dir = crate::harness::tempdir::TempDir::new();

@@ -151,7 +151,10 @@ def map_case(ctx, case):
     params = case.path_parameters
     meta = getattr(case, "meta", None)
     negative = meta is not None and meta.is_negative_at(ParameterLocation.PATH)
-    if params and not negative:
+    # The stateful phase follows the ids its links carry (a created object, then its
+    # reads and deletion): those are left as they are.
+    stateful = meta is not None and str(getattr(meta.phase, "name", "")) == "stateful"
+    if params and not negative and not stateful:
         op = _operation_id(case) or ""
         for name in params:
             # Deletions take their own objects, so the others keep theirs.
@@ -258,27 +261,44 @@ def _pick(seed, items):
     return random.Random(str(seed)).choice(items)
 
 
+_OWNER = []
+
+
+def _owner_credential():
+    """A credential of the pass's caller that can make tokens the caller may then see."""
+    if FUZZ_AS in ("admin", "operator"):
+        return admin_session()
+    if not _OWNER:
+        _OWNER.append(CALLERS[FUZZ_AS]())
+    return _OWNER[0]
+
+
 def _fresh_tokens(count):
-    """Tokens made for this case alone (to copy or delete): an hour of life fits every policy."""
-    session = admin_session()
+    """Tokens made for this case alone (to copy or delete), owned as the pass's caller
+    would own them: an hour of life fits every policy."""
     ids = []
-    for i in range(count):
+    for attempt in range(2):
         try:
-            t = call("POST", "/api/v1/tokens", {"name": f"fuzz-fresh-{uuid.uuid4().hex[:8]}", "read": True, "expires_at": _soon()}, session)
-            ids.append(t["token"]["id"])
+            session = _owner_credential()
+            while len(ids) < count:
+                body = {"name": f"fuzz-fresh-{uuid.uuid4().hex[:8]}", "read": True, "expires_at": _soon()}
+                ids.append(call("POST", "/api/v1/tokens", body, session)["token"]["id"])
+            return ids
         except RuntimeError:
-            break
+            # The caller's own token may have been deleted or revoked by the run: once more
+            # with a new one.
+            _OWNER.clear()
     return ids
 
 
-def _valid_manifest(drawn):
-    """A manifest the registry accepts, named after the drawn one."""
-    raw = drawn.get("id") if isinstance(drawn, dict) else None
-    base = "".join(c for c in str(raw or "fuzz").lower() if c.isascii() and c.isalnum())[:20] or "fuzz"
-    plugin = f"fz{base}{uuid.uuid4().hex[:6]}"
+def _valid_manifest(drawn, drawn_id=None):
+    """A manifest the registry accepts, with the drawn plugin id (the spec's pattern makes
+    it a valid one; the stateful phase follows it to getPlugin and deletePlugin)."""
+    raw = drawn.get("id") if isinstance(drawn, dict) else drawn_id
+    plugin = str(raw or f"fz{uuid.uuid4().hex[:8]}").strip()
     return {
         "id": plugin,
-        "name": str((drawn or {}).get("name") or plugin)[:100] if isinstance(drawn, dict) else plugin,
+        "name": (str(drawn.get("name") or "").strip()[:100] if isinstance(drawn, dict) else "") or plugin,
         "version": "1.0.0",
         "methods": [
             {"id": f"{plugin}.items.list", "http": {"method": "GET", "path": f"/{plugin}/items"}, "access": "read"},
@@ -314,6 +334,9 @@ def _make_realistic(case):
         # A form has no null: an absent field is what the schema's null means.
         for field in [k for k, v in body.items() if v is None]:
             del body[field]
+        # The caller's credential travels in the Authorization header already; a client
+        # sends it one way (two different ones are refused: multiple_credentials).
+        body.pop("auth_token", None)
     if op == "introspectToken" and body is not None and body.get("method") is not None:
         body["method"] = _pick(f"introspect:{body['method']}", _known_methods())
     if op in ("createToken", "updateToken", "regenerateToken", "rotateCurrentToken") and body is not None:
@@ -332,9 +355,12 @@ def _make_realistic(case):
     if op == "changePassword" and body is not None and isinstance(body.get("new_password"), str):
         body["new_password"] = _STRONG_PASSWORD
     if op == "registerPlugin" and body is not None:
-        body["manifest"] = _valid_manifest(body.get("manifest"))
-        for field in ("openapi", "id", "name", "version"):
+        body["manifest"] = _valid_manifest(body.get("manifest"), body.get("id"))
+        for field in ("openapi", "name", "version"):
             body.pop(field, None)
+        # The same id at the top (ignored beside a manifest): what links infer from it
+        # names the plugin made.
+        body["id"] = body["manifest"]["id"]
     if op == "completeLogin" and body is not None:
         if body.get("code"):
             body.pop("recovery_code", None)

@@ -162,6 +162,12 @@ fn declare_cross_field_rules(doc: &mut Value) {
         "x-sigil-code": "invalid_webhook_secret",
         "x-sigil-message": "must be whsec_ followed by the base64 of 24 to 64 random bytes"
     });
+    let ws = format!("[{WHITE_SPACE}]*");
+    let plugin_id = json!({
+        "pattern": format!("^{ws}[a-z0-9][a-z0-9_-]{{0,63}}{ws}$"),
+        "x-sigil-code": "invalid_manifest",
+        "x-sigil-message": "must be 1-64 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
+    });
     let one_method = json!({ "minItems": 1, "x-sigil-code": "invalid_scope" });
     let rules = [
         // The password policy (crates/user/src/password.rs); it also refuses a password
@@ -192,6 +198,19 @@ fn declare_cross_field_rules(doc: &mut Value) {
             webhook_secret.clone(),
         ),
         ("UpdateWebhookBody", "/properties/secret", webhook_secret),
+        // PluginManifest::validate (crates/scope-registry/src/manifest.rs), after trimming.
+        ("ManifestDto", "/properties/id", plugin_id.clone()),
+        ("RegisterPluginBody", "/properties/id", plugin_id),
+        // validate_slug (crates/tenant/src/service.rs).
+        (
+            "CreateTenantBody",
+            "/properties/slug",
+            json!({
+                "pattern": "^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$",
+                "x-sigil-code": "invalid_slug",
+                "x-sigil-message": "must be 2-63 characters of a-z, 0-9 and '-', not starting or ending with '-'"
+            }),
+        ),
         // validate_username (crates/user/src/service.rs).
         ("CreateUserBody", "/properties/username", username.clone()),
         ("CreateTenantBody", "/properties/admin_username", username),

@@ -518,9 +518,9 @@ pub(crate) fn check_namespace(
         ));
     }
     if reserved.contains(&manifest.id) {
-        return Err(Error::invalid_field(
+        // The id is taken (by the built-in plugin): a conflict, like 'sigil' itself.
+        return Err(Error::conflict(
             "reserved_plugin_id",
-            "manifest.id",
             format!(
                 "the plugin id '{0}' is a namespace of the built-in plugin (its methods '{0}.*'); choose another id",
                 manifest.id
@@ -924,9 +924,9 @@ impl RegistryApi {
         let b = body.0;
         let target = match (caller_tenant, b.global) {
             (None, Some(false)) => {
-                return Err(Error::invalid(
+                return Err(Error::forbidden(
                     "tenant_required",
-                    "the operator registers global plugins",
+                    "the operator registers global plugins; a tenant's own plugins are registered by its admins",
                 )
                 .into())
             }
@@ -1016,10 +1016,12 @@ impl RegistryApi {
                 // The whole registry must still compile with the new plugin (no id or
                 // namespace conflicts).
                 let after = compile_registry(builtin, stored, Some(&change)).map_err(|errors| {
-                    Error::invalid_with(
+                    Error::conflict(
                         "registry_conflict",
-                        "the plugin conflicts with registered plugins or methods",
-                        in_field("manifest", errors),
+                        format!(
+                            "the plugin conflicts with registered plugins or methods: {}",
+                            errors.join("; ")
+                        ),
                     )
                 })?;
                 compiled = compile_registry(builtin, stored, None)
