@@ -709,6 +709,25 @@ async fn lifecycle_events_reach_the_endpoint() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    // A rotated-away secret used again: token.reuse_detected, and the token revoked.
+    let (stolen, stolen_secret) = s
+        .mint(
+            &t.admin,
+            json!({"name": "stolen", "methods": ["tokens.rotate_current", "me.get"]}),
+        )
+        .await;
+    let stolen_id = stolen["id"].as_str().unwrap().to_owned();
+    let r = s
+        .post(
+            "/api/v1/tokens/current/rotate",
+            &stolen_secret,
+            json!({"grace_period_secs": 0}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    s.get("/api/v1/users/me", &stolen_secret)
+        .await
+        .expect(401, "token_reuse_detected");
 
     let has = |all: &[Received], ty: &str, token: Option<&str>| {
         all.iter().any(|r| {
@@ -723,6 +742,7 @@ async fn lifecycle_events_reach_the_endpoint() {
                 && has(all, "token.revoked", Some(&leaky_id))
                 && has(all, "token.expired", Some(&old_id))
                 && has(all, "user.deactivated", None)
+                && has(all, "token.reuse_detected", Some(&stolen_id))
         })
         .await;
     for r in &got {
@@ -734,7 +754,16 @@ async fn lifecycle_events_reach_the_endpoint() {
         find("token.leaked")["data"]["url"],
         "https://paste.example/1"
     );
-    assert_eq!(find("token.revoked")["data"]["reason"], "leaked");
+    let revoked = |id: &str| {
+        got.iter()
+            .find(|r| {
+                r.event_type() == "token.revoked" && r.json()["data"]["token_id"] == json!(id)
+            })
+            .unwrap()
+            .json()
+    };
+    assert_eq!(revoked(&leaky_id)["data"]["reason"], "leaked");
+    assert_eq!(revoked(&stolen_id)["data"]["reason"], "reuse_detected");
     assert_eq!(find("token.regenerated")["data"]["generation"], 2);
     assert_eq!(
         find("user.deactivated")["data"]["user_id"],
