@@ -733,6 +733,19 @@ async fn every_refused_value_is_named_in_one_style() {
             "name: must not be null",
         ]
     );
+    // A name of white space only: the token rule's own code, as the spec states it.
+    let r = s
+        .post(
+            "/api/v1/tokens",
+            &t.admin,
+            json!({"name": " \t ", "read": true, "expires_at": "2030-01-31T00:00:00Z"}),
+        )
+        .await;
+    r.expect(422, "invalid_token");
+    assert_eq!(
+        r.errors(),
+        vec!["name: must not be empty or white space only"]
+    );
     // A policy with one field: every missing required field is named.
     let r = s
         .call(

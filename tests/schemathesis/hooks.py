@@ -380,6 +380,9 @@ def before_call(ctx, case, *args):
     meta = getattr(case, "meta", None)
     if meta is None or not meta.generation.mode.is_positive:
         return
+    # Again right before the call: the stateful phase fills bodies from its links after
+    # map_case (a registerPlugin body of only an `id`, say).
+    _make_realistic(case)
     op = _operation_id(case)
     if op == "copyToken" and case.path_parameters:
         fresh = _fresh_tokens(1)

@@ -168,6 +168,15 @@ fn declare_cross_field_rules(doc: &mut Value) {
         "x-sigil-code": "invalid_manifest",
         "x-sigil-message": "must be 1-64 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
     });
+    // Some character that `str::trim` keeps (the class is spelt out: `\S` means other
+    // things in other regex engines).
+    let text = |code: &str| {
+        json!({
+            "pattern": format!("[^{WHITE_SPACE}]"),
+            "x-sigil-code": code,
+            "x-sigil-message": "must not be empty or white space only"
+        })
+    };
     let one_method = json!({ "minItems": 1, "x-sigil-code": "invalid_scope" });
     let rules = [
         // The password policy (crates/user/src/password.rs); it also refuses a password
@@ -210,6 +219,37 @@ fn declare_cross_field_rules(doc: &mut Value) {
                 "x-sigil-code": "invalid_slug",
                 "x-sigil-message": "must be 2-63 characters of a-z, 0-9 and '-', not starting or ending with '-'"
             }),
+        ),
+        // Names checked after trimming: not white space only.
+        ("CreateTokenBody", "/properties/name", text("invalid_token")),
+        ("UpdateTokenBody", "/properties/name", text("invalid_token")),
+        ("CreateTenantBody", "/properties/name", text("invalid_name")),
+        ("UpdateTenantBody", "/properties/name", text("invalid_name")),
+        (
+            "CreateUserBody",
+            "/properties/display_name",
+            text("invalid_user"),
+        ),
+        (
+            "UpdateUserBody",
+            "/properties/display_name",
+            text("invalid_user"),
+        ),
+        (
+            "UpdateCurrentUserBody",
+            "/properties/display_name",
+            text("invalid_user"),
+        ),
+        ("ManifestDto", "/properties/name", text("invalid_manifest")),
+        (
+            "ManifestDto",
+            "/properties/version",
+            text("invalid_manifest"),
+        ),
+        (
+            "ManifestScopeSetDto",
+            "/properties/name",
+            text("invalid_manifest"),
         ),
         // validate_username (crates/user/src/service.rs).
         ("CreateUserBody", "/properties/username", username.clone()),
