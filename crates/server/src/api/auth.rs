@@ -288,17 +288,8 @@ impl AuthApi {
         } else {
             None
         };
-        let attempt = self.password_attempt(req, p.tenant_id, &p.username, &p.policy)?;
-        if !self
-            .0
-            .users
-            .check_password(p.tenant_id, p.user_id, body.password)
-            .await?
-        {
-            // A wrong password keeps the slot it reserved.
-            drop(attempt);
-            return Err(Error::forbidden("invalid_password", "the password is wrong").into());
-        }
+        let attempt =
+            checked_password(&self.0, req, &p, body.password, "the password is wrong").await?;
         if let Some(factor) = factor {
             match self.0.two_factor.verify(&user, &factor).await? {
                 Ok(v) => two_factor::accepted(&self.0, req, Some(&p), &user, v).await,
@@ -396,19 +387,14 @@ impl AuthApi {
         let p = caller.0;
         let body = body.0;
         // The current password is guessable with a stolen session: throttled like a login.
-        let attempt = self.password_attempt(req, p.tenant_id, &p.username, &p.policy)?;
-        if !self
-            .0
-            .users
-            .check_password(p.tenant_id, p.user_id, body.current_password)
-            .await?
-        {
-            // A wrong password keeps the slot it reserved.
-            drop(attempt);
-            return Err(
-                Error::forbidden("invalid_password", "the current password is wrong").into(),
-            );
-        }
+        let attempt = checked_password(
+            &self.0,
+            req,
+            &p,
+            body.current_password,
+            "the current password is wrong",
+        )
+        .await?;
         attempt.succeeded();
         self.0
             .users
@@ -656,6 +642,31 @@ fn check_api_access(user: &User) -> Result<(), Error> {
             "api_access_denied",
             "the user lacks the api_access permission",
         ))
+    }
+}
+
+/// Checks the caller's own password (confirmPassword, changePassword, the two-factor
+/// changes) under one reserved attempt of the login throttle. A wrong password keeps the
+/// slot (403 `invalid_password`, `detail` naming which password); a right one hands the
+/// attempt back for the caller to finish.
+pub(crate) async fn checked_password<'a>(
+    state: &'a AppState,
+    req: &Request,
+    p: &sigil_token::Principal,
+    password: String,
+    detail: &'static str,
+) -> ApiResult<LoginAttempt<'a>> {
+    let attempt = password_attempt(state, req, p.tenant_id, &p.username, &p.policy)?;
+    if state
+        .users
+        .check_password(p.tenant_id, p.user_id, password)
+        .await?
+    {
+        Ok(attempt)
+    } else {
+        // Dropped: the slot stays taken.
+        drop(attempt);
+        Err(Error::forbidden("invalid_password", detail).into())
     }
 }
 

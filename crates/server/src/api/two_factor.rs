@@ -384,16 +384,8 @@ impl TwoFactorApi {
         TwoFactorService::require_person(&user)?;
         require_session(&p)?;
         let attempt =
-            super::auth::password_attempt(&self.0, req, p.tenant_id, &p.username, &p.policy)?;
-        if !self
-            .0
-            .users
-            .check_password(p.tenant_id, p.user_id, body.password)
-            .await?
-        {
-            drop(attempt);
-            return Err(Error::forbidden("invalid_password", "the password is wrong").into());
-        }
+            super::auth::checked_password(&self.0, req, &p, body.password, "the password is wrong")
+                .await?;
         let codes = match self.0.two_factor.confirm(&user, &body.code).await? {
             Ok(codes) => codes,
             Err(why) => {
@@ -456,16 +448,8 @@ impl TwoFactorApi {
         }
         let factor = factor_from(body.code, body.recovery_code)?;
         let attempt =
-            super::auth::password_attempt(&self.0, req, p.tenant_id, &p.username, &p.policy)?;
-        if !self
-            .0
-            .users
-            .check_password(p.tenant_id, p.user_id, body.password)
-            .await?
-        {
-            drop(attempt);
-            return Err(Error::forbidden("invalid_password", "the password is wrong").into());
-        }
+            super::auth::checked_password(&self.0, req, &p, body.password, "the password is wrong")
+                .await?;
         match self.0.two_factor.verify(&user, &factor).await? {
             Ok(v) => {
                 attempt.succeeded();
