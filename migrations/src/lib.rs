@@ -14,6 +14,8 @@ mod m0008_token_leaks;
 mod m0009_token_rotation;
 mod m0010_two_factor;
 mod m0011_webhooks;
+mod m0012_token_owner_fk;
+mod m0013_usage_limits;
 
 pub struct Migrator;
 
@@ -32,6 +34,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_token_rotation::Migration),
             Box::new(m0010_two_factor::Migration),
             Box::new(m0011_webhooks::Migration),
+            Box::new(m0012_token_owner_fk::Migration),
+            Box::new(m0013_usage_limits::Migration),
         ]
     }
 }

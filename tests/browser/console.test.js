@@ -280,6 +280,43 @@ test('edit a token and copy it into a new one', async () => {
   assert.equal((await call('GET', '/users/me', { token: copied })).status, 401);
 });
 
+test('usage limits: credits with a monthly refill and a rate limit, shown in the details and enforced', async () => {
+  await row('ci-deploy').getByRole('button', { name: 'Edit ci-deploy' }).click();
+  const d = dialog('Edit token “ci-deploy”');
+  await d.getByLabel('Credits', { exact: true }).fill('2');
+  await d.getByLabel('Refill', { exact: true }).selectOption('monthly');
+  await d.getByLabel('Refill amount', { exact: true }).fill('500');
+  await d.getByLabel('Day of month', { exact: true }).fill('15');
+  await d.getByLabel('Rate limits', { exact: true }).fill('burst 100/60');
+  await d.getByRole('button', { name: 'Save' }).click();
+  await d.waitFor({ state: 'detached' });
+  const token = (await call('GET', '/tokens', { token: adminSession })).body.items.find((t) => t.name === 'ci-deploy');
+  assert.equal(token.credits.remaining, 2);
+  assert.deepEqual(token.credits.refill, { interval: 'monthly', amount: 500, day: 15 });
+  assert.equal(new Date(token.credits.next_refill_at).getUTCDate(), 15);
+  assert.deepEqual(token.rate_limits, [{ name: 'burst', window_secs: 60, limit: 100 }]);
+
+  await row('ci-deploy').getByRole('button', { name: 'Details of ci-deploy' }).click();
+  const details = page.locator('tr.details[data-details-for="' + token.id + '"]');
+  await details.locator('[data-fact="credits"]').getByText(/^2 left · refills to 500 on day 15 of each month/).waitFor();
+  await details.locator('[data-fact="rate-limits"]').getByText('burst: 100 per 60 s').waitFor();
+  await row('ci-deploy').getByRole('button', { name: 'Details of ci-deploy' }).click();
+
+  // A limit the server refuses is named in the dialog, field by field.
+  await row('ci-deploy').getByRole('button', { name: 'Edit ci-deploy' }).click();
+  const bad = dialog('Edit token “ci-deploy”');
+  await bad.getByLabel('Rate limits', { exact: true }).fill('burst 0/60');
+  await bad.getByRole('button', { name: 'Save' }).click();
+  await bad.getByText(/rate_limits\[0\]\.limit/).waitFor();
+  await bad.getByLabel('Rate limits', { exact: true }).fill('');
+  await bad.getByLabel('Credits', { exact: true }).fill('');
+  await bad.getByRole('button', { name: 'Save' }).click();
+  await bad.waitFor({ state: 'detached' });
+  const after = (await call('GET', '/tokens', { token: adminSession })).body.items.find((t) => t.name === 'ci-deploy');
+  assert.equal(after.credits ?? null, null);
+  assert.deepEqual(after.rate_limits, []);
+});
+
 test('the admin sees every API token of the tenant, another user’s included', async () => {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'API tokens' }).click();
   await page.getByRole('heading', { name: 'API tokens' }).waitFor();

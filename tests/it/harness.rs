@@ -134,10 +134,9 @@ impl TestServer {
         }
     }
 
-    /// Flushes queued usage counts now (instead of waiting for the timer).
+    /// Flushes queued use counts and spent credits now (instead of waiting for the timer).
     pub async fn flush_usage(&self) {
-        let state = self.state();
-        state.usage.flush(&state.db).await.expect("flush");
+        self.state().flush_usage().await.expect("flush");
     }
 
     pub fn operator_token(&self) -> String {

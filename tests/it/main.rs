@@ -16,6 +16,7 @@ mod contract;
 mod foundation;
 mod holes;
 mod leaks;
+mod limits;
 mod namespaces;
 mod nginx;
 mod observability;

@@ -61,6 +61,9 @@ async fn upstream() -> u16 {
     port
 }
 
+/// The forward-auth snippets that deploy/nginx/nginx.conf includes: the test runs them.
+const DEPLOY_SNIPPETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/nginx/sigil");
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -89,6 +92,15 @@ async fn nginx_auth_request_protects_a_platform_api() {
         .mint(&t.admin, json!({"scope_set": "platform.extended-access"}))
         .await;
     let (_, read_only) = s.mint(&t.admin, json!({"scope_set": "read-only"})).await;
+    let (_, limited) = s
+        .mint(
+            &t.admin,
+            json!({
+                "scope_set": "platform.extended-access",
+                "rate_limits": [{"name": "burst", "window_secs": 60, "limit": 1}]
+            }),
+        )
+        .await;
     let upstream_port = upstream().await;
     let port = free_port();
     let dir = s._dir.0.join("nginx");
@@ -107,27 +119,19 @@ http {{
   fastcgi_temp_path {dir}/fastcgi;
   uwsgi_temp_path {dir}/uwsgi;
   scgi_temp_path {dir}/scgi;
+  upstream sigil {{ server {sigil}; }}
   server {{
     listen 127.0.0.1:{port};
+    include {deploy}/auth-endpoint.conf;
     location / {{
-      auth_request /_sigil_auth;
-      auth_request_set $sigil_user $upstream_http_x_sigil_user;
-      proxy_set_header X-Sigil-User $sigil_user;
+      include {deploy}/auth-request.conf;
       proxy_pass http://127.0.0.1:{upstream_port};
-    }}
-    location = /_sigil_auth {{
-      internal;
-      proxy_pass http://{sigil}/api/v1/authorize;
-      proxy_method GET;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Original-URI $request_uri;
     }}
   }}
 }}
 "#,
-        dir = dir.display()
+        dir = dir.display(),
+        deploy = DEPLOY_SNIPPETS,
     );
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
@@ -183,4 +187,33 @@ http {{
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "no token refused");
+
+    // A usage limit: Sigil answers nginx with a 403 naming the refusal, and the deploy
+    // snippets turn it into a 429 with Retry-After and the RateLimit headers.
+    let r = s.client.get(stop(&limited)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "first call within the limit");
+    let r = s.client.get(stop(&limited)).send().await.unwrap();
+    assert_eq!(r.status(), 429, "rate limit answered as 429 by nginx");
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let retry: u64 = header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=120).contains(&retry), "{retry} (at most two windows)");
+    assert_eq!(
+        header("ratelimit-policy").as_deref(),
+        Some("\"burst\";q=1;w=60")
+    );
+    assert!(header("ratelimit").unwrap().starts_with("\"burst\";r=0;t="));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited");
+    assert_eq!(body["status"], 429);
+
+    // Other refusals keep their status and now name their reason.
+    let r = s.client.get(stop(&read_only)).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "method_not_in_scope");
 }

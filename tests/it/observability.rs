@@ -523,6 +523,10 @@ async fn metrics_endpoint_is_prometheus_text_with_every_series() {
         "sigil_db_pool_connections",
         "sigil_db_pool_max_connections",
         "sigil_registry_version",
+        "sigil_limits_shared",
+        "sigil_limits_fallbacks_total",
+        "sigil_limits_replicas",
+        "sigil_limits_redis_round_trips_total",
     ] {
         assert!(
             text.contains(&format!("# TYPE {family} ")),

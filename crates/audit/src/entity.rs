@@ -1,5 +1,5 @@
 use sea_orm::entity::prelude::*;
-use sigil_core::{TenantId, TokenId, UserId};
+use sigil_core::{TenantId, TenantOwned, TokenId, UserId};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "audit_events")]
@@ -25,3 +25,11 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// A tenant's events; platform events (no tenant) are read only by the operator's
+/// unscoped view.
+impl TenantOwned for Entity {
+    fn tenant_column() -> Column {
+        Column::TenantId
+    }
+}

@@ -3,6 +3,8 @@
 //! disk.
 
 pub mod entity;
+mod event;
 mod service;
 
-pub use service::{AuditEvent, AuditFilter, AuditLog, MemberScope, NewEvent};
+pub use event::NewEvent;
+pub use service::{AuditEvent, AuditFilter, AuditLog, MemberScope};

@@ -40,6 +40,7 @@ fn manifest(plugin: &str) -> PluginManifest {
                 access,
                 description: String::new(),
                 docs_url: None,
+                cost: 1,
             });
         }
     }

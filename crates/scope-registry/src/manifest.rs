@@ -41,6 +41,20 @@ pub struct ManifestMethod {
     pub description: String,
     #[serde(default)]
     pub docs_url: Option<String>,
+    /// Credits one call spends from a token that has credits (default 1).
+    #[serde(default = "default_cost", skip_serializing_if = "is_default_cost")]
+    pub cost: u32,
+}
+
+/// Most credits one call of a method may cost.
+pub const MAX_METHOD_COST: u32 = 1000;
+
+fn default_cost() -> u32 {
+    1
+}
+
+fn is_default_cost(cost: &u32) -> bool {
+    *cost == 1
 }
 
 /// HTTP verb and path template of a method, e.g. `GET /api/v1/tokens/{token_id}`.
@@ -199,6 +213,11 @@ impl PluginManifest {
             if let Err(e) = parse_template(&m.http.path) {
                 errors.push(format!("{label}: {e}"));
             }
+            if !(1..=MAX_METHOD_COST).contains(&m.cost) {
+                errors.push(format!(
+                    "{label}: cost must be between 1 and {MAX_METHOD_COST} credits"
+                ));
+            }
         }
 
         let mut set_ids = HashSet::new();
@@ -257,6 +276,7 @@ mod tests {
             access,
             description: String::new(),
             docs_url: None,
+            cost: 1,
         }
     }
 

@@ -140,6 +140,7 @@ impl PluginManifest {
                     access,
                     description,
                     docs_url,
+                    cost: 1,
                 });
             }
         }

@@ -92,6 +92,7 @@ mod tests {
                     access: Access::Read,
                     description: String::new(),
                     docs_url: None,
+                    cost: 1,
                 })
                 .collect(),
             scope_sets: Vec::new(),

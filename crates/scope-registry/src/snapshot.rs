@@ -59,6 +59,8 @@ pub struct MethodInfo {
     pub access: Access,
     pub description: String,
     pub docs_url: Option<String>,
+    /// Credits one call spends (1 unless the manifest says otherwise).
+    pub cost: u32,
 }
 
 /// A named, precompiled set of methods: a plugin's scope set (id `"{plugin}.{set}"`) or one
@@ -375,6 +377,7 @@ impl Snapshot {
                     access: m.access,
                     description: m.description.clone(),
                     docs_url: m.docs_url.clone(),
+                    cost: m.cost,
                 });
             }
             ranges[i] = start..methods.len();

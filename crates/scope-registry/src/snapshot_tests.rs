@@ -13,6 +13,7 @@ fn method(id: &str, verb: &str, path: &str, access: Access) -> ManifestMethod {
         access,
         description: format!("{id} description"),
         docs_url: None,
+        cost: 1,
     }
 }
 

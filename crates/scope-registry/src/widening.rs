@@ -159,6 +159,7 @@ mod tests {
                     access: *access,
                     description: String::new(),
                     docs_url: None,
+                    cost: 1,
                 })
                 .collect(),
             scope_sets: vec![ManifestScopeSet {
@@ -184,6 +185,7 @@ mod tests {
                 access: Access::Read,
                 description: String::new(),
                 docs_url: None,
+                cost: 1,
             }],
             scope_sets: vec![],
         }

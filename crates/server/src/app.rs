@@ -69,6 +69,7 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
         );
     let endpoint = route
         .catch_all_error(|err| async move { from_poem_error(err) })
+        .around(crate::usage_headers::write)
         .around({
             let paths = rules.clone();
             move |next, req| allow_methods(next, req, paths.clone())

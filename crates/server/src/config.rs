@@ -69,6 +69,9 @@ pub struct Config {
     pub webhook_expiring_days: Vec<u32>,
     /// Days the delivery log (finished deliveries and their events) is kept.
     pub webhook_retention_days: u32,
+    /// `redis://host:port/db`: rate limits and credits are shared by every replica through
+    /// this Redis. Empty: counters live in the process (right for one replica).
+    pub redis_url: String,
 }
 
 impl Default for Config {
@@ -102,6 +105,7 @@ impl Default for Config {
             webhook_sweep_secs: 60,
             webhook_expiring_days: vec![7, 1],
             webhook_retention_days: 30,
+            redis_url: String::new(),
         }
     }
 }
@@ -142,6 +146,7 @@ const KEYS: &[&str] = &[
     "webhook_sweep_secs",
     "webhook_expiring_days",
     "webhook_retention_days",
+    "redis_url",
 ];
 
 fn is_known_key(key: &str) -> bool {
@@ -371,6 +376,15 @@ impl Config {
         }
         if self.webhook_retention_days == 0 {
             return Err(bad("SIGIL_WEBHOOK_RETENTION_DAYS", "must be at least 1"));
+        }
+        let redis_scheme = ["redis://", "unix://"]
+            .iter()
+            .any(|scheme| self.redis_url.starts_with(scheme));
+        if !self.redis_url.is_empty() && !redis_scheme {
+            return Err(bad(
+                "SIGIL_REDIS_URL",
+                "must be a redis:// or unix:// URL (or empty for counters in the process)",
+            ));
         }
         if self.argon2.memory_kib < 8 * 1024
             || self.argon2.iterations == 0

@@ -19,6 +19,7 @@ pub mod schema_check;
 pub mod spec;
 pub mod state;
 pub mod telemetry;
+pub mod usage_headers;
 pub mod webhook_sender;
 
 pub use config::{Config, ConfigError};

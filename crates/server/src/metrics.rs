@@ -14,6 +14,7 @@ use opentelemetry::metrics::{Histogram, Meter};
 use opentelemetry::{global, KeyValue};
 use poem::http::{Method, StatusCode};
 use poem::{handler, Endpoint, EndpointExt, Response};
+use sigil_token::verifier::Outcome;
 
 use crate::state::AppState;
 
@@ -263,7 +264,8 @@ impl Metrics {
         for (outcome, n) in stats.outcomes() {
             let _ = writeln!(
                 out,
-                "sigil_verifications_total{{outcome=\"{outcome}\"}} {n}"
+                "sigil_verifications_total{{outcome=\"{}\"}} {n}",
+                outcome.label()
             );
         }
         sample(
@@ -286,6 +288,36 @@ impl Metrics {
             "Verified credentials held in the cache.",
             "gauge",
             state.verifier.cached_entries(),
+        );
+
+        let limits = state.limiter.health();
+        sample(
+            &mut out,
+            "sigil_limits_shared",
+            "1 while usage limits are counted through Redis; 0 in the process or, with Redis configured, while it is unreachable (each replica enforces its share).",
+            "gauge",
+            u64::from(limits.shared),
+        );
+        sample(
+            &mut out,
+            "sigil_limits_fallbacks_total",
+            "Times this replica fell back to its own share of the limits (Redis unreachable).",
+            "counter",
+            limits.fallbacks,
+        );
+        sample(
+            &mut out,
+            "sigil_limits_replicas",
+            "Replicas sharing the usage limits, as last counted through Redis (1 without it).",
+            "gauge",
+            u64::from(limits.replicas),
+        );
+        sample(
+            &mut out,
+            "sigil_limits_redis_round_trips_total",
+            "Redis scripts run for usage limits, health checks included.",
+            "counter",
+            state.limiter.round_trips(),
         );
 
         let usage = state.usage.stats();
@@ -419,14 +451,14 @@ fn register_instruments() {
         .u64_observable_counter("sigil.verifications")
         .with_description("Credential verifications by outcome (ok or the refusal code).")
         .with_callback(|o| {
-            let mut counts = [0u64; sigil_token::verifier::OUTCOMES.len()];
+            let mut counts = [0u64; Outcome::COUNT];
             each_state(|s| {
                 for (slot, (_, n)) in counts.iter_mut().zip(s.verifier.stats().outcomes()) {
                     *slot += n;
                 }
             });
-            for (outcome, n) in sigil_token::verifier::OUTCOMES.iter().zip(counts) {
-                o.observe(n, &[KeyValue::new("outcome", *outcome)]);
+            for (outcome, n) in Outcome::all().zip(counts) {
+                o.observe(n, &[KeyValue::new("outcome", outcome.label())]);
             }
         })
         .build();
@@ -444,6 +476,16 @@ fn register_instruments() {
         .u64_observable_gauge("sigil.verification.cache.entries")
         .with_description("Verified credentials held in the cache.")
         .with_callback(|o| o.observe(total(|s| s.verifier.cached_entries()), &[]))
+        .build();
+    meter
+        .u64_observable_gauge("sigil.limits.shared")
+        .with_description("1 while usage limits are counted through Redis.")
+        .with_callback(|o| o.observe(total(|s| u64::from(s.limiter.health().shared)), &[]))
+        .build();
+    meter
+        .u64_observable_counter("sigil.limits.fallbacks")
+        .with_description("Times a replica fell back to its own share of the limits.")
+        .with_callback(|o| o.observe(total(|s| s.limiter.health().fallbacks), &[]))
         .build();
     meter
         .u64_observable_counter("sigil.usage.flush.batches")

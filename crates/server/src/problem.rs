@@ -6,6 +6,7 @@ use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 use sigil_core::Error;
+use sigil_token::verifier::{RefusalKind, RefusalStatus};
 
 #[derive(Clone, Debug, Object, serde::Serialize)]
 #[oai(rename = "Problem")]
@@ -24,6 +25,11 @@ pub struct Problem {
     #[oai(default, skip_serializing_if_is_empty)]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldProblem>,
+    /// `usage_exceeded`: when the token's credits are refilled next (absent when they are
+    /// never refilled).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_refill_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One refused request value.
@@ -54,6 +60,7 @@ impl Problem {
             detail: detail.into(),
             code: code.to_owned(),
             errors: Vec::new(),
+            next_refill_at: None,
         }
     }
 
@@ -75,12 +82,25 @@ pub enum ApiError {
     /// The request is malformed.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
-    /// The credential is missing or refused.
+    /// The credential is missing or refused. A refusal of verification also names its
+    /// code in `X-Sigil-Refusal`, for proxies that read only the headers.
     #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
-    /// The caller may not do this.
+    Unauthorized(
+        Json<Problem>,
+        #[oai(header = "WWW-Authenticate")] String,
+        #[oai(header = "X-Sigil-Refusal")] Option<String>,
+    ),
+    /// The caller may not do this. A refusal of verification names its code in
+    /// `X-Sigil-Refusal`; forward auth for nginx (`X-Sigil-Auth-Proxy: nginx`) answers a
+    /// usage limit this way too, with the headers of the 429 it stands for.
     #[oai(status = 403, content_type = "application/problem+json")]
-    Forbidden(Json<Problem>),
+    Forbidden(
+        Json<Problem>,
+        #[oai(header = "X-Sigil-Refusal")] Option<String>,
+        #[oai(header = "Retry-After")] Option<u64>,
+        #[oai(header = "RateLimit-Policy")] Option<String>,
+        #[oai(header = "RateLimit")] Option<String>,
+    ),
     /// No such object (or it belongs to another tenant).
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
@@ -96,9 +116,17 @@ pub enum ApiError {
     /// The request is well-formed but its values are invalid.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
-    /// Too many attempts; retry later.
+    /// Too many attempts, or a usage limit of the token reached (`rate_limited`,
+    /// `usage_exceeded`); retry after `Retry-After` seconds when it is given. Usage-limit
+    /// answers carry the limits' state (IETF draft `RateLimit-Policy` / `RateLimit`).
     #[oai(status = 429, content_type = "application/problem+json")]
-    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u64),
+    TooManyRequests(
+        Json<Problem>,
+        #[oai(header = "Retry-After")] Option<u64>,
+        #[oai(header = "RateLimit-Policy")] Option<String>,
+        #[oai(header = "RateLimit")] Option<String>,
+        #[oai(header = "X-Sigil-Refusal")] Option<String>,
+    ),
     /// An unexpected error; details are in the server log under the request id.
     #[oai(status = 500, content_type = "application/problem+json")]
     Internal(Json<Problem>),
@@ -169,17 +197,64 @@ fn invalid_value(field: &str, reason: &str) -> ApiError {
     )))
 }
 
-pub fn www_authenticate(code: &str, detail: &str) -> String {
-    // Login answers with the Basic challenge: it takes a username and password.
-    if code == "credentials_required" || code == "tenant_required" {
-        return "Basic realm=\"sigil\", charset=\"UTF-8\"".to_owned();
+/// What a 401 asks the client for, in its `WWW-Authenticate` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Challenge<'a> {
+    /// A username and password: login.
+    Basic,
+    /// A token, when none was given.
+    Bearer,
+    /// Another token than the one given, and why.
+    InvalidToken { code: &'a str, detail: &'a str },
+}
+
+impl<'a> Challenge<'a> {
+    /// The challenge of a domain error: the login refusals ask for a username and
+    /// password, any other for a valid token.
+    fn of_error(code: &'a str, detail: &'a str) -> Self {
+        if code == "credentials_required" || code == "tenant_required" {
+            Challenge::Basic
+        } else {
+            Challenge::InvalidToken { code, detail }
+        }
     }
-    if code == "credential_missing" {
-        "Bearer realm=\"sigil\"".to_owned()
-    } else {
-        let detail = detail.replace('"', "'");
-        format!("Bearer realm=\"sigil\", error=\"invalid_token\", error_description=\"{code}: {detail}\"")
+
+    fn of_refusal(refusal: &'a sigil_token::Refusal, detail: &'a str) -> Self {
+        match refusal.kind() {
+            RefusalKind::CredentialMissing => Challenge::Bearer,
+            _ => Challenge::InvalidToken {
+                code: refusal.code(),
+                detail,
+            },
+        }
     }
+
+    fn header(self) -> String {
+        match self {
+            Challenge::Basic => "Basic realm=\"sigil\", charset=\"UTF-8\"".to_owned(),
+            Challenge::Bearer => "Bearer realm=\"sigil\"".to_owned(),
+            Challenge::InvalidToken { code, detail } => {
+                let detail = detail.replace('"', "'");
+                format!("Bearer realm=\"sigil\", error=\"invalid_token\", error_description=\"{code}: {detail}\"")
+            }
+        }
+    }
+}
+
+/// Seconds a client waits before retrying an unavailable service, unless told otherwise.
+const UNAVAILABLE_RETRY_SECS: u64 = 2;
+
+/// The 503 answer: a dependency (the database) is unreachable; internal text is logged,
+/// never answered.
+fn unavailable(code: &str, retry_after_secs: u64) -> ApiError {
+    ApiError::Unavailable(
+        Json(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            "the service is temporarily unavailable; retry shortly",
+        )),
+        retry_after_secs,
+    )
 }
 
 impl ApiError {
@@ -198,14 +273,14 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         let p = match self {
             ApiError::BadRequest(p)
-            | ApiError::Unauthorized(p, _)
-            | ApiError::Forbidden(p)
+            | ApiError::Unauthorized(p, ..)
+            | ApiError::Forbidden(p, ..)
             | ApiError::NotFound(p)
             | ApiError::Conflict(p)
             | ApiError::PayloadTooLarge(p)
             | ApiError::UnsupportedMediaType(p)
             | ApiError::Unprocessable(p)
-            | ApiError::TooManyRequests(p, _)
+            | ApiError::TooManyRequests(p, ..)
             | ApiError::Internal(p)
             | ApiError::Unavailable(p, _) => p,
         };
@@ -215,14 +290,14 @@ impl ApiError {
     pub fn code(&self) -> &str {
         match self {
             ApiError::BadRequest(p)
-            | ApiError::Unauthorized(p, _)
-            | ApiError::Forbidden(p)
+            | ApiError::Unauthorized(p, ..)
+            | ApiError::Forbidden(p, ..)
             | ApiError::NotFound(p)
             | ApiError::Conflict(p)
             | ApiError::PayloadTooLarge(p)
             | ApiError::UnsupportedMediaType(p)
             | ApiError::Unprocessable(p)
-            | ApiError::TooManyRequests(p, _)
+            | ApiError::TooManyRequests(p, ..)
             | ApiError::Internal(p)
             | ApiError::Unavailable(p, _) => &p.code,
         }
@@ -253,28 +328,32 @@ impl From<Error> for ApiError {
             }
             Error::Unauthorized { code, detail } => ApiError::Unauthorized(
                 Json(Problem::new(StatusCode::UNAUTHORIZED, code, detail.clone())),
-                www_authenticate(code, &detail),
+                Challenge::of_error(code, &detail).header(),
+                None,
             ),
-            Error::Forbidden { code, detail } => {
-                ApiError::Forbidden(Json(Problem::new(StatusCode::FORBIDDEN, code, detail)))
-            }
+            Error::Forbidden { code, detail } => ApiError::Forbidden(
+                Json(Problem::new(StatusCode::FORBIDDEN, code, detail)),
+                None,
+                None,
+                None,
+                None,
+            ),
             Error::TooMany {
                 code,
                 detail,
                 retry_after_secs,
             } => ApiError::TooManyRequests(
                 Json(Problem::new(StatusCode::TOO_MANY_REQUESTS, code, detail)),
-                retry_after_secs,
+                Some(retry_after_secs),
+                None,
+                None,
+                None,
             ),
             Error::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "database unavailable");
-                ApiError::Unavailable(
-                    Json(Problem::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "service_unavailable",
-                        "the service is temporarily unavailable; retry shortly",
-                    )),
-                    2,
+                unavailable(
+                    RefusalKind::ServiceUnavailable.code(),
+                    UNAVAILABLE_RETRY_SECS,
                 )
             }
             Error::Internal(detail) => {
@@ -289,12 +368,61 @@ impl From<Error> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The answer for a proxy that passes on only 2xx, 401 and 403 (nginx
+    /// `auth_request`): a 429 becomes a 403 that keeps the code (`X-Sigil-Refusal`) and
+    /// the limit headers, for the proxy to answer the client with the 429.
+    pub fn for_header_only_proxy(self) -> Self {
+        match self {
+            ApiError::TooManyRequests(Json(mut p), retry_after, policy, state, refusal) => {
+                p.status = StatusCode::FORBIDDEN.as_u16();
+                p.title = "Forbidden".to_owned();
+                let refusal = refusal.or_else(|| Some(p.code.clone()));
+                ApiError::Forbidden(Json(p), refusal, retry_after, policy, state)
+            }
+            other => other,
+        }
+    }
+}
+
 impl From<sigil_token::Refusal> for ApiError {
     fn from(r: sigil_token::Refusal) -> Self {
-        if r.is_unavailable() {
-            return Error::Unavailable("verification storage".into()).into();
+        let detail = r.explanation();
+        let problem = |status| Json(Problem::new(status, r.code(), detail.clone()));
+        match r.status() {
+            RefusalStatus::Unauthorized => ApiError::Unauthorized(
+                problem(StatusCode::UNAUTHORIZED),
+                Challenge::of_refusal(&r, &detail).header(),
+                Some(r.code().to_owned()),
+            ),
+            RefusalStatus::Forbidden => ApiError::Forbidden(
+                problem(StatusCode::FORBIDDEN),
+                Some(r.code().to_owned()),
+                None,
+                None,
+                None,
+            ),
+            RefusalStatus::TooMany => {
+                let mut answer = problem(StatusCode::TOO_MANY_REQUESTS);
+                let limits = r.limits();
+                answer.0.next_refill_at = limits.and_then(|l| l.next_refill);
+                let state = limits.map(|l| &l.state);
+                ApiError::TooManyRequests(
+                    answer,
+                    r.retry_after_secs(),
+                    state.and_then(|s| s.policy_header()),
+                    state.and_then(|s| s.ratelimit_header()),
+                    Some(r.code().to_owned()),
+                )
+            }
+            RefusalStatus::Unavailable => {
+                tracing::warn!("verification storage unavailable");
+                unavailable(
+                    r.code(),
+                    r.retry_after_secs().unwrap_or(UNAVAILABLE_RETRY_SECS),
+                )
+            }
         }
-        Error::from(r).into()
     }
 }
 
@@ -353,9 +481,62 @@ pub fn from_poem_error(err: poem::Error) -> Response {
     };
     let mut resp = problem_response(status, code, &detail);
     if status == StatusCode::UNAUTHORIZED {
-        if let Ok(v) = www_authenticate(code, &detail).parse() {
+        if let Ok(v) = Challenge::Bearer.header().parse() {
             resp.headers_mut().insert("WWW-Authenticate", v);
         }
     }
     resp.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use sigil_token::{Refusal, RefusalKind};
+
+    use super::*;
+
+    #[test]
+    fn refusals_answer_their_class_code_and_challenge() {
+        for kind in RefusalKind::ALL {
+            let answer = ApiError::from(Refusal::new(kind));
+            assert_eq!(answer.status().as_u16(), kind.status().http(), "{kind:?}");
+            assert_eq!(answer.code(), kind.code());
+            match answer {
+                ApiError::Unauthorized(_, challenge, _)
+                    if kind == RefusalKind::CredentialMissing =>
+                {
+                    assert_eq!(challenge, "Bearer realm=\"sigil\"");
+                }
+                ApiError::Unauthorized(_, challenge, refusal) => {
+                    assert_eq!(refusal.as_deref(), Some(kind.code()));
+                    let named = format!(
+                        "error=\"invalid_token\", error_description=\"{}: ",
+                        kind.code()
+                    );
+                    assert!(challenge.contains(&named), "{challenge}");
+                }
+                ApiError::Unavailable(Json(problem), retry_after) => {
+                    assert_eq!(retry_after, UNAVAILABLE_RETRY_SECS);
+                    assert!(!problem.detail.contains("storage"), "no internal text");
+                }
+                ApiError::Forbidden(_, refusal, ..) => {
+                    assert_eq!(refusal.as_deref(), Some(kind.code()));
+                }
+                ApiError::TooManyRequests(_, _, _, _, refusal) => {
+                    assert_eq!(refusal.as_deref(), Some(kind.code()));
+                }
+                other => panic!("{kind:?} answered {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn login_asks_for_a_password_and_a_missing_token_for_a_token() {
+        let login = ApiError::from(Error::unauthorized("credentials_required", "sign in"));
+        assert!(matches!(login, ApiError::Unauthorized(_, c, _) if c.starts_with("Basic ")));
+        let other = ApiError::from(Error::unauthorized("token_malformed", "say \"why\""));
+        assert!(
+            matches!(&other, ApiError::Unauthorized(_, c, _) if c.ends_with("token_malformed: say 'why'\"")),
+            "{other:?}"
+        );
+    }
 }

@@ -97,7 +97,8 @@ pub async fn require_existing_data(config: &Config, create_hint: &str) -> Result
     let db = sigil_core::db::connect(&url, 1)
         .await
         .map_err(|e| format!("{e}; {settings}"))?;
-    let migrated = sigil_tenant::TenantService::new(db.clone())
+    let changes = Arc::new(sigil_core::ChangeFeed::new(db.clone()));
+    let migrated = sigil_tenant::TenantService::new(db.clone(), changes)
         .list(None, ONE_TENANT)
         .await
         .is_ok();
@@ -214,7 +215,7 @@ fn spawn_background(
                 _ = stop.changed() => break,
             }
             rounds += 1;
-            if let Err(e) = state.usage.flush(&state.db).await {
+            if let Err(e) = state.flush_usage().await {
                 tracing::warn!(error = %e, "usage flush failed; will retry");
             }
             if let Err(e) = state.audit.flush_refusals().await {
@@ -410,7 +411,10 @@ async fn serve_with(
     let _ = stop_tx.send(true);
     let _ = background.await;
     let _ = webhooks.await;
-    if let Err(e) = state.usage.flush(&state.db).await {
+    // Unspent credit leases go back to the shared balance first, then every spend is
+    // written.
+    state.limiter.close().await;
+    if let Err(e) = state.flush_usage().await {
         tracing::error!(error = %e, "final usage flush failed");
     }
     let _ = state.audit.flush_refusals().await;

@@ -549,6 +549,7 @@ pub fn builtin_plugin(doc: &Value) -> Result<PluginManifest, Vec<String>> {
                         "/docs#/{}/{op_id}",
                         op["tags"][0].as_str().unwrap_or("default")
                     )),
+                    cost: 1,
                 });
             }
         }

@@ -8,10 +8,12 @@ use sigil_audit::{AuditLog, NewEvent};
 use sigil_core::crypto::MasterKey;
 use sigil_core::db::Db;
 use sigil_scope_registry::store::{PluginStore, ScopeSetStore};
-use sigil_scope_registry::{PluginManifest, RegisteredPlugin, Registry, Snapshot};
+use sigil_scope_registry::{PluginManifest, Registry, RegistryService, Snapshot};
 use sigil_tenant::platform::PlatformKey;
-use sigil_tenant::{KeyRing, TenantService};
-use sigil_token::verifier::{CacheSettings, VerifierDeps};
+use sigil_tenant::{KeyRing, SigningKeyService, TenantService};
+use sigil_token::verifier::{
+    Attempt, CacheSettings, Client, Denied, RefusalKind, RefusalStatus, Target, VerifierDeps,
+};
 use sigil_token::{Caller, ChangeFeed, Principal, TokenService, UsageRecorder, Verifier};
 use sigil_user::{LoginThrottle, PasswordHasher, UserService};
 
@@ -25,19 +27,24 @@ pub struct AppState {
     pub tenants: TenantService,
     pub users: UserService,
     pub keys: KeyRing,
+    /// The signing-key use cases (rotation publishes on the change feed).
+    pub signing_keys: SigningKeyService,
     pub platform: Arc<PlatformKey>,
     pub registry: Arc<Registry>,
     pub plugins: PluginStore,
     pub sets: ScopeSetStore,
+    /// The registry's use cases: plugins, methods and scope sets.
+    pub scope_registry: RegistryService,
     pub tokens: TokenService,
     pub verifier: Verifier,
     pub changes: Arc<ChangeFeed>,
     pub usage: UsageRecorder,
     pub audit: AuditLog,
     pub throttle: LoginThrottle,
+    /// Signing in, and passwords asked again (under the throttle above).
+    pub logins: sigil_user::LoginService,
     /// Second factors of people (TOTP, recovery codes) and login challenges.
     pub two_factor: sigil_user::TwoFactorService,
-    pub builtin: std::sync::OnceLock<PluginManifest>,
     /// Sigil's method of each route of the API (from the spec), for the caller check.
     pub route_methods: std::sync::OnceLock<crate::api::caller::RouteMethods>,
     pub metrics: crate::metrics::Metrics,
@@ -47,23 +54,40 @@ pub struct AppState {
     pub webhooks: sigil_webhook::WebhookService,
     /// Delivers the outbox's events (run by the background worker, run.rs).
     pub dispatcher: sigil_webhook::Dispatcher,
+    /// Usage limits: rate-limit counters and credit balances, in the process or shared
+    /// through Redis (`SIGIL_REDIS_URL`).
+    pub limiter: sigil_limits::Limiter,
 }
 
 impl AppState {
     pub async fn build(config: Config, db: Db, master: MasterKey) -> sigil_core::Result<Arc<Self>> {
         let hasher = PasswordHasher::new(config.argon2)?;
-        let tenants = TenantService::new(db.clone());
-        let users = UserService::new(db.clone(), hasher);
+        let changes = Arc::new(ChangeFeed::new(db.clone()));
+        let tenants = TenantService::new(db.clone(), changes.clone());
+        // A new password ends the user's sessions in the transaction that stores it.
+        let users = UserService::new(
+            db.clone(),
+            hasher,
+            changes.clone(),
+            Arc::new(sigil_token::service::sessions::SessionRevoker),
+        );
         let keys = KeyRing::with_ttl(
             db.clone(),
             master.clone(),
             Duration::from_secs(config.cache_ttl_secs),
         );
+        let signing_keys = SigningKeyService::new(keys.clone(), changes.clone());
         let platform = PlatformKey::load_or_create(&db, &master).await?;
         let two_factor = sigil_user::TwoFactorService::new(db.clone(), master.clone())?;
+        let throttle = LoginThrottle::new();
+        let logins = sigil_user::LoginService::new(
+            users.clone(),
+            tenants.clone(),
+            two_factor.clone(),
+            throttle.clone(),
+        );
         let plugins = PluginStore::new(db.clone());
         let sets = ScopeSetStore::new(db.clone());
-        let changes = Arc::new(ChangeFeed::new(db.clone()));
         let usage = UsageRecorder::new();
         let registry = Arc::new(Registry::new(Snapshot::empty()));
         let tokens = TokenService::new(
@@ -74,6 +98,16 @@ impl AppState {
             sets.clone(),
             changes.clone(),
         );
+        let scope_registry = RegistryService::new(
+            db.clone(),
+            registry.clone(),
+            changes.clone(),
+            Arc::new(crate::api::registry::TokenScopesOfTokens::new(
+                db.clone(),
+                tokens.clone(),
+            )),
+        );
+        let limiter = limiter(&config.redis_url).await?;
         let verifier = Verifier::new(
             VerifierDeps {
                 db: db.clone(),
@@ -83,6 +117,7 @@ impl AppState {
                 registry: registry.clone(),
                 sets: sets.clone(),
                 usage: usage.clone(),
+                limiter: limiter.clone(),
             },
             CacheSettings {
                 max_entries: config.cache_max_entries,
@@ -112,27 +147,30 @@ impl AppState {
         );
         let state = Arc::new(Self {
             audit: AuditLog::new(db.clone()),
-            throttle: LoginThrottle::new(),
+            throttle,
+            logins,
             two_factor,
             config,
             db,
             tenants,
             users,
             keys,
+            signing_keys,
             platform,
             registry,
             plugins,
             sets,
+            scope_registry,
             tokens,
             verifier,
             changes,
             usage,
-            builtin: std::sync::OnceLock::new(),
             route_methods: std::sync::OnceLock::new(),
             metrics: crate::metrics::Metrics::new(),
             refusals: crate::refusals::RefusalLimiter::new(config_refusal_limit),
             webhooks,
             dispatcher,
+            limiter,
         });
         state.metrics.register_observers(Arc::downgrade(&state));
         Ok(state)
@@ -140,7 +178,7 @@ impl AppState {
 
     /// Installs the built-in plugin (derived from the spec) and compiles the registry.
     pub async fn start_registry(&self, builtin: PluginManifest) -> sigil_core::Result<()> {
-        let _ = self.builtin.set(builtin);
+        self.scope_registry.set_builtin(builtin);
         self.load_plugin_files().await?;
         self.reload_registry().await
     }
@@ -148,7 +186,6 @@ impl AppState {
     /// Registers the manifests given with `--plugin` as global plugins (idempotent). Each
     /// must keep to the namespace rule; what a changed one widens is logged and audited.
     async fn load_plugin_files(&self) -> sigil_core::Result<()> {
-        let reserved = crate::api::registry::reserved_namespaces(self.builtin.get());
         for path in &self.config.plugins {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 sigil_core::Error::invalid(
@@ -163,28 +200,24 @@ impl AppState {
                     file_errors(path, errors),
                 )
             })?;
-            crate::api::registry::check_namespace(&manifest, &reserved).map_err(|e| {
-                sigil_core::Error::invalid_with(
-                    "invalid_manifest",
-                    format!("{} breaks the plugin namespace rule", path.display()),
-                    file_errors(
-                        path,
-                        std::iter::once(e.to_string())
-                            .chain(manifest.namespace_errors())
-                            .collect(),
-                    ),
-                )
-            })?;
-            let unchanged = self
-                .plugins
-                .get(None, &manifest.id)
-                .await?
-                .is_some_and(|stored| {
-                    serde_json::to_value(&stored.manifest).ok()
-                        == serde_json::to_value(&manifest).ok()
-                });
-            if !unchanged {
-                crate::api::registry::store_plugin_file(self, &manifest).await?;
+            self.scope_registry
+                .check_file_namespace(&manifest)
+                .map_err(|e| {
+                    sigil_core::Error::invalid_with(
+                        "invalid_manifest",
+                        format!("{} breaks the plugin namespace rule", path.display()),
+                        file_errors(
+                            path,
+                            std::iter::once(e.to_string())
+                                .chain(manifest.namespace_errors())
+                                .collect(),
+                        ),
+                    )
+                })?;
+            if let Some(events) = self.scope_registry.store_plugin_file(&manifest).await? {
+                for event in events {
+                    self.record(event).await;
+                }
                 tracing::info!(plugin = %manifest.id, version = %manifest.version, "plugin loaded from file");
             }
         }
@@ -193,53 +226,41 @@ impl AppState {
 
     /// Rebuilds the compiled registry from the built-in plugin and the stored ones.
     pub async fn reload_registry(&self) -> sigil_core::Result<()> {
-        let (version, stored) = self.plugins.load_all().await?;
-        let mut all: Vec<RegisteredPlugin> = self
-            .builtin
-            .get()
-            .cloned()
-            .map(RegisteredPlugin::global)
-            .into_iter()
-            .collect();
-        all.extend(stored);
-        let snapshot = Snapshot::build_with_version(all, version).map_err(|errors| {
-            sigil_core::Error::invalid_with(
-                "invalid_registry",
-                "the stored plugins do not compile",
-                errors
-                    .into_iter()
-                    .map(|message| sigil_core::FieldError::new("plugins", message))
-                    .collect(),
-            )
-        })?;
-        self.registry.publish(snapshot);
-        Ok(())
+        self.scope_registry.reload().await
     }
 
     /// Verifies the request's credential for `method`.
     pub async fn caller(&self, req: &Request, method: &str) -> ApiResult<Caller> {
         let ip = auth::client_ip(req, self.verifier.trusted_proxies());
-        let Some((credential, transport)) = auth::credential(req, None, None)? else {
-            self.verifier
-                .note_outcome(sigil_token::verifier::MISSING.code);
-            return Err(sigil_token::verifier::MISSING.into());
+        let found = auth::credential(req, None, None)?;
+        let credential = found.as_ref().map(|(c, t)| (c.as_str(), *t));
+        let attempt = Attempt {
+            credential,
+            client: Client::At(ip),
+            target: Target::Call(method),
         };
-        match self
-            .verifier
-            .verify(&credential, transport, ip, Some(method))
-            .await
-        {
-            Ok(caller) => Ok(caller),
-            Err(refusal) => {
-                self.audit_reuse(&refusal, ip, auth::user_agent(req)).await;
-                if let Some(e) =
-                    crate::api::two_factor::enrolment_refusal(self, &credential, &refusal).await
-                {
-                    return Err(e);
+        let refusal = match self.verifier.verify(attempt).await {
+            Ok(verified) => {
+                if let (Some(limits), Some(slot)) = (
+                    verified.limits.as_deref(),
+                    req.extensions().get::<crate::usage_headers::LimitHeaders>(),
+                ) {
+                    slot.set(limits);
                 }
-                Err(self.refusal(refusal, ip))
+                return Ok(verified.caller);
+            }
+            Err(Denied::Refused(refusal)) => refusal,
+            Err(Denied::Unforwardable(u)) => return Err(sigil_core::Error::from(u).into()),
+        };
+        self.audit_reuse(&refusal, ip, auth::user_agent(req)).await;
+        if let Some((credential, _)) = credential {
+            if let Some(e) =
+                crate::api::two_factor::enrolment_refusal(self, credential, &refusal).await
+            {
+                return Err(e);
             }
         }
+        Err(self.refusal(refusal, ip))
     }
 
     /// Records in the tenant's audit log that reuse detection revoked a token (once, by
@@ -257,32 +278,28 @@ impl AppState {
         ) else {
             return;
         };
-        let event = NewEvent {
-            tenant: Some(tenant),
-            actor: None,
-            actor_label: "reuse detection".to_owned(),
-            credential: Some(token),
-            action: "token.reuse_detected".to_owned(),
-            target_type: "token".to_owned(),
-            target_id: Some(token.to_string()),
-            before: None,
-            after: Some(serde_json::json!({
+        let event = NewEvent::of("token.reuse_detected", "token")
+            .by_system("reuse detection", tenant)
+            .with_credential(token)
+            .target(token)
+            .after(serde_json::json!({
                 "owner_id": refusal.user_id().map(|u| u.0),
                 "revoked": true,
                 "reason": sigil_token::leaks::REUSE_DETECTED,
-            })),
-            client_ip: client_ip.map(|i| i.to_string()),
-            user_agent,
-        };
-        if let Err(e) = self.audit.record(event).await {
-            tracing::error!(error = %e, "could not write an audit event");
-        }
+            }))
+            .from_client(client_ip.map(|i| i.to_string()), user_agent);
+        self.record(event).await;
     }
 
     /// Answers a refused verification: audited and counted against the client address;
     /// past the address's limit, a bad credential (401) answers 429 instead.
     pub fn refusal(&self, refusal: sigil_token::Refusal, ip: Option<std::net::IpAddr>) -> ApiError {
-        if !refusal.forbidden && !refusal.is_unavailable() {
+        // A request without a credential is not a refused credential: neither limited nor
+        // audited.
+        if refusal.kind() == RefusalKind::CredentialMissing {
+            return refusal.into();
+        }
+        if refusal.status() == RefusalStatus::Unauthorized {
             if let Some(retry_after_secs) = self.refusals.refused(ip) {
                 return sigil_core::Error::TooMany {
                     code: "too_many_refusals",
@@ -295,7 +312,7 @@ impl AppState {
         self.audit.note_refusal(
             refusal.tenant_id(),
             refusal.token_id(),
-            refusal.code,
+            refusal.code(),
             ip.map(|i| i.to_string()),
         );
         refusal.into()
@@ -325,83 +342,32 @@ impl AppState {
         }
     }
 
-    /// Writes an audit event for a change; a failure to audit is logged, not hidden.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn audit(
-        &self,
-        req: &Request,
-        caller: Option<&Principal>,
-        action: &str,
-        target_type: &str,
-        target_id: Option<String>,
-        before: Option<serde_json::Value>,
-        after: Option<serde_json::Value>,
-    ) {
-        let tenant = caller.map(|p| p.tenant_id);
-        self.record_audit(
-            req,
-            caller,
-            tenant,
-            action,
-            target_type,
-            target_id,
-            before,
-            after,
-        )
-        .await;
+    /// Writes the use counts and the credits spent since the last flush; what could not
+    /// be written is kept for the next one.
+    pub async fn flush_usage(&self) -> sigil_core::Result<()> {
+        let uses = self.usage.flush(&self.db).await;
+        let credits = self.limiter.credits().drain();
+        if !credits.is_empty() {
+            if let Err(e) = sigil_token::credits::flush(&self.db, &credits).await {
+                self.limiter.credits().restore(credits);
+                return Err(e);
+            }
+        }
+        self.limiter.sweep(chrono::Utc::now());
+        uses.map(|_| ())
     }
 
-    /// Writes an audit event of the platform operator about one tenant: it is filed under
-    /// that tenant, so the tenant's admins see what the operator did to it.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn audit_operator(
-        &self,
-        req: &Request,
-        tenant: sigil_core::TenantId,
-        action: &str,
-        target_type: &str,
-        target_id: Option<String>,
-        before: Option<serde_json::Value>,
-        after: Option<serde_json::Value>,
-    ) {
-        self.record_audit(
-            req,
-            None,
-            Some(tenant),
-            action,
-            target_type,
-            target_id,
-            before,
-            after,
-        )
-        .await;
+    /// Writes an audit event, adding the client address and agent of the request; a
+    /// failure to audit is logged, not hidden.
+    pub async fn audit(&self, req: &Request, event: NewEvent) {
+        let ip = auth::client_ip(req, self.verifier.trusted_proxies()).map(|i| i.to_string());
+        self.record(event.from_client(ip, auth::user_agent(req)))
+            .await;
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn record_audit(
-        &self,
-        req: &Request,
-        caller: Option<&Principal>,
-        tenant: Option<sigil_core::TenantId>,
-        action: &str,
-        target_type: &str,
-        target_id: Option<String>,
-        before: Option<serde_json::Value>,
-        after: Option<serde_json::Value>,
-    ) {
-        let event = NewEvent {
-            tenant,
-            actor: caller.map(|p| p.user_id),
-            actor_label: caller.map_or_else(|| "operator".to_owned(), |p| p.username.clone()),
-            credential: caller.map(|p| p.token_id),
-            action: action.to_owned(),
-            target_type: target_type.to_owned(),
-            target_id,
-            before,
-            after,
-            client_ip: auth::client_ip(req, self.verifier.trusted_proxies()).map(|i| i.to_string()),
-            user_agent: auth::user_agent(req),
-        };
+    /// Writes an audit event that carries its own client details.
+    pub async fn record(&self, event: NewEvent) {
+        let action = event.action.clone();
         if let Err(e) = self.audit.record(event).await {
             tracing::error!(error = %e, action, "could not write an audit event");
         }
@@ -413,10 +379,44 @@ impl AppState {
     }
 }
 
+/// The usage limiter: in the process, or shared through Redis when a URL is set (it
+/// starts even while Redis is unreachable, counting on its own share until it is back).
+async fn limiter(redis_url: &str) -> sigil_core::Result<sigil_limits::Limiter> {
+    if redis_url.is_empty() {
+        return Ok(sigil_limits::Limiter::local());
+    }
+    sigil_limits::Limiter::with_redis(redis_url, sigil_limits::SharedSettings::default())
+        .await
+        // The error may quote the URL, and with it a password: it is not repeated.
+        .map_err(|_| {
+            sigil_core::Error::invalid("redis_url", "SIGIL_REDIS_URL is not a usable Redis URL")
+        })
+}
+
 /// Problems of a plugin file given with `--plugin`, named by the file.
 fn file_errors(path: &std::path::Path, errors: Vec<String>) -> Vec<sigil_core::FieldError> {
     errors
         .into_iter()
         .map(|message| sigil_core::FieldError::new(path.display().to_string(), message))
         .collect()
+}
+
+/// Names the tenant user who made a change in its audit event.
+pub trait AuditBy {
+    fn by_caller(self, caller: &Principal) -> Self;
+    /// The caller, or the platform operator when there is none.
+    fn by_caller_opt(self, caller: Option<&Principal>) -> Self;
+}
+
+impl AuditBy for NewEvent {
+    fn by_caller(self, p: &Principal) -> Self {
+        self.by_user(p.tenant_id, p.user_id, &p.username, Some(p.token_id))
+    }
+
+    fn by_caller_opt(self, caller: Option<&Principal>) -> Self {
+        match caller {
+            Some(p) => self.by_caller(p),
+            None => self.by_operator(None),
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! Per-tenant Ed25519 signing keys: creation, rotation with overlap, lookup for signing and
-//! verification (cached), and the public JWKS.
+//! verification (cached), and the public JWKS. [`KeyRing`] is the store and its caches;
+//! [`SigningKeyService`] is what a tenant's admins do with their keys, and publishes each
+//! rotation on the change feed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use sea_orm::{
 use serde::Serialize;
 use sigil_core::crypto::MasterKey;
 use sigil_core::db::Db;
-use sigil_core::{Error, Result, TenantId};
+use sigil_core::{Change, ChangeFeed, Error, Result, TenantId, TenantOwned};
 
 use crate::entity::{signing_key, tenant};
 
@@ -189,8 +191,7 @@ impl KeyRing {
         if let Some(key) = self.active.get(&tenant_id) {
             return Ok(key);
         }
-        let model = signing_key::Entity::find()
-            .filter(signing_key::Column::TenantId.eq(tenant_id))
+        let model = signing_key::Entity::find_in(tenant_id)
             .filter(signing_key::Column::State.eq("active"))
             .order_by_desc(signing_key::Column::CreatedAt)
             .one(&self.db)
@@ -214,6 +215,8 @@ impl KeyRing {
         let cached = match self.by_kid.get(kid) {
             Some(entry) => entry,
             None => {
+                // Looked up by kid alone: the cache is keyed by kid, and the tenant is
+                // checked on the entry below, so another tenant's kid is refused either way.
                 let model = signing_key::Entity::find_by_id(kid.to_owned())
                     .one(&self.db)
                     .await?;
@@ -251,8 +254,7 @@ impl KeyRing {
 
     pub async fn list(&self, tenant_id: TenantId) -> Result<Vec<SigningKeyInfo>> {
         let now = Utc::now();
-        let models = signing_key::Entity::find()
-            .filter(signing_key::Column::TenantId.eq(tenant_id))
+        let models = signing_key::Entity::find_in(tenant_id)
             .order_by_desc(signing_key::Column::CreatedAt)
             .all(&self.db)
             .await?;
@@ -270,6 +272,10 @@ impl KeyRing {
     }
 
     /// Makes a new key active; the previous active key keeps verifying for `overlap`.
+    /// Drops this replica's cached keys of the tenant but tells no other replica (they
+    /// follow within the cache TTL): [`SigningKeyService::rotate`] is the rotation that
+    /// publishes the change.
+    ///
     /// The tenant row is locked so concurrent rotations leave exactly one active key: the
     /// transaction starts by writing it (a row lock on PostgreSQL; on SQLite the write lock,
     /// taken before any read so a concurrent rotation waits instead of failing).
@@ -289,11 +295,10 @@ impl KeyRing {
         if locked.rows_affected == 0 {
             return Err(Error::not_found("tenant"));
         }
-        signing_key::Entity::update_many()
+        signing_key::Entity::update_many_in(tenant_id)
             .col_expr(signing_key::Column::State, "retiring".into())
             .col_expr(signing_key::Column::RetiringAt, Some(now).into())
             .col_expr(signing_key::Column::RetireAfter, Some(retire_after).into())
-            .filter(signing_key::Column::TenantId.eq(tenant_id))
             .filter(signing_key::Column::State.eq("active"))
             .exec(&txn)
             .await?;
@@ -342,6 +347,45 @@ impl KeyRing {
     }
 }
 
+/// A tenant's signing keys as its admins and the public see them: rotation, the list, the
+/// JWKS.
+#[derive(Clone)]
+pub struct SigningKeyService {
+    ring: KeyRing,
+    changes: Arc<ChangeFeed>,
+}
+
+impl SigningKeyService {
+    pub fn new(ring: KeyRing, changes: Arc<ChangeFeed>) -> Self {
+        Self { ring, changes }
+    }
+
+    /// Rotates the tenant's key; every replica drops its cached keys of the tenant, so the
+    /// new key signs everywhere and a key rotated out with no overlap stops verifying.
+    pub async fn rotate(&self, tenant_id: TenantId, overlap: Duration) -> Result<SigningKeyInfo> {
+        let key = self.ring.rotate(tenant_id, overlap).await?;
+        self.changes
+            .publish(Change::Keys { tenant: tenant_id })
+            .await;
+        Ok(key)
+    }
+
+    /// Every key of the tenant, newest first.
+    pub async fn list(&self, tenant_id: TenantId) -> Result<Vec<SigningKeyInfo>> {
+        self.ring.list(tenant_id).await
+    }
+
+    /// The public keys that verify tokens of the tenant with this slug.
+    pub async fn jwks_of(&self, slug: &str) -> Result<Jwks> {
+        let tenant = tenant::Entity::find()
+            .filter(tenant::Column::Slug.eq(slug))
+            .one(&self.ring.db)
+            .await?
+            .ok_or_else(|| Error::not_found("tenant"))?;
+        self.ring.jwks(tenant.id).await
+    }
+}
+
 async fn insert_key(
     conn: &impl ConnectionTrait,
     tenant_id: TenantId,
@@ -361,4 +405,274 @@ async fn insert_key(
     .exec_without_returning(conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{Algorithm, Header, Validation};
+    use serde_json::{json, Value};
+    use tokio::sync::broadcast::error::TryRecvError;
+
+    use super::*;
+    use crate::service::{NewTenant, TenantService};
+    use crate::test_db;
+
+    fn sign(key: &EncodingKey, kid: &str) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_owned());
+        let claims = json!({"sub": "alice", "exp": Utc::now().timestamp() + 60});
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    fn verifies(token: &str, key: &DecodingKey) -> bool {
+        jsonwebtoken::decode::<Value>(token, key, &Validation::new(Algorithm::EdDSA)).is_ok()
+    }
+
+    struct Setup {
+        ring: KeyRing,
+        service: SigningKeyService,
+        tenants: TenantService,
+    }
+
+    async fn setup() -> Setup {
+        let db = test_db::migrated().await;
+        let changes = test_db::feed(&db);
+        let ring = KeyRing::new(db.clone(), MasterKey::generate());
+        Setup {
+            service: SigningKeyService::new(ring.clone(), changes.clone()),
+            tenants: TenantService::new(db, changes),
+            ring,
+        }
+    }
+
+    /// A tenant with its first key, as onboarding leaves it.
+    async fn tenant_with_key(s: &Setup, slug: &str) -> (TenantId, String) {
+        let new = NewTenant {
+            slug: slug.into(),
+            name: None,
+            policy: None,
+        };
+        let tenant = s.tenants.insert(&s.ring.db, new).await.unwrap();
+        let kid = s.ring.create_initial(&s.ring.db, tenant.id).await.unwrap();
+        (tenant.id, kid)
+    }
+
+    /// Lets the clock move past the last key's creation (keys are ordered by it, to the
+    /// millisecond).
+    async fn tick() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    #[test]
+    fn a_generated_key_signs_what_its_published_half_verifies() {
+        let master = MasterKey::generate();
+        let key = generate_key(&master, "op-").unwrap();
+        let encoding = load_encoding_key(&master, &key.kid, &key.sealed).unwrap();
+        let token = sign(&encoding, &key.kid);
+        assert!(verifies(&token, &decoding_key(&key.public_x).unwrap()));
+        let other = generate_key(&master, "").unwrap();
+        assert!(!verifies(&token, &decoding_key(&other.public_x).unwrap()));
+    }
+
+    #[test]
+    fn the_kid_is_derived_from_the_public_key() {
+        let key = generate_key(&MasterKey::generate(), "op-").unwrap();
+        let public = URL_SAFE_NO_PAD.decode(&key.public_x).unwrap();
+        assert_eq!(public.len(), 32);
+        let digest = sigil_core::crypto::sha256_hex(&public);
+        assert_eq!(key.kid, format!("op-{}", &digest[..16]));
+    }
+
+    #[test]
+    fn the_sealed_private_key_opens_only_under_its_kid_and_master_key() {
+        let master = MasterKey::generate();
+        let key = generate_key(&master, "").unwrap();
+        assert!(load_encoding_key(&master, "another-kid", &key.sealed).is_err());
+        assert!(load_encoding_key(&MasterKey::generate(), &key.kid, &key.sealed).is_err());
+    }
+
+    #[test]
+    fn a_retiring_key_counts_as_retired_once_its_overlap_ends() {
+        let now = Utc::now();
+        let model = |state: &str, retire_after: Option<DateTime<Utc>>| signing_key::Model {
+            kid: "k".into(),
+            tenant_id: TenantId::new(),
+            public_key: String::new(),
+            private_key_sealed: String::new(),
+            state: state.into(),
+            created_at: now,
+            retiring_at: None,
+            retire_after,
+        };
+        let later = now + chrono::Duration::seconds(1);
+        assert_eq!(KeyState::of(&model("active", None), now), KeyState::Active);
+        assert_eq!(
+            KeyState::of(&model("retiring", Some(later)), now),
+            KeyState::Retiring
+        );
+        assert_eq!(
+            KeyState::of(&model("retiring", None), now),
+            KeyState::Retiring
+        );
+        assert_eq!(
+            KeyState::of(&model("retiring", Some(now)), now),
+            KeyState::Retired
+        );
+        assert_eq!(
+            KeyState::of(&model("retired", None), now),
+            KeyState::Retired
+        );
+    }
+
+    #[tokio::test]
+    async fn the_stored_active_key_signs_and_its_kid_verifies_for_its_tenant_only() {
+        let s = setup().await;
+        let (acme, kid) = tenant_with_key(&s, "acme").await;
+        let (other, _) = tenant_with_key(&s, "other").await;
+        let signing = s.ring.signing_key(acme).await.unwrap();
+        assert_eq!(signing.kid, kid);
+        assert_eq!(signing.state, KeyState::Active);
+        let token = sign(signing.encoding.as_ref().unwrap(), &kid);
+        let verifying = s.ring.verification_key(acme, &kid).await.unwrap().unwrap();
+        assert!(
+            verifying.encoding.is_none(),
+            "only the signing lookup opens the private key"
+        );
+        assert!(verifies(&token, &verifying.decoding));
+        assert!(s
+            .ring
+            .verification_key(other, &kid)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s
+            .ring
+            .verification_key(acme, "unknown")
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s.ring.verification_key(acme, "").await.unwrap().is_none());
+        let too_long = "k".repeat(65);
+        assert!(s
+            .ring
+            .verification_key(acme, &too_long)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_rotated_out_key_verifies_during_its_overlap_only() {
+        let s = setup().await;
+        let (acme, first) = tenant_with_key(&s, "acme").await;
+        let old_token = sign(
+            s.ring
+                .signing_key(acme)
+                .await
+                .unwrap()
+                .encoding
+                .as_ref()
+                .unwrap(),
+            &first,
+        );
+
+        tick().await;
+        let second = s
+            .service
+            .rotate(acme, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_ne!(second.kid, first);
+        assert_eq!(second.state, KeyState::Active);
+        assert_eq!(s.ring.signing_key(acme).await.unwrap().kid, second.kid);
+        let old = s
+            .ring
+            .verification_key(acme, &first)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(old.state, KeyState::Retiring);
+        assert!(verifies(&old_token, &old.decoding));
+        let listed: Vec<(String, KeyState)> = s
+            .service
+            .list(acme)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| (k.kid, k.state))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (second.kid.clone(), KeyState::Active),
+                (first.clone(), KeyState::Retiring)
+            ]
+        );
+
+        // No overlap: the key that was active stops verifying at once, even though this
+        // replica had it cached as the active key.
+        assert!(s
+            .ring
+            .verification_key(acme, &second.kid)
+            .await
+            .unwrap()
+            .is_some());
+        tick().await;
+        let third = s.service.rotate(acme, Duration::ZERO).await.unwrap();
+        assert!(s
+            .ring
+            .verification_key(acme, &second.kid)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s
+            .ring
+            .verification_key(acme, &first)
+            .await
+            .unwrap()
+            .is_some());
+        let jwks: Vec<String> = s
+            .service
+            .jwks_of("acme")
+            .await
+            .unwrap()
+            .keys
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(jwks, [third.kid, first]);
+    }
+
+    #[tokio::test]
+    async fn rotation_is_published_for_the_tenant() {
+        let s = setup().await;
+        let (acme, _) = tenant_with_key(&s, "acme").await;
+        let mut changes = s.service.changes.subscribe();
+        s.service.rotate(acme, Duration::ZERO).await.unwrap();
+        assert_eq!(changes.try_recv(), Ok(Change::Keys { tenant: acme }));
+        let unknown = s.service.rotate(TenantId::new(), Duration::ZERO).await;
+        assert!(matches!(unknown, Err(Error::NotFound { what: "tenant" })));
+        assert_eq!(changes.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[tokio::test]
+    async fn the_jwks_holds_the_public_halves_of_the_named_tenant() {
+        let s = setup().await;
+        let (acme, kid) = tenant_with_key(&s, "acme").await;
+        tenant_with_key(&s, "other").await;
+        let jwks = s.service.jwks_of("acme").await.unwrap();
+        assert_eq!(jwks.keys.len(), 1);
+        let jwk = &jwks.keys[0];
+        assert_eq!(
+            (jwk.kty, jwk.crv, jwk.alg, jwk.use_),
+            ("OKP", "Ed25519", "EdDSA", "sig")
+        );
+        assert_eq!(jwk.kid, kid);
+        // The published `x` verifies what the tenant's key signs.
+        let signing = s.ring.signing_key(acme).await.unwrap();
+        let token = sign(signing.encoding.as_ref().unwrap(), &kid);
+        assert!(verifies(&token, &decoding_key(&jwk.x).unwrap()));
+        let unknown = s.service.jwks_of("nobody").await;
+        assert!(matches!(unknown, Err(Error::NotFound { what: "tenant" })));
+    }
 }

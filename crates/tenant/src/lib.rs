@@ -6,7 +6,9 @@ pub mod keys;
 pub mod platform;
 pub mod policy;
 pub mod service;
+#[cfg(test)]
+mod test_db;
 
-pub use keys::{Jwk, Jwks, KeyRing, KeyState, SigningKeyInfo, TenantKey};
+pub use keys::{Jwk, Jwks, KeyRing, KeyState, SigningKeyInfo, SigningKeyService, TenantKey};
 pub use policy::TenantPolicy;
-pub use service::{NewTenant, Tenant, TenantPatch, TenantService};
+pub use service::{NewTenant, Tenant, TenantChange, TenantPatch, TenantService};

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use sigil_core::{Error, FieldError, Result};
+use sigil_limits::RateLimit;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -37,6 +38,11 @@ pub struct TenantPolicy {
     /// Every person must sign in with a second factor: one without it gets a session
     /// that can only enrol. Tokens and `api` users are not affected.
     pub require_two_factor: bool,
+    /// Rate limits of every token that has none of its own.
+    pub default_token_rate_limits: Vec<RateLimit>,
+    /// Rate limits of every user who has none of their own, shared by all of the user's
+    /// tokens.
+    pub default_owner_rate_limits: Vec<RateLimit>,
 }
 
 impl Default for TenantPolicy {
@@ -56,6 +62,8 @@ impl Default for TenantPolicy {
             detect_reuse_after_rotation: true,
             detect_reuse_after_regeneration: false,
             require_two_factor: false,
+            default_token_rate_limits: Vec::new(),
+            default_owner_rate_limits: Vec::new(),
         }
     }
 }
@@ -115,6 +123,16 @@ impl TenantPolicy {
                 ));
             }
         }
+        for (field, limits) in [
+            ("default_token_rate_limits", &self.default_token_rate_limits),
+            ("default_owner_rate_limits", &self.default_owner_rate_limits),
+        ] {
+            if let Err(Error::Invalid { errors: found, .. }) =
+                sigil_limits::spec::validate_rate_limits(field, limits)
+            {
+                errors.extend(found);
+            }
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -145,4 +163,184 @@ pub fn parse_ip_net(text: &str) -> Option<ipnet::IpNet> {
                 .ok()
                 .map(ipnet::IpNet::from)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fields a rejected policy names, in the order they were found.
+    fn rejected_fields(policy: &TenantPolicy) -> Vec<String> {
+        match policy.validate() {
+            Err(Error::Invalid { code, errors, .. }) => {
+                assert_eq!(code, "invalid_policy");
+                errors.into_iter().map(|e| e.field).collect()
+            }
+            other => panic!("expected an invalid policy, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_default_policy_is_valid() {
+        assert!(TenantPolicy::default().validate().is_ok());
+    }
+
+    #[test]
+    fn every_bound_is_inclusive() {
+        let lowest = TenantPolicy {
+            max_token_lifetime_days: Some(1),
+            session_lifetime_secs: 60,
+            password_confirmation_secs: 30,
+            login_max_failures: 1,
+            login_lockout_secs: 1,
+            max_tokens_per_user: 1,
+            key_overlap_secs: 0,
+            ..TenantPolicy::default()
+        };
+        assert!(lowest.validate().is_ok());
+        let highest = TenantPolicy {
+            max_token_lifetime_days: Some(3650),
+            session_lifetime_secs: 3600,
+            password_confirmation_secs: 3600,
+            login_max_failures: 100,
+            login_lockout_secs: 86_400,
+            max_tokens_per_user: 10_000,
+            key_overlap_secs: 7_776_000,
+            ..TenantPolicy::default()
+        };
+        assert!(highest.validate().is_ok());
+    }
+
+    #[test]
+    fn no_lifetime_cap_is_allowed() {
+        let uncapped = TenantPolicy {
+            max_token_lifetime_days: None,
+            ..TenantPolicy::default()
+        };
+        assert!(uncapped.validate().is_ok());
+    }
+
+    #[test]
+    fn values_just_outside_the_bounds_are_refused_by_field() {
+        let below = TenantPolicy {
+            max_token_lifetime_days: Some(0),
+            session_lifetime_secs: 59,
+            password_confirmation_secs: 29,
+            login_max_failures: 0,
+            login_lockout_secs: 0,
+            max_tokens_per_user: 0,
+            ..TenantPolicy::default()
+        };
+        assert_eq!(
+            rejected_fields(&below),
+            [
+                "max_token_lifetime_days",
+                "session_lifetime_secs",
+                "password_confirmation_secs",
+                "login_max_failures",
+                "login_lockout_secs",
+                "max_tokens_per_user",
+            ]
+        );
+        let above = TenantPolicy {
+            max_token_lifetime_days: Some(3651),
+            session_lifetime_secs: 3601,
+            password_confirmation_secs: 3601,
+            login_max_failures: 101,
+            login_lockout_secs: 86_401,
+            max_tokens_per_user: 10_001,
+            key_overlap_secs: 7_776_001,
+            ..TenantPolicy::default()
+        };
+        assert_eq!(
+            rejected_fields(&above),
+            [
+                "max_token_lifetime_days",
+                "session_lifetime_secs",
+                "password_confirmation_secs",
+                "login_max_failures",
+                "login_lockout_secs",
+                "max_tokens_per_user",
+                "key_overlap_secs",
+            ]
+        );
+    }
+
+    #[test]
+    fn each_bad_allowlist_entry_is_named() {
+        let policy = TenantPolicy {
+            ip_allowlist: vec![
+                "10.0.0.0/8".into(),
+                "not-an-ip".into(),
+                "2001:db8::/129".into(),
+            ],
+            ..TenantPolicy::default()
+        };
+        let Err(Error::Invalid { errors, .. }) = policy.validate() else {
+            panic!("a bad allowlist entry must be refused");
+        };
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(errors.len(), 2);
+        assert!(errors.iter().all(|e| e.field == "ip_allowlist"));
+        assert!(messages[0].contains("\"not-an-ip\""));
+        assert!(messages[1].contains("\"2001:db8::/129\""));
+    }
+
+    #[test]
+    fn an_allowlist_entry_is_a_network_or_a_single_address() {
+        let net = |s: &str| parse_ip_net(s).map(|n| n.to_string());
+        assert_eq!(net("10.0.0.0/8").as_deref(), Some("10.0.0.0/8"));
+        // Host bits are dropped: the entry means the whole network.
+        assert_eq!(net("10.1.2.3/8").as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(net("192.0.2.7").as_deref(), Some("192.0.2.7/32"));
+        assert_eq!(net("2001:db8::1").as_deref(), Some("2001:db8::1/128"));
+        assert_eq!(net("  192.0.2.7 ").as_deref(), Some("192.0.2.7/32"));
+        assert_eq!(net("192.0.2.300"), None);
+        assert_eq!(net(""), None);
+    }
+
+    #[test]
+    fn ip_nets_match_addresses_inside_the_allowlist() {
+        let policy = TenantPolicy {
+            ip_allowlist: vec!["10.0.0.0/8".into(), "192.0.2.7".into()],
+            ..TenantPolicy::default()
+        };
+        let nets = policy.ip_nets();
+        let allowed = |ip: &str| {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            nets.iter().any(|n| n.contains(&ip))
+        };
+        assert!(allowed("10.200.1.1"));
+        assert!(allowed("192.0.2.7"));
+        assert!(!allowed("192.0.2.8"));
+        assert!(!allowed("11.0.0.1"));
+    }
+
+    #[test]
+    fn a_stored_policy_missing_newer_fields_reads_with_their_defaults() {
+        // A policy stored before reuse detection and two-factor sign-in existed.
+        let stored = r#"{"max_token_lifetime_days": 30, "session_lifetime_secs": 900}"#;
+        let policy: TenantPolicy = serde_json::from_str(stored).unwrap();
+        assert_eq!(policy.max_token_lifetime_days, Some(30));
+        assert_eq!(policy.session_lifetime_secs, 900);
+        assert!(policy.detect_reuse_after_rotation);
+        assert!(!policy.require_two_factor);
+        assert_eq!(policy.login_max_failures, 5);
+        assert!(policy.validate().is_ok());
+    }
+
+    #[test]
+    fn a_policy_round_trips_through_its_stored_form() {
+        let policy = TenantPolicy {
+            max_token_lifetime_days: None,
+            ip_allowlist: vec!["10.0.0.0/8".into()],
+            require_two_factor: true,
+            ..TenantPolicy::default()
+        };
+        let stored = serde_json::to_string(&policy).unwrap();
+        assert_eq!(
+            serde_json::from_str::<TenantPolicy>(&stored).unwrap(),
+            policy
+        );
+    }
 }

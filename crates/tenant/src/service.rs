@@ -1,4 +1,8 @@
-//! Tenant records: onboarding, listing, renaming, enabling and the policy.
+//! Tenant records: onboarding, listing, renaming, enabling and the policy. A change to a
+//! tenant is published on the change feed by the use case that made it, so every replica
+//! drops what it cached of the tenant (its enabled flag, its policy).
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, Func};
@@ -8,7 +12,7 @@ use sea_orm::{
 };
 use sigil_core::db::Db;
 use sigil_core::page::{Page, PageRequest};
-use sigil_core::{Error, Result, TenantId};
+use sigil_core::{Change, ChangeFeed, Error, Result, TenantId};
 
 use crate::entity::tenant;
 use crate::policy::TenantPolicy;
@@ -52,6 +56,13 @@ pub struct TenantPatch {
     pub enabled: Option<bool>,
 }
 
+/// A tenant as it was before a change and as the change left it (for the audit log).
+#[derive(Clone, Debug)]
+pub struct TenantChange {
+    pub before: Tenant,
+    pub after: Tenant,
+}
+
 pub fn validate_slug(slug: &str) -> Result<()> {
     let ok = (2..=63).contains(&slug.len())
         && slug
@@ -84,11 +95,12 @@ fn validate_name(name: &str) -> Result<()> {
 #[derive(Clone)]
 pub struct TenantService {
     db: Db,
+    changes: Arc<ChangeFeed>,
 }
 
 impl TenantService {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, changes: Arc<ChangeFeed>) -> Self {
+        Self { db, changes }
     }
 
     /// Inserts the tenant row inside the caller's transaction (onboarding also creates the
@@ -131,11 +143,7 @@ impl TenantService {
     }
 
     pub async fn get(&self, id: TenantId) -> Result<Tenant> {
-        tenant::Entity::find_by_id(id)
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| Error::not_found("tenant"))?
-            .try_into()
+        self.model(id).await?.try_into()
     }
 
     pub async fn find(&self, id: TenantId) -> Result<Option<Tenant>> {
@@ -178,11 +186,11 @@ impl TenantService {
         Ok(Page { items, total })
     }
 
-    pub async fn update(&self, id: TenantId, patch: TenantPatch) -> Result<Tenant> {
-        let current = tenant::Entity::find_by_id(id)
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| Error::not_found("tenant"))?;
+    /// Renames, enables or disables a tenant; every replica stops serving what it cached
+    /// of the tenant before this returns (a disabled tenant's tokens stop at once).
+    pub async fn update(&self, id: TenantId, patch: TenantPatch) -> Result<TenantChange> {
+        let current = self.model(id).await?;
+        let before = Tenant::try_from(current.clone())?;
         let mut model: tenant::ActiveModel = current.into();
         if let Some(name) = patch.name {
             validate_name(&name)?;
@@ -192,18 +200,272 @@ impl TenantService {
             model.enabled = Set(enabled);
         }
         model.updated_at = Set(sigil_core::now());
-        model.update(&self.db).await?.try_into()
+        let after = Tenant::try_from(model.update(&self.db).await?)?;
+        self.changes.publish(Change::Tenant { tenant: id }).await;
+        Ok(TenantChange { before, after })
     }
 
+    /// Disables a tenant: its logins and tokens stop working at once.
+    pub async fn disable(&self, id: TenantId) -> Result<TenantChange> {
+        let patch = TenantPatch {
+            name: None,
+            enabled: Some(false),
+        };
+        self.update(id, patch).await
+    }
+
+    /// Replaces the tenant's policy; cached verifications of the tenant follow it at once.
     pub async fn update_policy(&self, id: TenantId, policy: TenantPolicy) -> Result<Tenant> {
         policy.validate()?;
-        let current = tenant::Entity::find_by_id(id)
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| Error::not_found("tenant"))?;
-        let mut model: tenant::ActiveModel = current.into();
+        let mut model: tenant::ActiveModel = self.model(id).await?.into();
         model.policy = Set(serde_json::to_string(&policy).map_err(Error::internal)?);
         model.updated_at = Set(sigil_core::now());
-        model.update(&self.db).await?.try_into()
+        let tenant = Tenant::try_from(model.update(&self.db).await?)?;
+        self.changes.publish(Change::Tenant { tenant: id }).await;
+        Ok(tenant)
+    }
+
+    async fn model(&self, id: TenantId) -> Result<tenant::Model> {
+        tenant::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::not_found("tenant"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::broadcast::error::TryRecvError;
+
+    use super::*;
+    use crate::test_db;
+
+    fn code_of(e: &Error) -> &'static str {
+        match e {
+            Error::Invalid { code, .. } | Error::Conflict { code, .. } => code,
+            Error::NotFound { .. } => "not_found",
+            other => panic!("unexpected error {other:?}"),
+        }
+    }
+
+    fn new_tenant(slug: &str) -> NewTenant {
+        NewTenant {
+            slug: slug.into(),
+            name: None,
+            policy: None,
+        }
+    }
+
+    async fn service() -> TenantService {
+        let db = test_db::migrated().await;
+        TenantService::new(db.clone(), test_db::feed(&db))
+    }
+
+    #[test]
+    fn slugs_are_lowercase_words_joined_by_hyphens() {
+        for good in ["ab", "acme", "acme-2", "a1-b2-c3", &"x".repeat(63)] {
+            assert!(validate_slug(good).is_ok(), "{good:?} is a valid slug");
+        }
+        for bad in [
+            "",
+            "a",
+            &"x".repeat(64),
+            "Acme",
+            "-acme",
+            "acme-",
+            "ac me",
+            "ac_me",
+            "acmé",
+        ] {
+            let err = validate_slug(bad).err();
+            assert!(
+                matches!(err, Some(Error::Invalid { code: "invalid_slug", ref errors, .. })
+                    if errors.iter().all(|e| e.field == "slug")),
+                "{bad:?} must be refused, got {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_count_characters_not_bytes() {
+        assert!(validate_name("Acme").is_ok());
+        assert!(validate_name(&"é".repeat(200)).is_ok());
+        assert!(validate_name(&"é".repeat(201)).is_err());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("  \t ").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_new_tenant_is_enabled_named_after_its_slug_with_the_default_policy() {
+        let tenants = service().await;
+        let created = tenants
+            .insert(&tenants.db, new_tenant("acme"))
+            .await
+            .unwrap();
+        assert_eq!(created.name, "acme");
+        assert!(created.enabled);
+        assert_eq!(created.policy, TenantPolicy::default());
+        let read = tenants.get(created.id).await.unwrap();
+        assert_eq!(read.slug, "acme");
+        assert_eq!(read.policy, TenantPolicy::default());
+        let by_slug = tenants.get_by_slug("acme").await.unwrap().unwrap();
+        assert_eq!(by_slug.id, created.id);
+    }
+
+    #[tokio::test]
+    async fn a_taken_slug_is_a_conflict() {
+        let tenants = service().await;
+        tenants
+            .insert(&tenants.db, new_tenant("acme"))
+            .await
+            .unwrap();
+        let again = tenants.insert(&tenants.db, new_tenant("acme")).await;
+        assert_eq!(again.err().as_ref().map(code_of), Some("tenant_exists"));
+    }
+
+    #[tokio::test]
+    async fn a_tenant_with_an_invalid_policy_is_not_stored() {
+        let tenants = service().await;
+        let new = NewTenant {
+            policy: Some(TenantPolicy {
+                session_lifetime_secs: 10,
+                ..TenantPolicy::default()
+            }),
+            ..new_tenant("acme")
+        };
+        let refused = tenants.insert(&tenants.db, new).await;
+        assert_eq!(refused.err().as_ref().map(code_of), Some("invalid_policy"));
+        assert!(tenants.get_by_slug("acme").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_update_returns_both_sides_and_is_published() {
+        let tenants = service().await;
+        let mut changes = tenants.changes.subscribe();
+        let t = tenants
+            .insert(&tenants.db, new_tenant("acme"))
+            .await
+            .unwrap();
+        let patch = TenantPatch {
+            name: Some("Acme Corp".into()),
+            enabled: None,
+        };
+        let changed = tenants.update(t.id, patch).await.unwrap();
+        assert_eq!(changed.before.name, "acme");
+        assert_eq!(changed.after.name, "Acme Corp");
+        assert!(changed.after.enabled);
+        assert!(changed.after.updated_at >= changed.before.updated_at);
+        assert_eq!(tenants.get(t.id).await.unwrap().name, "Acme Corp");
+        assert_eq!(changes.try_recv(), Ok(Change::Tenant { tenant: t.id }));
+        assert_eq!(changes.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[tokio::test]
+    async fn disabling_is_published() {
+        let tenants = service().await;
+        let t = tenants
+            .insert(&tenants.db, new_tenant("acme"))
+            .await
+            .unwrap();
+        let mut changes = tenants.changes.subscribe();
+        let changed = tenants.disable(t.id).await.unwrap();
+        assert!(changed.before.enabled);
+        assert!(!changed.after.enabled);
+        assert!(!tenants.get(t.id).await.unwrap().enabled);
+        assert_eq!(changes.try_recv(), Ok(Change::Tenant { tenant: t.id }));
+    }
+
+    #[tokio::test]
+    async fn a_refused_update_changes_and_publishes_nothing() {
+        let tenants = service().await;
+        let t = tenants
+            .insert(&tenants.db, new_tenant("acme"))
+            .await
+            .unwrap();
+        let mut changes = tenants.changes.subscribe();
+        let patch = TenantPatch {
+            name: Some(" ".into()),
+            enabled: Some(false),
+        };
+        let refused = tenants.update(t.id, patch).await;
+        assert_eq!(refused.err().as_ref().map(code_of), Some("invalid_name"));
+        let unknown = tenants.disable(TenantId::new()).await;
+        assert_eq!(unknown.err().as_ref().map(code_of), Some("not_found"));
+        let bad_policy = TenantPolicy {
+            login_max_failures: 0,
+            ..TenantPolicy::default()
+        };
+        let refused = tenants.update_policy(t.id, bad_policy).await;
+        assert_eq!(refused.err().as_ref().map(code_of), Some("invalid_policy"));
+        let stored = tenants.get(t.id).await.unwrap();
+        assert!(stored.enabled);
+        assert_eq!(stored.name, "acme");
+        assert_eq!(stored.policy, TenantPolicy::default());
+        assert_eq!(changes.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[tokio::test]
+    async fn a_new_policy_is_stored_and_published() {
+        let tenants = service().await;
+        let t = tenants
+            .insert(&tenants.db, new_tenant("acme"))
+            .await
+            .unwrap();
+        let mut changes = tenants.changes.subscribe();
+        let policy = TenantPolicy {
+            require_two_factor: true,
+            ip_allowlist: vec!["10.0.0.0/8".into()],
+            ..TenantPolicy::default()
+        };
+        let updated = tenants.update_policy(t.id, policy.clone()).await.unwrap();
+        assert_eq!(updated.policy, policy);
+        assert_eq!(tenants.get(t.id).await.unwrap().policy, policy);
+        assert_eq!(changes.try_recv(), Ok(Change::Tenant { tenant: t.id }));
+    }
+
+    #[tokio::test]
+    async fn the_list_searches_slug_and_name_and_pages_by_slug() {
+        let tenants = service().await;
+        for (slug, name) in [
+            ("beta", "Widgets Ltd"),
+            ("alpha", "Acme"),
+            ("gamma", "ACME East"),
+        ] {
+            let new = NewTenant {
+                name: Some(name.into()),
+                ..new_tenant(slug)
+            };
+            tenants.insert(&tenants.db, new).await.unwrap();
+        }
+        let slugs = |page: &Page<Tenant>| {
+            page.items
+                .iter()
+                .map(|t| t.slug.clone())
+                .collect::<Vec<_>>()
+        };
+        let all = tenants.list(None, PageRequest::default()).await.unwrap();
+        assert_eq!(slugs(&all), ["alpha", "beta", "gamma"]);
+        assert_eq!(all.total, 3);
+        // The name matches whatever its case; the slug matches too.
+        let acme = tenants
+            .list(Some("acme"), PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(slugs(&acme), ["alpha", "gamma"]);
+        let beta = tenants
+            .list(Some("bet"), PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(slugs(&beta), ["beta"]);
+        // `%` is searched for literally, not as a wildcard.
+        let none = tenants
+            .list(Some("%"), PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(none.total, 0);
+        let second = PageRequest::new(Some(1), Some(1)).unwrap();
+        let page = tenants.list(None, second).await.unwrap();
+        assert_eq!(slugs(&page), ["beta"]);
+        assert_eq!(page.total, 3);
     }
 }

@@ -14,7 +14,16 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sigil_token::verifier::{CacheSettings, Transport};
+use sigil_token::verifier::{Attempt, CacheSettings, Client, Target, Transport};
+
+/// A call of `me.get` (getCurrentUser) with `secret` in a header.
+fn me_get(secret: &str, ip: Option<std::net::IpAddr>) -> Attempt<'_> {
+    Attempt {
+        credential: Some((secret, Transport::Header)),
+        client: Client::At(ip),
+        target: Target::Call("me.get"),
+    }
+}
 
 /// Resident set size of this process, in bytes (Linux).
 fn rss_bytes() -> u64 {
@@ -57,7 +66,7 @@ fn main() {
         );
         // Warm everything that is not per entry (tenant, keys, registry, loader task).
         f.verifier
-            .verify(&secrets[0], Transport::Header, None, Some("me.get"))
+            .verify(me_get(&secrets[0], None))
             .await
             .unwrap();
 
@@ -72,7 +81,7 @@ fn main() {
             tasks.spawn(async move {
                 for s in secrets.iter().skip(w).step_by(workers) {
                     verifier
-                        .verify(s, Transport::Header, None, Some("me.get"))
+                        .verify(me_get(s, None))
                         .await
                         .expect("a stored token verifies");
                 }

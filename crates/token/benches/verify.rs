@@ -10,7 +10,16 @@ mod common;
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use sigil_token::verifier::{CacheSettings, Transport};
+use sigil_token::verifier::{Attempt, CacheSettings, Client, Target, Transport};
+
+/// A call of `me.get` (getCurrentUser) with `secret` in a header.
+fn me_get(secret: &str, ip: Option<std::net::IpAddr>) -> Attempt<'_> {
+    Attempt {
+        credential: Some((secret, Transport::Header)),
+        client: Client::At(ip),
+        target: Target::Call("me.get"),
+    }
+}
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -35,18 +44,11 @@ fn bench(c: &mut Criterion) {
     group.bench_function("baseline: block_on of a ready future", |b| {
         b.iter(|| rt.block_on(async { black_box(1) }))
     });
-    rt.block_on(
-        f.verifier
-            .verify(&hot, Transport::Header, ip, Some("me.get")),
-    )
-    .unwrap();
+    rt.block_on(f.verifier.verify(me_get(&hot, ip))).unwrap();
     group.bench_function("verify: cache hit", |b| {
         b.iter(|| {
-            rt.block_on(
-                f.verifier
-                    .verify(black_box(&hot), Transport::Header, ip, Some("me.get")),
-            )
-            .unwrap()
+            rt.block_on(f.verifier.verify(me_get(black_box(&hot), ip)))
+                .unwrap()
         })
     });
     let mut i = 0usize;
@@ -56,11 +58,8 @@ fn bench(c: &mut Criterion) {
             // (the tenant and its keys stay cached, as they do in service).
             i = (i + 1) % secrets.len();
             f.verifier.forget(&secrets[i]);
-            rt.block_on(
-                f.verifier
-                    .verify(&secrets[i], Transport::Header, ip, Some("me.get")),
-            )
-            .unwrap()
+            rt.block_on(f.verifier.verify(me_get(&secrets[i], ip)))
+                .unwrap()
         })
     });
     // Minting runs in a tenant of its own, so that the 2,000 tokens above do not weigh

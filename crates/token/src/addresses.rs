@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
-use sigil_core::{Result, TenantId, TokenId};
+use sigil_core::{Result, TenantId, TenantOwned, TokenId};
 
 use crate::entity as tokens;
 
@@ -35,6 +35,12 @@ pub mod entity {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl sigil_core::TenantOwned for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
 }
 
 /// One recent address of a token.
@@ -58,8 +64,7 @@ pub async fn recent(
     tenant: TenantId,
     token: TokenId,
 ) -> Result<Vec<RecentAddress>> {
-    Ok(entity::Entity::find()
-        .filter(entity::Column::TenantId.eq(tenant))
+    Ok(entity::Entity::find_in(tenant)
         .filter(entity::Column::TokenId.eq(token))
         .order_by_desc(entity::Column::LastSeen)
         .all(conn)
@@ -86,6 +91,7 @@ pub(crate) async fn record(
         .map(|(id, _)| *id)
         .collect();
     for chunk in ids.chunks(100) {
+        // The usage flush spans every tenant; token ids are unique across them.
         let rows = tokens::Entity::find()
             .filter(tokens::Column::Id.is_in(chunk.iter().copied()))
             .all(conn)
@@ -125,7 +131,7 @@ async fn fold_token(
         let text = ip.to_string();
         if let Some(k) = known.iter().find(|k| k.ip == text) {
             if s.last > k.last_seen {
-                entity::Entity::update_many()
+                entity::Entity::update_many_in(row.tenant_id)
                     .col_expr(entity::Column::LastSeen, Expr::value(s.last))
                     .filter(entity::Column::TokenId.eq(row.id))
                     .filter(entity::Column::Ip.eq(text.clone()))
@@ -172,7 +178,7 @@ async fn fold_token(
     if all.len() > KEEP {
         all.sort_by_key(|a| std::cmp::Reverse(a.1));
         let dropped: Vec<String> = all.split_off(KEEP).into_iter().map(|(ip, _)| ip).collect();
-        entity::Entity::delete_many()
+        entity::Entity::delete_many_in(row.tenant_id)
             .filter(entity::Column::TokenId.eq(row.id))
             .filter(entity::Column::Ip.is_in(dropped))
             .exec(conn)
@@ -181,7 +187,7 @@ async fn fold_token(
     Ok(())
 }
 
-/// Removes the addresses of tokens that no longer exist.
+/// Removes the addresses of tokens that no longer exist (maintenance, over every tenant).
 pub async fn prune(conn: &impl ConnectionTrait) -> Result<u64> {
     use sea_orm::sea_query::Query;
     let live = Query::select()

@@ -39,9 +39,26 @@ pub struct Model {
     /// The oldest generation whose secret the token's own rotation replaced, with only
     /// self-rotations since (reuse detection); NULL after a regeneration by someone.
     pub self_rotated_from: Option<i32>,
+    /// JSON array of the token's named rate limits; NULL for none.
+    pub rate_limits: Option<String>,
+    /// Uses left; NULL when the token has no credits (unlimited).
+    pub credits_remaining: Option<i64>,
+    /// JSON refill of the credits; NULL for none.
+    pub credits_refill: Option<String>,
+    /// Start of the period of the last refill (or when the credits were set).
+    pub credits_refilled_at: Option<DateTimeUtc>,
+    /// Raised whenever someone sets the credits, so older spends are not charged to the
+    /// new balance.
+    pub credits_version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl sigil_core::TenantOwned for Entity {
+    fn tenant_column() -> Column {
+        Column::TenantId
+    }
+}

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, Condition, QueryFilter};
 use sigil_core::crypto::sha256_hex;
 use sigil_core::db::Db;
-use sigil_core::{Result, TenantId, TokenId, UserId};
+use sigil_core::{Result, TenantId, TenantOwned, TokenId, UserId};
 use sigil_tenant::KeyRing;
 
 use crate::changes::{Change, ChangeFeed};
@@ -73,9 +73,7 @@ impl Leaks {
         let Some((tenant, token, generation)) = self.signed(secret).await? else {
             return Ok(None);
         };
-        let Some(row) = entity::Entity::find()
-            .filter(entity::Column::TenantId.eq(tenant))
-            .filter(entity::Column::Id.eq(token))
+        let Some(row) = entity::Entity::find_by_id_in(tenant, token)
             .one(&self.db)
             .await?
         else {
@@ -89,14 +87,13 @@ impl Leaks {
         // it once. A token revoked for another reason (a logout) keeps its time.
         let reason = || Expr::col(Alias::new(REASON_COLUMN));
         let txn = self.db.begin().await?;
-        let res = entity::Entity::update_many()
+        let res = entity::Entity::update_many_in(tenant)
             .col_expr(
                 entity::Column::RevokedAt,
                 Expr::col(entity::Column::RevokedAt).if_null(now),
             )
             .col_expr(Alias::new(REASON_COLUMN), Expr::value(LEAKED))
             .col_expr(entity::Column::UpdatedAt, Expr::value(now))
-            .filter(entity::Column::TenantId.eq(tenant))
             .filter(entity::Column::Id.eq(token))
             .filter(
                 Condition::any()
@@ -152,11 +149,9 @@ impl Leaks {
         token: TokenId,
     ) -> Result<Option<DateTime<Utc>>> {
         use sea_orm::QuerySelect;
-        let row: Option<Option<DateTime<Utc>>> = entity::Entity::find()
+        let row: Option<Option<DateTime<Utc>>> = entity::Entity::find_by_id_in(tenant, token)
             .select_only()
             .column(entity::Column::RevokedAt)
-            .filter(entity::Column::TenantId.eq(tenant))
-            .filter(entity::Column::Id.eq(token))
             .filter(Expr::col(Alias::new(REASON_COLUMN)).eq(LEAKED))
             .into_tuple()
             .one(&self.db)
@@ -172,20 +167,17 @@ pub(crate) async fn revoke_for_reuse(db: &Db, tenant: TenantId, token: TokenId) 
     use sea_orm::TransactionTrait;
     let now = sigil_core::now();
     let txn = db.begin().await?;
-    let res = entity::Entity::update_many()
+    let res = entity::Entity::update_many_in(tenant)
         .col_expr(entity::Column::RevokedAt, Expr::value(now))
         .col_expr(Alias::new(REASON_COLUMN), Expr::value(REUSE_DETECTED))
         .col_expr(entity::Column::UpdatedAt, Expr::value(now))
-        .filter(entity::Column::TenantId.eq(tenant))
         .filter(entity::Column::Id.eq(token))
         .filter(entity::Column::RevokedAt.is_null())
         .exec(&txn)
         .await?;
     let first = res.rows_affected == 1;
     if first {
-        let row = entity::Entity::find()
-            .filter(entity::Column::TenantId.eq(tenant))
-            .filter(entity::Column::Id.eq(token))
+        let row = entity::Entity::find_by_id_in(tenant, token)
             .one(&txn)
             .await?;
         if let Some(row) = row {

@@ -3,7 +3,7 @@
 
 pub mod addresses;
 pub mod ceiling;
-pub mod changes;
+pub mod credits;
 pub mod entity;
 pub mod events;
 pub mod jwt;
@@ -11,6 +11,7 @@ pub mod leaks;
 mod loader;
 pub mod methods;
 pub mod notices;
+pub mod principal;
 pub mod rights;
 pub mod scope;
 pub mod service;
@@ -20,9 +21,10 @@ pub mod verifier;
 pub mod widening;
 
 pub use ceiling::Expiry;
-pub use changes::{Change, ChangeFeed};
 pub use methods::{Audience, SigilMethod};
+pub use principal::{Caller, Principal};
 pub use service::{NewToken, TokenFilter, TokenPatch, TokenService};
+pub use sigil_core::changes::{self, Change, ChangeFeed};
 pub use types::{Minted, Scope, Token, TokenKind};
 pub use usage::UsageRecorder;
-pub use verifier::{Caller, Principal, Refusal, Verifier};
+pub use verifier::{Refusal, RefusalKind, Verifier};

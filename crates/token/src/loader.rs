@@ -1,8 +1,9 @@
 //! What a verification cache miss needs from storage: the token row and its owner, read
-//! in one statement. Misses that arrive while a statement runs wait for the next one and
-//! are read together (`WHERE id IN (...)`), so a burst of new credentials costs a few
-//! round trips instead of two per credential (adaptive batching: one miss alone is read
-//! at once; batches grow only while the database is busy).
+//! in one statement (the user crate joins the owner: `sigil_user::owners`). Misses that
+//! arrive while a statement runs wait for the next one and are read together (`WHERE id
+//! IN (...)`), so a burst of new credentials costs a few round trips instead of two per
+//! credential (adaptive batching: one miss alone is read at once; batches grow only
+//! while the database is busy).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -15,7 +16,7 @@ use sigil_core::{Error, Result, TenantId, TokenId, UserId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::entity;
-use sigil_user::entity as user;
+use sigil_user::owners::{self, OwnerState};
 
 /// Most ids in one statement (well below SQLite's and PostgreSQL's parameter limits).
 const MAX_BATCH: usize = 256;
@@ -23,7 +24,7 @@ const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4096;
 
 /// The token and owner columns verification reads.
-#[derive(Clone, Debug, FromQueryResult)]
+#[derive(Clone, Debug)]
 pub(crate) struct MissRow {
     pub id: TokenId,
     pub tenant_id: TenantId,
@@ -51,6 +52,14 @@ pub(crate) struct MissRow {
     pub api_access: bool,
     pub active: bool,
     pub is_system: bool,
+    /// The token's rate limits (JSON), credits, and the owner's rate limits (JSON).
+    pub rate_limits: Option<String>,
+    pub credits_remaining: Option<i64>,
+    pub credits_refill: Option<String>,
+    pub credits_refilled_at: Option<DateTime<Utc>>,
+    pub credits_version: i64,
+    pub created_at: DateTime<Utc>,
+    pub owner_rate_limits: Option<String>,
 }
 
 struct Pending {
@@ -136,11 +145,86 @@ async fn answer(db: &Db, batch: Vec<Pending>) {
     }
 }
 
+/// The token columns verification reads; the owner's come from the user crate.
+#[derive(FromQueryResult)]
+struct TokenColumns {
+    id: TokenId,
+    tenant_id: TenantId,
+    owner_id: UserId,
+    kind: String,
+    scope_set: Option<String>,
+    scope_methods: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    ip_filter: String,
+    enabled: bool,
+    generation: i32,
+    secret_hash: String,
+    prev_secret_hash: Option<String>,
+    prev_valid_until: Option<DateTime<Utc>>,
+    elevated_until: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    revoked_reason: Option<String>,
+    ceiling: Option<String>,
+    self_rotated_from: Option<i32>,
+    rate_limits: Option<String>,
+    credits_remaining: Option<i64>,
+    credits_refill: Option<String>,
+    credits_refilled_at: Option<DateTime<Utc>>,
+    credits_version: i64,
+    created_at: DateTime<Utc>,
+}
+
+/// One row of the joined statement: a token and its owner.
+#[derive(FromQueryResult)]
+struct Joined {
+    #[sea_orm(nested)]
+    token: TokenColumns,
+    #[sea_orm(nested)]
+    owner: OwnerState,
+}
+
+impl From<Joined> for MissRow {
+    fn from(Joined { token: t, owner: o }: Joined) -> Self {
+        Self {
+            id: t.id,
+            tenant_id: t.tenant_id,
+            owner_id: t.owner_id,
+            kind: t.kind,
+            scope_set: t.scope_set,
+            scope_methods: t.scope_methods,
+            expires_at: t.expires_at,
+            ip_filter: t.ip_filter,
+            enabled: t.enabled,
+            generation: t.generation,
+            secret_hash: t.secret_hash,
+            prev_secret_hash: t.prev_secret_hash,
+            prev_valid_until: t.prev_valid_until,
+            elevated_until: t.elevated_until,
+            revoked_at: t.revoked_at,
+            revoked_reason: t.revoked_reason,
+            ceiling: t.ceiling,
+            self_rotated_from: t.self_rotated_from,
+            username: o.username,
+            user_kind: o.user_kind,
+            role: o.role,
+            api_access: o.api_access,
+            active: o.active,
+            is_system: o.is_system,
+            rate_limits: t.rate_limits,
+            credits_remaining: t.credits_remaining,
+            credits_refill: t.credits_refill,
+            credits_refilled_at: t.credits_refilled_at,
+            credits_version: t.credits_version,
+            created_at: t.created_at,
+            owner_rate_limits: o.owner_rate_limits,
+        }
+    }
+}
+
+/// The tokens `ids` and their owners, in one statement (the user crate joins its owners).
 async fn fetch(db: &Db, ids: &[TokenId]) -> Result<Vec<MissRow>> {
     use entity::Column as T;
-    use user::Column as U;
     let t = entity::Entity;
-    let u = user::Entity;
     let mut select = Query::select();
     select
         .columns([
@@ -161,27 +245,25 @@ async fn fetch(db: &Db, ids: &[TokenId]) -> Result<Vec<MissRow>> {
             (t, T::RevokedAt),
             (t, T::Ceiling),
             (t, T::SelfRotatedFrom),
+            (t, T::RateLimits),
+            (t, T::CreditsRemaining),
+            (t, T::CreditsRefill),
+            (t, T::CreditsRefilledAt),
+            (t, T::CreditsVersion),
+            (t, T::CreatedAt),
         ])
-        .columns([
-            (u, U::Username),
-            (u, U::Role),
-            (u, U::ApiAccess),
-            (u, U::Active),
-            (u, U::IsSystem),
-        ])
-        .expr_as(Expr::col((u, U::Kind)), Alias::new("user_kind"))
         .expr_as(
             Expr::col((t, Alias::new(crate::leaks::REASON_COLUMN))),
             Alias::new("revoked_reason"),
         )
         .from(t)
-        .inner_join(
-            u,
-            Expr::col((u, U::Id))
-                .equals((t, T::OwnerId))
-                .and(Expr::col((u, U::TenantId)).equals((t, T::TenantId))),
-        )
         .and_where(Expr::col((t, T::Id)).is_in(ids.iter().copied()));
+    owners::join_state(&mut select, t, T::OwnerId, T::TenantId);
     let statement = db.get_database_backend().build(&select);
-    Ok(MissRow::find_by_statement(statement).all(db).await?)
+    Ok(Joined::find_by_statement(statement)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(MissRow::from)
+        .collect())
 }

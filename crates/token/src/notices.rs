@@ -30,7 +30,7 @@ fn col(name: &str) -> (Alias, Alias) {
 }
 
 /// Live (not revoked) personal and application tokens expiring in `(from, to]` that have
-/// no `notice` for their current expiry.
+/// no `notice` for their current expiry, of every tenant (a background sweep).
 async fn candidates(
     db: &Db,
     notice: &str,

@@ -68,6 +68,10 @@ pub struct Token {
     pub leaked_at: Option<DateTime<Utc>>,
     /// The method ids the token can never exceed (its creator ceiling), when set.
     pub ceiling: Option<Vec<String>>,
+    /// The token's own rate limits (the tenant's defaults apply when it has none).
+    pub rate_limits: Vec<sigil_limits::RateLimit>,
+    /// The token's credits as stored; `None` when it has none (unlimited).
+    pub credits: Option<sigil_limits::CreditState>,
 }
 
 impl Token {
@@ -118,6 +122,14 @@ impl TryFrom<&entity::Model> for Token {
                 .revoked_at
                 .filter(|_| m.revoked_reason.as_deref() == Some(crate::leaks::LEAKED)),
             ceiling: crate::ceiling::stored_ids(m.ceiling.as_deref()),
+            rate_limits: crate::credits::stored_limits(m.rate_limits.as_deref()),
+            credits: crate::credits::stored_state(
+                m.credits_remaining,
+                m.credits_refill.as_deref(),
+                m.credits_refilled_at,
+                m.credits_version,
+                m.created_at,
+            ),
         })
     }
 }

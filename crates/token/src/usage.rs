@@ -175,6 +175,7 @@ impl UsageRecorder {
 /// per token would cost a round trip each, which a busy replica pays on every flush).
 const FLUSH_CHUNK: usize = 100;
 
+/// Writes one flush: its tokens may be of any tenant (token ids are unique across them).
 async fn write(db: &Db, batch: &HashMap<TokenId, Tally>) -> Result<()> {
     let rows: Vec<(&TokenId, &Tally)> = batch.iter().collect();
     let txn = db.begin().await?;

@@ -2,9 +2,9 @@
 //! whose own method list grants new methods, and how many tokens use each widened set.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use sigil_core::db::Db;
-use sigil_core::{Error, Result, TenantId, TokenId};
+use sigil_core::{Error, Result, TenantId, TenantOwned, TokenId};
 
 use crate::entity;
 
@@ -29,6 +29,14 @@ pub struct CustomScopeToken {
     pub ceiling: Option<Vec<String>>,
 }
 
+/// The tokens of `tenant`, or of every tenant: a global plugin widens every tenant's.
+fn of_tenant(tenant: Option<TenantId>) -> Select<entity::Entity> {
+    match tenant {
+        Some(t) => entity::Entity::find_in(t),
+        None => entity::Entity::find(),
+    }
+}
+
 /// Live (not revoked) tokens of `tenant` (`None`: of every tenant) with a custom method
 /// list that could match one of `new_ids`: the list has a glob, or names one of them.
 /// Over-inclusion is harmless (the caller matches exactly); with many new ids every
@@ -38,7 +46,7 @@ pub async fn tokens_with_custom_methods(
     tenant: Option<TenantId>,
     new_ids: &[&str],
 ) -> Result<Vec<CustomScopeToken>> {
-    let mut query = entity::Entity::find()
+    let mut query = of_tenant(tenant)
         .select_only()
         .columns([
             entity::Column::Id,
@@ -50,9 +58,6 @@ pub async fn tokens_with_custom_methods(
         .filter(entity::Column::ScopeSet.is_null())
         .filter(entity::Column::ScopeMethods.is_not_null())
         .filter(entity::Column::RevokedAt.is_null());
-    if let Some(t) = tenant {
-        query = query.filter(entity::Column::TenantId.eq(t));
-    }
     if new_ids.len() <= MAX_LITERALS {
         let mut any = Condition::any();
         for glob in ["*", "?", "[", "{"] {
@@ -97,7 +102,7 @@ pub async fn count_using_sets(
 ) -> Result<Vec<(TenantId, String, u64)>> {
     let mut out = Vec::new();
     for chunk in sets.chunks(SET_CHUNK) {
-        let mut query = entity::Entity::find()
+        let query = of_tenant(tenant)
             .select_only()
             .column(entity::Column::TenantId)
             .column(entity::Column::ScopeSet)
@@ -105,9 +110,6 @@ pub async fn count_using_sets(
             .filter(entity::Column::ScopeSet.is_in(chunk.iter().cloned()))
             .filter(entity::Column::RevokedAt.is_null())
             .filter(entity::Column::Ceiling.is_null());
-        if let Some(t) = tenant {
-            query = query.filter(entity::Column::TenantId.eq(t));
-        }
         let rows: Vec<(TenantId, Option<String>, i64)> = query
             .group_by(entity::Column::TenantId)
             .group_by(entity::Column::ScopeSet)

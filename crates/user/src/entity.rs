@@ -20,9 +20,17 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// When two-factor sign-in was turned on (NULL: off).
     pub two_factor_enabled_at: Option<DateTimeUtc>,
+    /// JSON array of the user's rate limits, shared by all of their tokens; NULL: none.
+    pub rate_limits: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl sigil_core::TenantOwned for Entity {
+    fn tenant_column() -> Column {
+        Column::TenantId
+    }
+}

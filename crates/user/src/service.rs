@@ -1,18 +1,24 @@
-//! User records of a tenant. Every query is scoped by tenant id: a user id of another
-//! tenant is simply not found.
+//! The use cases of a tenant's users: create, read, change (a new password too), delete.
+//! Each owns its transaction and publishes its change to the caches. Every query is
+//! scoped by tenant: a user id of another tenant is simply not found.
+
+use std::sync::Arc;
 
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select, Set, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use sigil_core::db::Db;
 use sigil_core::page::{Page, PageRequest};
-use sigil_core::{Error, FieldError, Result, TenantId, UserId};
+use sigil_core::{Change, ChangeFeed, Error, Result, TenantId, TenantOwned, TokenId, UserId};
 
-use crate::entity;
+use crate::entity::{self, Column, Entity};
 use crate::password::PasswordHasher;
+use crate::sessions::SessionEnder;
 use crate::types::{Role, User, UserKind, SYSTEM_USERNAME};
+use crate::validate::validate_contact;
+pub use crate::validate::validate_username;
 
 #[derive(Clone, Debug)]
 pub struct NewUser {
@@ -32,6 +38,10 @@ pub struct UserPatch {
     pub role: Option<Role>,
     pub api_access: Option<bool>,
     pub active: Option<bool>,
+    /// A new password set by an admin: every login session of the user ends with it.
+    pub password: Option<String>,
+    /// The user's rate limits, shared by all of their tokens (an empty list removes them).
+    pub rate_limits: Option<Vec<sigil_limits::RateLimit>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -44,17 +54,12 @@ pub struct UserFilter {
     pub two_factor: Option<bool>,
 }
 
-fn in_tenant(tenant: TenantId) -> Select<entity::Entity> {
-    entity::Entity::find().filter(entity::Column::TenantId.eq(tenant))
-}
-
-async fn model_in(
+pub(crate) async fn model_in(
     conn: &impl ConnectionTrait,
     tenant: TenantId,
     id: UserId,
 ) -> Result<entity::Model> {
-    in_tenant(tenant)
-        .filter(entity::Column::Id.eq(id))
+    Entity::find_by_id_in(tenant, id)
         .one(conn)
         .await?
         .ok_or_else(|| Error::not_found("user"))
@@ -65,11 +70,11 @@ async fn active_admins_other_than(
     tenant: TenantId,
     id: UserId,
 ) -> Result<u64> {
-    Ok(in_tenant(tenant)
-        .filter(entity::Column::Role.eq(Role::Admin.as_str()))
-        .filter(entity::Column::Active.eq(true))
-        .filter(entity::Column::ApiAccess.eq(true))
-        .filter(entity::Column::Id.ne(id))
+    Ok(Entity::find_in(tenant)
+        .filter(Column::Role.eq(Role::Admin.as_str()))
+        .filter(Column::Active.eq(true))
+        .filter(Column::ApiAccess.eq(true))
+        .filter(Column::Id.ne(id))
         .count(conn)
         .await?)
 }
@@ -79,75 +84,63 @@ async fn active_admins_other_than(
 /// transaction. That is a row lock on PostgreSQL and the write lock on SQLite, so the admin
 /// count read next is current and two admins stepping down at once cannot both succeed.
 async fn lock_admin_changes(conn: &impl ConnectionTrait, tenant: TenantId) -> Result<()> {
-    entity::Entity::update_many()
-        .col_expr(
-            entity::Column::UpdatedAt,
-            Expr::col(entity::Column::UpdatedAt).into(),
-        )
-        .filter(entity::Column::TenantId.eq(tenant))
-        .filter(entity::Column::IsSystem.eq(true))
+    Entity::update_many_in(tenant)
+        .col_expr(Column::UpdatedAt, Expr::col(Column::UpdatedAt).into())
+        .filter(Column::IsSystem.eq(true))
         .exec(conn)
         .await?;
     Ok(())
 }
 
-pub fn validate_username(username: &str) -> Result<()> {
-    let ok = (1..=64).contains(&username.len())
-        && username
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
-    if !ok {
-        return Err(Error::invalid_field(
-            "invalid_username",
-            "username",
-            "username must be 1-64 characters of letters, digits, '.', '_', '-' and '@'",
+/// Refuses a change that would leave the tenant without an active admin.
+async fn keep_an_admin(
+    conn: &impl ConnectionTrait,
+    current: &entity::Model,
+    loses_admin: bool,
+) -> Result<()> {
+    // An admin without api_access cannot use the API: it does not count as one.
+    let is_admin = current.role == Role::Admin.as_str() && current.active && current.api_access;
+    if is_admin
+        && loses_admin
+        && active_admins_other_than(conn, current.tenant_id, current.id).await? == 0
+    {
+        return Err(Error::conflict(
+            "last_admin",
+            "the tenant must keep one active admin",
         ));
     }
     Ok(())
-}
-
-fn validate_contact(display_name: &str, email: Option<&str>) -> Result<()> {
-    let mut errors = Vec::new();
-    if display_name.trim().is_empty() || display_name.chars().count() > 200 {
-        errors.push(FieldError::new(
-            "display_name",
-            "display_name must be 1-200 characters",
-        ));
-    }
-    if let Some(email) = email {
-        let valid = email.len() <= 254
-            && email
-                .split_once('@')
-                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
-            && !email.chars().any(char::is_whitespace);
-        if !valid {
-            errors.push(FieldError::new("email", "email is not a valid address"));
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::invalid_with(
-            "invalid_user",
-            "the user's fields are invalid",
-            errors,
-        ))
-    }
 }
 
 #[derive(Clone)]
 pub struct UserService {
     db: Db,
     hasher: PasswordHasher,
+    changes: Arc<ChangeFeed>,
+    sessions: Arc<dyn SessionEnder>,
 }
 
 impl UserService {
-    pub fn new(db: Db, hasher: PasswordHasher) -> Self {
-        Self { db, hasher }
+    pub fn new(
+        db: Db,
+        hasher: PasswordHasher,
+        changes: Arc<ChangeFeed>,
+        sessions: Arc<dyn SessionEnder>,
+    ) -> Self {
+        Self {
+            db,
+            hasher,
+            changes,
+            sessions,
+        }
     }
 
     pub fn hasher(&self) -> &PasswordHasher {
         &self.hasher
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Creates a user inside the caller's transaction or connection.
@@ -174,8 +167,8 @@ impl UserService {
             }
             None => None,
         };
-        let taken = in_tenant(tenant)
-            .filter(entity::Column::Username.eq(new.username.as_str()))
+        let taken = Entity::find_in(tenant)
+            .filter(Column::Username.eq(new.username.as_str()))
             .count(conn)
             .await?;
         if taken > 0 {
@@ -200,6 +193,7 @@ impl UserService {
             created_at: Set(now),
             updated_at: Set(now),
             two_factor_enabled_at: Set(None),
+            rate_limits: Set(None),
         }
         .insert(conn)
         .await
@@ -217,17 +211,11 @@ impl UserService {
     }
 
     pub async fn get(&self, tenant: TenantId, id: UserId) -> Result<User> {
-        let model = in_tenant(tenant)
-            .filter(entity::Column::Id.eq(id))
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| Error::not_found("user"))?;
-        User::try_from(&model)
+        User::try_from(&model_in(&self.db, tenant, id).await?)
     }
 
     pub async fn find(&self, tenant: TenantId, id: UserId) -> Result<Option<User>> {
-        in_tenant(tenant)
-            .filter(entity::Column::Id.eq(id))
+        Entity::find_by_id_in(tenant, id)
             .one(&self.db)
             .await?
             .as_ref()
@@ -241,39 +229,36 @@ impl UserService {
         filter: UserFilter,
         page: PageRequest,
     ) -> Result<Page<User>> {
-        let mut query = in_tenant(tenant);
+        let mut query = Entity::find_in(tenant);
         if let Some(q) = filter.q.filter(|q| !q.is_empty()) {
             let pattern = sigil_core::page::contains_pattern(&q);
             query = query.filter(
                 Condition::any()
+                    .add(Expr::expr(Func::lower(Expr::col(Column::Username))).like(pattern.clone()))
                     .add(
-                        Expr::expr(Func::lower(Expr::col(entity::Column::Username)))
+                        Expr::expr(Func::lower(Expr::col(Column::DisplayName)))
                             .like(pattern.clone()),
                     )
-                    .add(
-                        Expr::expr(Func::lower(Expr::col(entity::Column::DisplayName)))
-                            .like(pattern.clone()),
-                    )
-                    .add(Expr::expr(Func::lower(Expr::col(entity::Column::Email))).like(pattern)),
+                    .add(Expr::expr(Func::lower(Expr::col(Column::Email))).like(pattern)),
             );
         }
         if let Some(role) = filter.role {
-            query = query.filter(entity::Column::Role.eq(role.as_str()));
+            query = query.filter(Column::Role.eq(role.as_str()));
         }
         if let Some(kind) = filter.kind {
-            query = query.filter(entity::Column::Kind.eq(kind.as_str()));
+            query = query.filter(Column::Kind.eq(kind.as_str()));
         }
         if let Some(active) = filter.active {
-            query = query.filter(entity::Column::Active.eq(active));
+            query = query.filter(Column::Active.eq(active));
         }
         match filter.two_factor {
-            Some(true) => query = query.filter(entity::Column::TwoFactorEnabledAt.is_not_null()),
-            Some(false) => query = query.filter(entity::Column::TwoFactorEnabledAt.is_null()),
+            Some(true) => query = query.filter(Column::TwoFactorEnabledAt.is_not_null()),
+            Some(false) => query = query.filter(Column::TwoFactorEnabledAt.is_null()),
             None => {}
         }
         let total = query.clone().count(&self.db).await?;
         let items = query
-            .order_by_asc(entity::Column::Username)
+            .order_by_asc(Column::Username)
             .offset(page.offset)
             .limit(page.limit)
             .all(&self.db)
@@ -284,17 +269,22 @@ impl UserService {
         Ok(Page { items, total })
     }
 
-    async fn model(&self, tenant: TenantId, id: UserId) -> Result<entity::Model> {
-        model_in(&self.db, tenant, id).await
-    }
-
     /// Applies a patch; refuses to change the system user or to leave the tenant without an
-    /// active admin.
+    /// active admin. A new password in the patch ends every login session of the user in
+    /// the same transaction.
     pub async fn update(&self, tenant: TenantId, id: UserId, patch: UserPatch) -> Result<User> {
-        // An admin without api_access cannot use the API: it does not count as one.
+        if let Some(limits) = &patch.rate_limits {
+            sigil_limits::spec::validate_rate_limits("rate_limits", limits)?;
+        }
         let loses_admin = patch.role.is_some_and(|r| r != Role::Admin)
             || patch.active == Some(false)
             || patch.api_access == Some(false);
+        // Hashed before the transaction (on SQLite it holds the only connection); its
+        // refusal waits until the patch itself has been checked, which is refused first.
+        let new_hash = match &patch.password {
+            Some(password) => Some(self.new_password_hash(tenant, id, password.clone()).await),
+            None => None,
+        };
         let txn = self.db.begin().await?;
         // Always first: on SQLite a transaction that reads before it writes fails (busy
         // snapshot) when any other write lands in between.
@@ -306,20 +296,14 @@ impl UserService {
                 "the system user cannot be changed",
             ));
         }
-        let was_admin =
-            current.role == Role::Admin.as_str() && current.active && current.api_access;
-        if was_admin && loses_admin && active_admins_other_than(&txn, tenant, id).await? == 0 {
-            return Err(Error::conflict(
-                "last_admin",
-                "the tenant must keep one active admin",
-            ));
-        }
+        keep_an_admin(&txn, &current, loses_admin).await?;
         let display_name = patch
             .display_name
             .clone()
             .unwrap_or(current.display_name.clone());
         let email = patch.email.clone().unwrap_or(current.email.clone());
         validate_contact(&display_name, email.as_deref())?;
+        let new_hash = new_hash.transpose()?;
         let deactivated = current.active && patch.active == Some(false);
         let mut model: entity::ActiveModel = current.into();
         model.display_name = Set(display_name);
@@ -332,6 +316,14 @@ impl UserService {
         }
         if let Some(active) = patch.active {
             model.active = Set(active);
+        }
+        if let Some(hash) = &new_hash {
+            model.password_hash = Set(Some(hash.clone()));
+        }
+        if let Some(limits) = &patch.rate_limits {
+            model.rate_limits = Set(
+                (!limits.is_empty()).then(|| serde_json::to_string(limits).unwrap_or_default())
+            );
         }
         model.updated_at = Set(sigil_core::now());
         let updated = model.update(&txn).await?;
@@ -349,10 +341,16 @@ impl UserService {
             )
             .await?;
         }
+        if new_hash.is_some() {
+            self.sessions.end_sessions(&txn, tenant, id, None).await?;
+        }
         txn.commit().await?;
+        self.user_changed(tenant, id).await;
         User::try_from(&updated)
     }
 
+    /// Deletes a user; their tokens go with them in the same statement (the tokens'
+    /// foreign key cascades), so nothing of theirs outlives them.
     pub async fn delete(&self, tenant: TenantId, id: UserId) -> Result<User> {
         let txn = self.db.begin().await?;
         lock_admin_changes(&txn, tenant).await?;
@@ -363,58 +361,15 @@ impl UserService {
                 "the system user cannot be deleted",
             ));
         }
-        if current.role == Role::Admin.as_str()
-            && current.active
-            && current.api_access
-            && active_admins_other_than(&txn, tenant, id).await? == 0
-        {
-            return Err(Error::conflict(
-                "last_admin",
-                "the tenant must keep one active admin",
-            ));
-        }
+        keep_an_admin(&txn, &current, true).await?;
         let user = User::try_from(&current)?;
-        entity::Entity::delete_many()
-            .filter(entity::Column::TenantId.eq(tenant))
-            .filter(entity::Column::Id.eq(id))
+        Entity::delete_many_in(tenant)
+            .filter(Column::Id.eq(id))
             .exec(&txn)
             .await?;
         txn.commit().await?;
+        self.user_changed(tenant, id).await;
         Ok(user)
-    }
-
-    /// Checks a username and password. Every refusal up to the password check answers the
-    /// same `invalid_credentials` after the same amount of work, so usernames cannot be
-    /// probed; a deactivated user is named only once the password is right.
-    pub async fn authenticate(
-        &self,
-        tenant: TenantId,
-        username: &str,
-        password: String,
-    ) -> Result<User> {
-        let model = in_tenant(tenant)
-            .filter(entity::Column::Username.eq(username))
-            .one(&self.db)
-            .await?
-            .filter(|m| !m.is_system);
-        let stored = model.as_ref().and_then(|m| m.password_hash.clone());
-        let ok = self.hasher.verify(password, stored).await?;
-        let model = match model {
-            Some(m) if ok => m,
-            _ => {
-                return Err(Error::unauthorized(
-                    "invalid_credentials",
-                    "the username or password is wrong",
-                ))
-            }
-        };
-        if !model.active {
-            return Err(Error::unauthorized(
-                "user_deactivated",
-                "the user is deactivated",
-            ));
-        }
-        User::try_from(&model)
     }
 
     pub async fn check_password(
@@ -423,12 +378,44 @@ impl UserService {
         id: UserId,
         password: String,
     ) -> Result<bool> {
-        let model = self.model(tenant, id).await?;
+        let model = model_in(&self.db, tenant, id).await?;
         self.hasher.verify(password, model.password_hash).await
     }
 
-    pub async fn set_password(&self, tenant: TenantId, id: UserId, password: String) -> Result<()> {
-        let current = self.model(tenant, id).await?;
+    /// The user changes their own password: every other login session of theirs ends
+    /// (all but `keep`, the session they change it with), in the same transaction.
+    pub async fn change_password(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        password: String,
+        keep: Option<TokenId>,
+    ) -> Result<()> {
+        let hash = self.new_password_hash(tenant, id, password).await?;
+        let txn = self.db.begin().await?;
+        let res = Entity::update_many_in(tenant)
+            .col_expr(Column::PasswordHash, Expr::value(Some(hash)))
+            .col_expr(Column::UpdatedAt, Expr::value(sigil_core::now()))
+            .filter(Column::Id.eq(id))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected == 0 {
+            return Err(Error::not_found("user"));
+        }
+        self.sessions.end_sessions(&txn, tenant, id, keep).await?;
+        txn.commit().await?;
+        self.user_changed(tenant, id).await;
+        Ok(())
+    }
+
+    /// The hash of a new password of user `id`, once it passes the policy.
+    async fn new_password_hash(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        password: String,
+    ) -> Result<String> {
+        let current = model_in(&self.db, tenant, id).await?;
         if current.is_system {
             return Err(Error::forbidden(
                 "system_user",
@@ -437,12 +424,12 @@ impl UserService {
         }
         self.hasher
             .check_policy("new_password", &current.username, &password)?;
-        let hash = self.hasher.hash(password).await?;
-        let mut model: entity::ActiveModel = current.into();
-        model.password_hash = Set(Some(hash));
-        model.updated_at = Set(sigil_core::now());
-        model.update(&self.db).await?;
-        Ok(())
+        self.hasher.hash(password).await
+    }
+
+    /// Tells the caches (here and on every replica) that the user changed.
+    async fn user_changed(&self, tenant: TenantId, user: UserId) {
+        self.changes.publish(Change::User { tenant, user }).await;
     }
 
     /// Inserts the built-in `system` user of a tenant (no password, no API access).
@@ -452,7 +439,7 @@ impl UserService {
         tenant: TenantId,
     ) -> Result<()> {
         let now = sigil_core::now();
-        entity::Entity::insert(entity::ActiveModel {
+        Entity::insert(entity::ActiveModel {
             id: Set(UserId::new()),
             tenant_id: Set(tenant),
             username: Set(SYSTEM_USERNAME.to_owned()),
@@ -467,9 +454,200 @@ impl UserService {
             created_at: Set(now),
             updated_at: Set(now),
             two_factor_enabled_at: Set(None),
+            rate_limits: Set(None),
         })
         .exec_without_returning(conn)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use sea_orm::Statement;
+
+    use super::*;
+    use crate::testing::{code, World, PASSWORD};
+
+    const NEW_PASSWORD: &str = "a-brand-new-passphrase";
+
+    async fn password_is(w: &World, user: UserId, password: &str) -> bool {
+        w.users
+            .check_password(w.tenant.id, user, password.into())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_password_and_the_end_of_the_sessions_commit_together() {
+        let w = World::new().await;
+        let bob = w.user("bob", UserKind::Person).await;
+        let keep = TokenId::new();
+        let mut feed = w.changes.subscribe();
+        w.users
+            .change_password(w.tenant.id, bob.id, NEW_PASSWORD.into(), Some(keep))
+            .await
+            .unwrap();
+        assert!(password_is(&w, bob.id, NEW_PASSWORD).await);
+        assert_eq!(w.ended(), [(bob.id, Some(keep))]);
+        assert_eq!(
+            feed.try_recv().unwrap(),
+            Change::User {
+                tenant: w.tenant.id,
+                user: bob.id
+            }
+        );
+
+        // Sessions that cannot be ended keep the old password too.
+        w.ender.refuse.store(true, Ordering::Relaxed);
+        let failed = w
+            .users
+            .change_password(w.tenant.id, bob.id, "yet-another-passphrase".into(), None)
+            .await;
+        assert!(failed.is_err());
+        assert!(password_is(&w, bob.id, NEW_PASSWORD).await);
+        assert!(feed.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_password_set_by_an_admin_ends_every_session() {
+        let w = World::new().await;
+        let bob = w.user("bob", UserKind::Person).await;
+        let patch = UserPatch {
+            display_name: Some("Bob B.".into()),
+            password: Some(NEW_PASSWORD.into()),
+            ..UserPatch::default()
+        };
+        let user = w.users.update(w.tenant.id, bob.id, patch).await.unwrap();
+        assert_eq!(user.display_name, "Bob B.");
+        assert!(password_is(&w, bob.id, NEW_PASSWORD).await);
+        assert_eq!(w.ended(), [(bob.id, None)]);
+
+        // Without a password nothing ends.
+        let patch = UserPatch {
+            display_name: Some("Bob".into()),
+            ..UserPatch::default()
+        };
+        w.users.update(w.tenant.id, bob.id, patch).await.unwrap();
+        assert_eq!(w.ended().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_patch_is_refused_before_the_password_and_nothing_changes() {
+        let w = World::new().await;
+        let bob = w.user("bob", UserKind::Person).await;
+        let bad_email = UserPatch {
+            email: Some(Some("not an address".into())),
+            password: Some("short".into()),
+            ..UserPatch::default()
+        };
+        assert_eq!(
+            code(w.users.update(w.tenant.id, bob.id, bad_email).await),
+            "invalid_user"
+        );
+        let weak = UserPatch {
+            display_name: Some("Bobby".into()),
+            password: Some("short".into()),
+            ..UserPatch::default()
+        };
+        assert_eq!(
+            code(w.users.update(w.tenant.id, bob.id, weak).await),
+            "weak_password"
+        );
+        let bob = w.users.get(w.tenant.id, bob.id).await.unwrap();
+        assert_eq!(bob.display_name, "bob");
+        assert!(password_is(&w, bob.id, PASSWORD).await);
+        assert!(w.ended().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_system_user_has_no_password_to_change() {
+        let w = World::new().await;
+        let filter = UserFilter {
+            q: Some("system".into()),
+            ..UserFilter::default()
+        };
+        let page = PageRequest::new(None, None).unwrap();
+        let system = w.users.list(w.tenant.id, filter, page).await.unwrap().items[0].clone();
+        let patch = UserPatch {
+            password: Some(NEW_PASSWORD.into()),
+            ..UserPatch::default()
+        };
+        assert_eq!(
+            code(w.users.update(w.tenant.id, system.id, patch).await),
+            "system_user"
+        );
+        assert_eq!(
+            code(
+                w.users
+                    .change_password(w.tenant.id, system.id, NEW_PASSWORD.into(), None)
+                    .await
+            ),
+            "system_user"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deleted_users_tokens_go_with_them() {
+        let w = World::new().await;
+        let bob = w.user("bob", UserKind::Person).await;
+        let token = |id: TokenId, owner: UserId| {
+            Statement::from_sql_and_values(
+                w.db.get_database_backend(),
+                "INSERT INTO tokens (id, tenant_id, owner_id, kind, name, description, \
+                 ip_filter, enabled, generation, secret_hash, created_at, updated_at, use_count) \
+                 VALUES (?, ?, ?, 'personal', 't', '', '[]', true, 1, '', ?, ?, 0)",
+                [
+                    id.0.into(),
+                    w.tenant.id.0.into(),
+                    owner.0.into(),
+                    sigil_core::now().into(),
+                    sigil_core::now().into(),
+                ],
+            )
+        };
+        w.db.execute(token(TokenId::new(), bob.id)).await.unwrap();
+        w.db.execute(token(TokenId::new(), w.admin.id))
+            .await
+            .unwrap();
+        let mut feed = w.changes.subscribe();
+        w.users.delete(w.tenant.id, bob.id).await.unwrap();
+        assert_eq!(
+            feed.try_recv().unwrap(),
+            Change::User {
+                tenant: w.tenant.id,
+                user: bob.id
+            }
+        );
+        let owners =
+            w.db.query_all(Statement::from_string(
+                w.db.get_database_backend(),
+                "SELECT owner_id FROM tokens",
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<uuid::Uuid>("", "owner_id").unwrap())
+            .collect::<Vec<_>>();
+        assert_eq!(owners, [w.admin.id.0]);
+        // A token cannot name a missing owner.
+        assert!(w.db.execute(token(TokenId::new(), bob.id)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_last_admin_stays() {
+        let w = World::new().await;
+        let admin = w.admin.id;
+        assert_eq!(code(w.users.delete(w.tenant.id, admin).await), "last_admin");
+        let step_down = UserPatch {
+            role: Some(Role::Member),
+            ..UserPatch::default()
+        };
+        assert_eq!(
+            code(w.users.update(w.tenant.id, admin, step_down).await),
+            "last_admin"
+        );
     }
 }

@@ -11,7 +11,7 @@ use sea_orm::{
 };
 use sigil_core::crypto::MasterKey;
 use sigil_core::db::Db;
-use sigil_core::{Error, Result, TenantId, UserId};
+use sigil_core::{Error, Result, TenantId, TenantOwned, UserId};
 
 use crate::two_factor_entity::{recovery_code, totp as totp_row};
 use crate::types::{User, UserKind};
@@ -41,6 +41,24 @@ pub enum CodeRefused {
     Invalid,
     /// The code of a time step already used, or a spent recovery code.
     Reused,
+}
+
+impl CodeRefused {
+    /// The answer to the code: 401 at login (`at_login`), else 403.
+    pub fn error(self, at_login: bool) -> Error {
+        let (code, detail) = match self {
+            CodeRefused::Invalid => ("invalid_code", "the code is wrong or too old"),
+            CodeRefused::Reused => (
+                "code_already_used",
+                "this code was already used; wait for the next one from the app",
+            ),
+        };
+        if at_login {
+            Error::unauthorized(code, detail)
+        } else {
+            Error::forbidden(code, detail)
+        }
+    }
 }
 
 /// A started enrolment: what the authenticator app needs.
@@ -107,9 +125,7 @@ impl TwoFactorService {
     }
 
     async fn row(&self, tenant: TenantId, user: UserId) -> Result<Option<totp_row::Model>> {
-        Ok(totp_row::Entity::find()
-            .filter(totp_row::Column::TenantId.eq(tenant))
-            .filter(totp_row::Column::UserId.eq(user))
+        Ok(totp_row::Entity::find_by_id_in(tenant, user)
             .one(&self.db)
             .await?)
     }
@@ -136,8 +152,7 @@ impl TwoFactorService {
         };
         let sealed = self.master.seal(&secret, &seal_context(user.id))?;
         let txn = self.db.begin().await?;
-        totp_row::Entity::delete_many()
-            .filter(totp_row::Column::TenantId.eq(user.tenant_id))
+        totp_row::Entity::delete_many_in(user.tenant_id)
             .filter(totp_row::Column::UserId.eq(user.id))
             .filter(totp_row::Column::ConfirmedAt.is_null())
             .exec(&txn)
@@ -194,13 +209,12 @@ impl TwoFactorService {
         let now = sigil_core::now();
         let codes = recovery::generate();
         let txn = self.db.begin().await?;
-        let done = totp_row::Entity::update_many()
+        let done = totp_row::Entity::update_many_in(user.tenant_id)
             .col_expr(totp_row::Column::ConfirmedAt, Expr::value(Some(now)))
             .col_expr(
                 totp_row::Column::LastUsedStep,
                 Expr::value(Some(step_value(step))),
             )
-            .filter(totp_row::Column::TenantId.eq(user.tenant_id))
             .filter(totp_row::Column::UserId.eq(user.id))
             .filter(totp_row::Column::ConfirmedAt.is_null())
             .filter(totp_row::Column::SecretSealed.eq(row.secret_sealed.as_str()))
@@ -213,9 +227,8 @@ impl TwoFactorService {
             ));
         }
         self.replace_recovery_codes(&txn, user, &codes).await?;
-        entity::Entity::update_many()
+        entity::Entity::update_many_in(user.tenant_id)
             .col_expr(entity::Column::TwoFactorEnabledAt, Expr::value(Some(now)))
-            .filter(entity::Column::TenantId.eq(user.tenant_id))
             .filter(entity::Column::Id.eq(user.id))
             .exec(&txn)
             .await?;
@@ -229,8 +242,7 @@ impl TwoFactorService {
         user: &User,
         codes: &[String],
     ) -> Result<()> {
-        recovery_code::Entity::delete_many()
-            .filter(recovery_code::Column::TenantId.eq(user.tenant_id))
+        recovery_code::Entity::delete_many_in(user.tenant_id)
             .filter(recovery_code::Column::UserId.eq(user.id))
             .exec(conn)
             .await?;
@@ -276,9 +288,8 @@ impl TwoFactorService {
                     return Ok(Err(CodeRefused::Invalid));
                 };
                 let step = step_value(step);
-                let done = totp_row::Entity::update_many()
+                let done = totp_row::Entity::update_many_in(user.tenant_id)
                     .col_expr(totp_row::Column::LastUsedStep, Expr::value(Some(step)))
-                    .filter(totp_row::Column::TenantId.eq(user.tenant_id))
                     .filter(totp_row::Column::UserId.eq(user.id))
                     .filter(totp_row::Column::ConfirmedAt.is_not_null())
                     .filter(
@@ -300,16 +311,14 @@ impl TwoFactorService {
                 };
                 let hash = recovery::hash(&self.recovery_key, user.id, &normalised)?;
                 let of_user = || {
-                    recovery_code::Entity::find()
-                        .filter(recovery_code::Column::TenantId.eq(user.tenant_id))
+                    recovery_code::Entity::find_in(user.tenant_id)
                         .filter(recovery_code::Column::UserId.eq(user.id))
                 };
-                let done = recovery_code::Entity::update_many()
+                let done = recovery_code::Entity::update_many_in(user.tenant_id)
                     .col_expr(
                         recovery_code::Column::UsedAt,
                         Expr::value(Some(sigil_core::now())),
                     )
-                    .filter(recovery_code::Column::TenantId.eq(user.tenant_id))
                     .filter(recovery_code::Column::UserId.eq(user.id))
                     .filter(recovery_code::Column::CodeHash.eq(hash.as_str()))
                     .filter(recovery_code::Column::UsedAt.is_null())
@@ -339,25 +348,22 @@ impl TwoFactorService {
     /// codes). Whether it was on.
     pub async fn disable(&self, tenant: TenantId, user: UserId) -> Result<bool> {
         let txn = self.db.begin().await?;
-        let was_on = entity::Entity::update_many()
+        let was_on = entity::Entity::update_many_in(tenant)
             .col_expr(
                 entity::Column::TwoFactorEnabledAt,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
-            .filter(entity::Column::TenantId.eq(tenant))
             .filter(entity::Column::Id.eq(user))
             .filter(entity::Column::TwoFactorEnabledAt.is_not_null())
             .exec(&txn)
             .await?
             .rows_affected
             > 0;
-        totp_row::Entity::delete_many()
-            .filter(totp_row::Column::TenantId.eq(tenant))
+        totp_row::Entity::delete_many_in(tenant)
             .filter(totp_row::Column::UserId.eq(user))
             .exec(&txn)
             .await?;
-        recovery_code::Entity::delete_many()
-            .filter(recovery_code::Column::TenantId.eq(tenant))
+        recovery_code::Entity::delete_many_in(tenant)
             .filter(recovery_code::Column::UserId.eq(user))
             .exec(&txn)
             .await?;
@@ -368,8 +374,7 @@ impl TwoFactorService {
     pub async fn status(&self, user: &User) -> Result<Status> {
         let row = self.row(user.tenant_id, user.id).await?;
         let recovery_codes_left = if user.two_factor_enabled_at.is_some() {
-            recovery_code::Entity::find()
-                .filter(recovery_code::Column::TenantId.eq(user.tenant_id))
+            recovery_code::Entity::find_in(user.tenant_id)
                 .filter(recovery_code::Column::UserId.eq(user.id))
                 .filter(recovery_code::Column::UsedAt.is_null())
                 .count(&self.db)

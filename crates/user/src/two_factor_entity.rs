@@ -24,6 +24,12 @@ pub mod totp {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl sigil_core::TenantOwned for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
 }
 
 /// One recovery code, by its keyed hash.
@@ -47,4 +53,10 @@ pub mod recovery_code {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl sigil_core::TenantOwned for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
 }

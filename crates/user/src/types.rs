@@ -87,6 +87,24 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
     /// When two-factor sign-in (TOTP) was turned on; `None`: off.
     pub two_factor_enabled_at: Option<DateTime<Utc>>,
+    /// Rate limits shared by all of the user's tokens (the tenant's defaults apply when
+    /// there are none).
+    pub rate_limits: Vec<sigil_limits::RateLimit>,
+}
+
+impl User {
+    /// Whether the user signs in with a second factor.
+    pub fn has_two_factor(&self) -> bool {
+        self.kind == UserKind::Person && self.two_factor_enabled_at.is_some()
+    }
+
+    /// Whether the tenant's policy keeps this user to enrolment until they have a second
+    /// factor.
+    pub fn must_enrol(&self, policy: &sigil_tenant::TenantPolicy) -> bool {
+        policy.require_two_factor
+            && self.kind == UserKind::Person
+            && self.two_factor_enabled_at.is_none()
+    }
 }
 
 impl TryFrom<&entity::Model> for User {
@@ -107,6 +125,11 @@ impl TryFrom<&entity::Model> for User {
             created_at: m.created_at,
             updated_at: m.updated_at,
             two_factor_enabled_at: m.two_factor_enabled_at,
+            rate_limits: m
+                .rate_limits
+                .as_deref()
+                .and_then(|j| serde_json::from_str(j).ok())
+                .unwrap_or_default(),
         })
     }
 }

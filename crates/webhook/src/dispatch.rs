@@ -17,7 +17,7 @@ use sea_orm::{
 use sigil_core::crypto::MasterKey;
 use sigil_core::db::Db;
 use sigil_core::outbox;
-use sigil_core::{Error, Result};
+use sigil_core::{Error, Result, TenantOwned};
 use uuid::Uuid;
 
 use crate::endpoints::{message_id, new_delivery, seal_context, DeliveryStatus, Endpoint};
@@ -101,8 +101,7 @@ impl Dispatcher {
                 txn.rollback().await?;
                 continue;
             }
-            let mut endpoints = endpoint::Entity::find()
-                .filter(endpoint::Column::TenantId.eq(event.tenant_id))
+            let mut endpoints = endpoint::Entity::find_in(event.tenant_id)
                 .filter(endpoint::Column::Enabled.eq(true));
             if let Some(only) = event.endpoint_id {
                 endpoints = endpoints.filter(endpoint::Column::Id.eq(only));
@@ -130,6 +129,7 @@ impl Dispatcher {
                 .add(delivery::Column::LeaseUntil.is_null())
                 .add(delivery::Column::LeaseUntil.lt(now))
         };
+        // The worker serves every tenant: the due deliveries of all of them.
         let due = delivery::Entity::find()
             .filter(delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
             .filter(delivery::Column::NextAttemptAt.lte(now))
@@ -141,7 +141,7 @@ impl Dispatcher {
         let lease_until = now + chrono::Duration::from_std(self.lease).map_err(Error::internal)?;
         let mut tasks = tokio::task::JoinSet::new();
         for d in due {
-            let claimed = delivery::Entity::update_many()
+            let claimed = delivery::Entity::update_many_in(d.tenant_id)
                 .col_expr(delivery::Column::LeaseUntil, Expr::value(Some(lease_until)))
                 .filter(delivery::Column::Id.eq(d.id))
                 .filter(delivery::Column::Status.eq(DeliveryStatus::Pending.as_str()))
@@ -169,9 +169,7 @@ impl Dispatcher {
 
     /// Makes one attempt of a claimed delivery and records its outcome.
     async fn attempt(&self, d: delivery::Model) -> Result<()> {
-        let target = endpoint::Entity::find()
-            .filter(endpoint::Column::TenantId.eq(d.tenant_id))
-            .filter(endpoint::Column::Id.eq(d.endpoint_id))
+        let target = endpoint::Entity::find_by_id_in(d.tenant_id, d.endpoint_id)
             .one(&self.db)
             .await?;
         let event = outbox::entity::Entity::find()
@@ -237,7 +235,7 @@ impl Dispatcher {
             other => (other, None),
         };
         let made_attempt = matches!(outcome, Outcome::Sent(_));
-        delivery::Entity::update_many()
+        delivery::Entity::update_many_in(d.tenant_id)
             .col_expr(delivery::Column::Status, Expr::value(status.as_str()))
             .col_expr(
                 delivery::Column::Attempts,
@@ -279,6 +277,7 @@ impl Dispatcher {
     /// Deletes finished deliveries, and events, older than `days`.
     pub async fn prune(&self, days: u32) -> Result<u64> {
         let cutoff = sigil_core::now() - chrono::Duration::days(i64::from(days));
+        // Retention is the same for every tenant.
         let d = delivery::Entity::delete_many()
             .filter(delivery::Column::Status.ne(DeliveryStatus::Pending.as_str()))
             .filter(delivery::Column::CreatedAt.lt(cutoff))
@@ -320,5 +319,224 @@ impl Endpoint {
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use sigil_core::outbox::events;
+    use sigil_core::page::PageRequest;
+    use sigil_core::TenantId;
+
+    use super::*;
+    use crate::endpoints::{NewEndpoint, WebhookService};
+
+    /// Answers every request with one status and remembers where each went.
+    struct Recorder {
+        status: u16,
+        sent: Mutex<Vec<(String, String)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Transport for Recorder {
+        async fn post(
+            &self,
+            url: &str,
+            headers: Vec<(&'static str, String)>,
+            _: String,
+        ) -> Attempt {
+            let id = headers
+                .into_iter()
+                .find(|(h, _)| *h == "webhook-id")
+                .map(|(_, v)| v);
+            self.sent
+                .lock()
+                .unwrap()
+                .push((url.to_owned(), id.unwrap_or_default()));
+            Attempt::Status(self.status)
+        }
+    }
+
+    struct Setup {
+        hooks: WebhookService,
+        dispatcher: Dispatcher,
+        recorder: Arc<Recorder>,
+        db: Db,
+    }
+
+    async fn setup(status: u16) -> Setup {
+        let db = sigil_core::db::connect("sqlite::memory:", 1).await.unwrap();
+        sigil_migrations::migrate(&db).await.unwrap();
+        let master = MasterKey::generate();
+        let recorder = Arc::new(Recorder {
+            status,
+            sent: Mutex::default(),
+        });
+        Setup {
+            hooks: WebhookService::new(db.clone(), master.clone(), false),
+            dispatcher: Dispatcher::new(
+                db.clone(),
+                master,
+                RetrySchedule::parse("1m").unwrap(),
+                recorder.clone(),
+                Duration::from_secs(5),
+            ),
+            recorder,
+            db,
+        }
+    }
+
+    async fn endpoint(
+        s: &Setup,
+        tenant: TenantId,
+        url: &str,
+        types: &[&str],
+        enabled: bool,
+    ) -> Uuid {
+        let new = NewEndpoint {
+            url: url.into(),
+            description: String::new(),
+            event_types: types.iter().map(|t| (*t).to_owned()).collect(),
+            secret: None,
+            enabled,
+        };
+        s.hooks.create(tenant, new).await.unwrap().0.id
+    }
+
+    #[tokio::test]
+    async fn an_event_reaches_the_subscribed_enabled_endpoints_of_its_tenant_only() {
+        let s = setup(204).await;
+        let (acme, other) = (TenantId::new(), TenantId::new());
+        let everything = endpoint(&s, acme, "https://acme.example/all", &[], true).await;
+        let created = endpoint(
+            &s,
+            acme,
+            "https://acme.example/created",
+            &[events::TOKEN_CREATED],
+            true,
+        )
+        .await;
+        endpoint(
+            &s,
+            acme,
+            "https://acme.example/revoked",
+            &[events::TOKEN_REVOKED],
+            true,
+        )
+        .await;
+        endpoint(&s, acme, "https://acme.example/off", &[], false).await;
+        endpoint(&s, other, "https://other.example/all", &[], true).await;
+        let event = outbox::enqueue(&s.db, acme, events::TOKEN_CREATED, serde_json::json!({}))
+            .await
+            .unwrap();
+
+        assert_eq!(s.dispatcher.fan_out().await.unwrap(), 2);
+        assert_eq!(
+            s.dispatcher.fan_out().await.unwrap(),
+            0,
+            "an event fans out once"
+        );
+        assert_eq!(s.dispatcher.deliver_due().await.unwrap(), 2);
+        let mut sent = s.recorder.sent.lock().unwrap().clone();
+        sent.sort();
+        let id = message_id(event);
+        assert_eq!(
+            sent,
+            [
+                ("https://acme.example/all".to_owned(), id.clone()),
+                ("https://acme.example/created".to_owned(), id),
+            ]
+        );
+        for hook in [everything, created] {
+            let log = s
+                .hooks
+                .deliveries(acme, hook, None, PageRequest::default())
+                .await
+                .unwrap();
+            assert_eq!(log.items.len(), 1);
+            let d = &log.items[0];
+            assert_eq!(
+                (d.status, d.attempts, d.last_status_code),
+                (DeliveryStatus::Succeeded, 1, Some(204))
+            );
+            assert_eq!(d.next_attempt_at, None);
+        }
+        assert_eq!(
+            s.dispatcher.deliver_due().await.unwrap(),
+            0,
+            "nothing is sent twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_attempt_is_retried_per_the_schedule_then_fails() {
+        let s = setup(500).await;
+        let acme = TenantId::new();
+        let hook = endpoint(&s, acme, "https://acme.example/all", &[], true).await;
+        s.hooks.send_test(acme, hook).await.unwrap();
+        assert_eq!(s.dispatcher.run_once().await.unwrap(), 1);
+        let log = s
+            .hooks
+            .deliveries(acme, hook, None, PageRequest::default())
+            .await
+            .unwrap();
+        let d = &log.items[0];
+        assert_eq!(
+            (d.status, d.attempts, d.last_status_code),
+            (DeliveryStatus::Pending, 1, Some(500))
+        );
+        assert_eq!(d.last_error.as_deref(), Some("the endpoint answered 500"));
+        let wait = d.next_attempt_at.unwrap() - d.last_attempt_at.unwrap();
+        assert_eq!(wait, chrono::Duration::minutes(1));
+        // Not due yet.
+        assert_eq!(s.dispatcher.deliver_due().await.unwrap(), 0);
+        // Due now: the schedule has one retry, so the second refusal is final.
+        delivery::Entity::update_many_in(acme)
+            .col_expr(
+                delivery::Column::NextAttemptAt,
+                Expr::value(Some(sigil_core::now())),
+            )
+            .exec(&s.db)
+            .await
+            .unwrap();
+        assert_eq!(s.dispatcher.deliver_due().await.unwrap(), 1);
+        let log = s
+            .hooks
+            .deliveries(acme, hook, None, PageRequest::default())
+            .await
+            .unwrap();
+        let d = &log.items[0];
+        assert_eq!(
+            (d.status, d.attempts, d.next_attempt_at),
+            (DeliveryStatus::Failed, 2, None)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_delivery_to_a_disabled_endpoint_gives_up_without_sending() {
+        let s = setup(204).await;
+        let acme = TenantId::new();
+        let hook = endpoint(&s, acme, "https://acme.example/all", &[], true).await;
+        outbox::enqueue(&s.db, acme, events::TOKEN_CREATED, serde_json::json!({}))
+            .await
+            .unwrap();
+        s.dispatcher.fan_out().await.unwrap();
+        let off = crate::endpoints::EndpointPatch {
+            enabled: Some(false),
+            ..Default::default()
+        };
+        s.hooks.update(acme, hook, off).await.unwrap();
+        s.dispatcher.deliver_due().await.unwrap();
+        assert!(s.recorder.sent.lock().unwrap().is_empty());
+        let log = s
+            .hooks
+            .deliveries(acme, hook, None, PageRequest::default())
+            .await
+            .unwrap();
+        let d = &log.items[0];
+        assert_eq!((d.status, d.attempts), (DeliveryStatus::Failed, 0));
+        assert_eq!(d.last_error.as_deref(), Some("the endpoint is disabled"));
     }
 }

@@ -5,13 +5,13 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select, Set, TransactionTrait,
+    QuerySelect, Set, TransactionTrait,
 };
 use sigil_core::crypto::MasterKey;
 use sigil_core::db::Db;
 use sigil_core::outbox::{self, events};
 use sigil_core::page::{Page, PageRequest};
-use sigil_core::{Error, Result, TenantId};
+use sigil_core::{Error, Result, TenantId, TenantOwned};
 use uuid::Uuid;
 
 use crate::entity::{delivery, endpoint};
@@ -64,6 +64,14 @@ pub struct EndpointPatch {
     pub secret: Option<String>,
     /// Replace the secret by a generated one.
     pub rotate_secret: bool,
+}
+
+/// An endpoint before and after a change, and its new secret when the change replaced it.
+#[derive(Clone, Debug)]
+pub struct EndpointChange {
+    pub before: Endpoint,
+    pub after: Endpoint,
+    pub secret: Option<WebhookSecret>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,13 +190,8 @@ impl WebhookService {
         }
     }
 
-    fn in_tenant(tenant: TenantId) -> Select<endpoint::Entity> {
-        endpoint::Entity::find().filter(endpoint::Column::TenantId.eq(tenant))
-    }
-
     async fn model(&self, tenant: TenantId, id: Uuid) -> Result<endpoint::Model> {
-        Self::in_tenant(tenant)
-            .filter(endpoint::Column::Id.eq(id))
+        endpoint::Entity::find_by_id_in(tenant, id)
             .one(&self.db)
             .await?
             .ok_or_else(|| Error::not_found("webhook"))
@@ -207,7 +210,7 @@ impl WebhookService {
             Some(s) => WebhookSecret::parse(s)?,
             None => WebhookSecret::generate(),
         };
-        if Self::in_tenant(tenant).count(&self.db).await? >= MAX_ENDPOINTS {
+        if endpoint::Entity::find_in(tenant).count(&self.db).await? >= MAX_ENDPOINTS {
             return Err(Error::conflict(
                 "webhook_limit_reached",
                 format!("a tenant may register at most {MAX_ENDPOINTS} webhook endpoints"),
@@ -232,7 +235,7 @@ impl WebhookService {
     }
 
     pub async fn list(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Endpoint>> {
-        let query = Self::in_tenant(tenant);
+        let query = endpoint::Entity::find_in(tenant);
         let total = query.clone().count(&self.db).await?;
         let items = query
             .order_by_asc(endpoint::Column::CreatedAt)
@@ -251,14 +254,16 @@ impl WebhookService {
         Ok(Endpoint::from_model(&self.model(tenant, id).await?))
     }
 
-    /// Changes an endpoint; returns the new secret when it was replaced.
+    /// Changes an endpoint; returns it as it was and as it is, and the new secret when it
+    /// was replaced.
     pub async fn update(
         &self,
         tenant: TenantId,
         id: Uuid,
         patch: EndpointPatch,
-    ) -> Result<(Endpoint, Option<WebhookSecret>)> {
+    ) -> Result<EndpointChange> {
         let current = self.model(tenant, id).await?;
+        let before = Endpoint::from_model(&current);
         let mut model: endpoint::ActiveModel = current.into();
         if let Some(url) = &patch.url {
             model.url = Set(crate::address::check_url(url, self.allow_private)?.to_string());
@@ -290,20 +295,22 @@ impl WebhookService {
         }
         model.updated_at = Set(sigil_core::now());
         let updated = model.update(&self.db).await?;
-        Ok((Endpoint::from_model(&updated), secret))
+        Ok(EndpointChange {
+            before,
+            after: Endpoint::from_model(&updated),
+            secret,
+        })
     }
 
     /// Removes an endpoint and its delivery log; its pending deliveries are dropped.
     pub async fn delete(&self, tenant: TenantId, id: Uuid) -> Result<Endpoint> {
         let current = self.model(tenant, id).await?;
         let txn = self.db.begin().await?;
-        delivery::Entity::delete_many()
-            .filter(delivery::Column::TenantId.eq(tenant))
+        delivery::Entity::delete_many_in(tenant)
             .filter(delivery::Column::EndpointId.eq(id))
             .exec(&txn)
             .await?;
-        let res = endpoint::Entity::delete_many()
-            .filter(endpoint::Column::TenantId.eq(tenant))
+        let res = endpoint::Entity::delete_many_in(tenant)
             .filter(endpoint::Column::Id.eq(id))
             .exec(&txn)
             .await?;
@@ -350,9 +357,8 @@ impl WebhookService {
         page: PageRequest,
     ) -> Result<Page<Delivery>> {
         self.model(tenant, id).await?;
-        let mut query = delivery::Entity::find()
-            .filter(delivery::Column::TenantId.eq(tenant))
-            .filter(delivery::Column::EndpointId.eq(id));
+        let mut query =
+            delivery::Entity::find_in(tenant).filter(delivery::Column::EndpointId.eq(id));
         if let Some(status) = status {
             query = query.filter(delivery::Column::Status.eq(status.as_str()));
         }
@@ -405,5 +411,190 @@ pub(crate) fn new_delivery(
         lease_until: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn service() -> WebhookService {
+        let db = sigil_core::db::connect("sqlite::memory:", 1).await.unwrap();
+        sigil_migrations::migrate(&db).await.unwrap();
+        WebhookService::new(db, MasterKey::generate(), false)
+    }
+
+    fn new_endpoint(url: &str) -> NewEndpoint {
+        NewEndpoint {
+            url: url.into(),
+            description: String::new(),
+            event_types: vec![],
+            secret: None,
+            enabled: true,
+        }
+    }
+
+    fn is_not_found<T: std::fmt::Debug>(r: Result<T>) -> bool {
+        matches!(r, Err(Error::NotFound { what: "webhook" }))
+    }
+
+    #[tokio::test]
+    async fn another_tenants_endpoint_is_not_found_and_stays_untouched() {
+        let hooks = service().await;
+        let (owner, stranger) = (TenantId::new(), TenantId::new());
+        let (endpoint, _) = hooks
+            .create(owner, new_endpoint("https://a.example/hook"))
+            .await
+            .unwrap();
+        hooks.send_test(owner, endpoint.id).await.unwrap();
+        let id = endpoint.id;
+        assert!(is_not_found(hooks.get(stranger, id).await));
+        let patch = EndpointPatch {
+            enabled: Some(false),
+            rotate_secret: true,
+            ..EndpointPatch::default()
+        };
+        assert!(is_not_found(hooks.update(stranger, id, patch).await));
+        assert!(is_not_found(hooks.delete(stranger, id).await));
+        assert!(is_not_found(hooks.send_test(stranger, id).await));
+        assert!(is_not_found(
+            hooks
+                .deliveries(stranger, id, None, PageRequest::default())
+                .await
+        ));
+        assert_eq!(
+            hooks
+                .list(stranger, PageRequest::default())
+                .await
+                .unwrap()
+                .total,
+            0
+        );
+        assert!(hooks.get(owner, id).await.unwrap().enabled);
+        let log = hooks
+            .deliveries(owner, id, None, PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(log.total, 1);
+        assert_eq!(log.items[0].event_type, events::WEBHOOK_TEST);
+        assert!(log.items[0].payload.is_some());
+    }
+
+    #[tokio::test]
+    async fn an_update_returns_the_endpoint_before_and_after_with_a_new_secret() {
+        let hooks = service().await;
+        let tenant = TenantId::new();
+        let (endpoint, first_secret) = hooks
+            .create(tenant, new_endpoint("https://a.example/hook"))
+            .await
+            .unwrap();
+        let patch = EndpointPatch {
+            description: Some("billing".into()),
+            event_types: Some(vec![
+                events::TOKEN_CREATED.into(),
+                events::TOKEN_CREATED.into(),
+            ]),
+            rotate_secret: true,
+            ..EndpointPatch::default()
+        };
+        let changed = hooks.update(tenant, endpoint.id, patch).await.unwrap();
+        assert_eq!(changed.before.description, "");
+        assert!(changed.before.event_types.is_empty());
+        assert_eq!(changed.after.description, "billing");
+        assert_eq!(
+            changed.after.event_types,
+            [events::TOKEN_CREATED],
+            "duplicates are dropped"
+        );
+        assert!(changed.secret.is_some_and(|s| s != first_secret));
+        let unchanged = hooks
+            .update(tenant, endpoint.id, EndpointPatch::default())
+            .await
+            .unwrap();
+        assert!(unchanged.secret.is_none());
+        let both = EndpointPatch {
+            secret: Some(WebhookSecret::generate().expose()),
+            rotate_secret: true,
+            ..EndpointPatch::default()
+        };
+        let refused = hooks.update(tenant, endpoint.id, both).await;
+        assert!(matches!(
+            refused,
+            Err(Error::Invalid {
+                code: "ambiguous_secret",
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn deleting_an_endpoint_drops_its_deliveries_only() {
+        let hooks = service().await;
+        let tenant = TenantId::new();
+        let (gone, _) = hooks
+            .create(tenant, new_endpoint("https://a.example/gone"))
+            .await
+            .unwrap();
+        let (kept, _) = hooks
+            .create(tenant, new_endpoint("https://a.example/kept"))
+            .await
+            .unwrap();
+        hooks.send_test(tenant, gone.id).await.unwrap();
+        hooks.send_test(tenant, kept.id).await.unwrap();
+        assert_eq!(hooks.delete(tenant, gone.id).await.unwrap().id, gone.id);
+        assert!(is_not_found(hooks.get(tenant, gone.id).await));
+        let left = delivery::Entity::find_in(tenant)
+            .all(&hooks.db)
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].endpoint_id, kept.id);
+    }
+
+    #[tokio::test]
+    async fn the_endpoint_limit_counts_each_tenants_own() {
+        let hooks = service().await;
+        let (full, other) = (TenantId::new(), TenantId::new());
+        for n in 0..MAX_ENDPOINTS {
+            let url = format!("https://a.example/{n}");
+            hooks.create(full, new_endpoint(&url)).await.unwrap();
+        }
+        let over = hooks
+            .create(full, new_endpoint("https://a.example/over"))
+            .await;
+        assert!(matches!(
+            over,
+            Err(Error::Conflict {
+                code: "webhook_limit_reached",
+                ..
+            })
+        ));
+        assert!(hooks
+            .create(other, new_endpoint("https://b.example/1"))
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn unknown_or_internal_event_types_are_refused() {
+        let hooks = service().await;
+        let tenant = TenantId::new();
+        for bad in ["token.nonsense", events::WEBHOOK_TEST] {
+            let new = NewEndpoint {
+                event_types: vec![bad.into()],
+                ..new_endpoint("https://a.example/hook")
+            };
+            let refused = hooks.create(tenant, new).await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(Error::Invalid {
+                        code: "invalid_event_type",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
     }
 }

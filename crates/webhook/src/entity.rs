@@ -3,7 +3,7 @@
 
 pub mod endpoint {
     use sea_orm::entity::prelude::*;
-    use sigil_core::TenantId;
+    use sigil_core::{TenantId, TenantOwned};
 
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "webhook_endpoints")]
@@ -26,11 +26,17 @@ pub mod endpoint {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl TenantOwned for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
 }
 
 pub mod delivery {
     use sea_orm::entity::prelude::*;
-    use sigil_core::TenantId;
+    use sigil_core::{TenantId, TenantOwned};
 
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "webhook_deliveries")]
@@ -58,4 +64,10 @@ pub mod delivery {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl TenantOwned for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
 }

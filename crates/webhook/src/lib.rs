@@ -13,7 +13,7 @@ pub mod signing;
 
 pub use dispatch::{Attempt, Dispatcher, Transport};
 pub use endpoints::{
-    Delivery, DeliveryStatus, Endpoint, EndpointPatch, NewEndpoint, WebhookService,
+    Delivery, DeliveryStatus, Endpoint, EndpointChange, EndpointPatch, NewEndpoint, WebhookService,
 };
 pub use schedule::RetrySchedule;
 pub use signing::WebhookSecret;

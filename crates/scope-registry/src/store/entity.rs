@@ -47,6 +47,12 @@ pub mod scope_set {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+
+    impl sigil_core::TenantOwned for Entity {
+        fn tenant_column() -> Column {
+            Column::TenantId
+        }
+    }
 }
 
 pub mod registry_version {

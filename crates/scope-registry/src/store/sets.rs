@@ -1,11 +1,11 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Select, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, Set, TransactionTrait,
 };
 use sigil_core::db::Db;
-use sigil_core::{Error, Result, ScopeSetId, TenantId};
+use sigil_core::{Error, Result, ScopeSetId, TenantId, TenantOwned};
 
 use super::entity::scope_set;
 use super::plugins::bump_version;
@@ -51,8 +51,16 @@ impl TryFrom<scope_set::Model> for CustomSet {
     }
 }
 
-fn in_tenant(tenant: TenantId) -> Select<scope_set::Entity> {
-    scope_set::Entity::find().filter(scope_set::Column::TenantId.eq(tenant))
+/// The row of `tenant`'s set `slug`; another tenant's set of that id is not found.
+async fn find_row(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    slug: &str,
+) -> Result<Option<scope_set::Model>> {
+    Ok(scope_set::Entity::find_in(tenant)
+        .filter(scope_set::Column::Slug.eq(slug))
+        .one(conn)
+        .await?)
 }
 
 /// Custom set slugs: no dots (dotted ids belong to plugin sets) and not a built-in name.
@@ -85,16 +93,14 @@ impl ScopeSetStore {
     }
 
     pub async fn find(&self, tenant: TenantId, slug: &str) -> Result<Option<CustomSet>> {
-        in_tenant(tenant)
-            .filter(scope_set::Column::Slug.eq(slug))
-            .one(&self.db)
+        find_row(&self.db, tenant, slug)
             .await?
             .map(CustomSet::try_from)
             .transpose()
     }
 
     pub async fn list(&self, tenant: TenantId, q: Option<&str>) -> Result<Vec<CustomSet>> {
-        let mut query = in_tenant(tenant);
+        let mut query = scope_set::Entity::find_in(tenant);
         if let Some(q) = q.filter(|q| !q.is_empty()) {
             let pattern = sigil_core::page::contains_pattern(q);
             query = query.filter(
@@ -115,6 +121,7 @@ impl ScopeSetStore {
     /// Every tenant's custom sets, by tenant and id (to tell what a global plugin change
     /// adds to them).
     pub async fn list_all(&self) -> Result<Vec<CustomSet>> {
+        // Across tenants on purpose: a global plugin changes what every tenant's sets grant.
         scope_set::Entity::find()
             .order_by_asc(scope_set::Column::TenantId)
             .order_by_asc(scope_set::Column::Slug)
@@ -159,6 +166,7 @@ impl ScopeSetStore {
         model.try_into()
     }
 
+    /// Changes `tenant`'s set `slug`; what is `None` stays.
     pub async fn update(
         &self,
         tenant: TenantId,
@@ -168,44 +176,60 @@ impl ScopeSetStore {
         entries: Option<Vec<String>>,
         access: Option<Option<Access>>,
     ) -> Result<CustomSet> {
-        let current = in_tenant(tenant)
-            .filter(scope_set::Column::Slug.eq(slug))
-            .one(&self.db)
+        let mut row = find_row(&self.db, tenant, slug)
             .await?
             .ok_or_else(|| Error::not_found("scope set"))?;
-        let txn = self.db.begin().await?;
-        let mut model: scope_set::ActiveModel = current.into();
+        // Only the given fields are written, so concurrent changes of others stay.
+        let mut update =
+            scope_set::Entity::update_many_in(tenant).filter(scope_set::Column::Id.eq(row.id));
         if let Some(name) = name {
-            model.name = Set(name);
+            update = update.col_expr(scope_set::Column::Name, Expr::value(name.clone()));
+            row.name = name;
         }
         if let Some(description) = description {
-            model.description = Set(description);
+            update = update.col_expr(
+                scope_set::Column::Description,
+                Expr::value(description.clone()),
+            );
+            row.description = description;
         }
         if let Some(entries) = entries {
-            model.entries = Set(serde_json::to_string(&entries).map_err(Error::internal)?);
+            let json = serde_json::to_string(&entries).map_err(Error::internal)?;
+            update = update.col_expr(scope_set::Column::Entries, Expr::value(json.clone()));
+            row.entries = json;
         }
         if let Some(access) = access {
-            model.access = Set(access.map(|a| a.as_str().to_owned()));
+            let access = access.map(|a| a.as_str().to_owned());
+            update = update.col_expr(scope_set::Column::Access, Expr::value(access.clone()));
+            row.access = access;
         }
-        model.updated_at = Set(sigil_core::now());
-        let updated = model.update(&txn).await?;
+        row.updated_at = sigil_core::now();
+        let txn = self.db.begin().await?;
+        let res = update
+            .col_expr(scope_set::Column::UpdatedAt, Expr::value(row.updated_at))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected == 0 {
+            // Deleted meanwhile.
+            return Err(Error::not_found("scope set"));
+        }
         bump_version(&txn).await?;
         txn.commit().await?;
-        updated.try_into()
+        row.try_into()
     }
 
+    /// Deletes `tenant`'s set `slug`; returns it as it was.
     pub async fn delete(&self, tenant: TenantId, slug: &str) -> Result<CustomSet> {
-        let current = in_tenant(tenant)
-            .filter(scope_set::Column::Slug.eq(slug))
-            .one(&self.db)
+        let row = find_row(&self.db, tenant, slug)
             .await?
             .ok_or_else(|| Error::not_found("scope set"))?;
         let txn = self.db.begin().await?;
-        scope_set::Entity::delete_by_id(current.id)
+        scope_set::Entity::delete_many_in(tenant)
+            .filter(scope_set::Column::Id.eq(row.id))
             .exec(&txn)
             .await?;
         bump_version(&txn).await?;
         txn.commit().await?;
-        current.try_into()
+        row.try_into()
     }
 }

@@ -8,10 +8,9 @@ use poem::Request;
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Form, Json};
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
-use sigil_core::{Error, TenantId};
-use sigil_tenant::TenantPolicy;
-use sigil_user::challenge::{self, ChallengeError};
-use sigil_user::{LoginAttempt, User, UserPatch};
+use sigil_audit::NewEvent;
+use sigil_core::Error;
+use sigil_user::{Account, Credentials, Login, LoginAttempt, SignedIn, UserPatch};
 
 use super::caller::TenantCaller;
 use super::dto::{RoleDto, UserDto};
@@ -19,9 +18,9 @@ use super::optional_body::OptionalRequest;
 use super::two_factor;
 use super::ApiTags;
 use crate::auth::client_ip;
-use crate::metrics::{LoginOutcome, SecondFactorOutcome};
+use crate::metrics::LoginOutcome;
 use crate::problem::ApiResult;
-use crate::state::AppState;
+use crate::state::{AppState, AuditBy};
 
 pub struct AuthApi(pub Arc<AppState>);
 
@@ -99,6 +98,8 @@ pub struct LoginChallenge {
     pub tenant: String,
 }
 
+/// One answer per login, moved once: the size difference of its variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(ApiResponse)]
 pub enum LoginResponse {
     /// Signed in.
@@ -276,7 +277,7 @@ impl AuthApi {
             .into());
         }
         let user = self.0.users.get(p.tenant_id, p.user_id).await?;
-        let factor = if two_factor::has_two_factor(&user) {
+        let factor = if user.has_two_factor() {
             Some(
                 two_factor::factor_from(body.code, body.recovery_code).map_err(|_| {
                     Error::forbidden(
@@ -296,7 +297,7 @@ impl AuthApi {
                 Err(why) => {
                     // A wrong code keeps the slot too.
                     drop(attempt);
-                    return Err(two_factor::refused(&self.0, why, false).into());
+                    return Err(two_factor::refused(&self.0, why).into());
                 }
             }
         }
@@ -315,7 +316,7 @@ impl AuthApi {
         let user = self.0.users.get(p.tenant_id, p.user_id).await?;
         let snapshot = self.0.registry.load();
         let methods = snapshot.method_ids(&p.rights).map(str::to_owned).collect();
-        let recovery_codes_left = if two_factor::has_two_factor(&user) {
+        let recovery_codes_left = if user.has_two_factor() {
             Some(self.0.two_factor.status(&user).await?.recovery_codes_left)
         } else {
             None
@@ -330,8 +331,7 @@ impl AuthApi {
             confirmed_until: p.elevated_until.filter(|t| *t > Utc::now()),
             password_confirmation_required: p.require_confirmation().is_err(),
             methods,
-            two_factor_enrolment_required: p.is_session()
-                && two_factor::must_enrol(&p.policy, &user),
+            two_factor_enrolment_required: p.is_session() && user.must_enrol(&p.policy),
             recovery_codes_left,
         })))
     }
@@ -356,19 +356,12 @@ impl AuthApi {
             ..UserPatch::default()
         };
         let user = self.0.users.update(p.tenant_id, p.user_id, patch).await?;
-        self.0
-            .audit(
-                req,
-                Some(&p),
-                "user.update",
-                "user",
-                Some(user.id.to_string()),
-                Some(
-                    serde_json::json!({"display_name": before.display_name, "email": before.email}),
-                ),
-                Some(serde_json::json!({"display_name": user.display_name, "email": user.email})),
-            )
-            .await;
+        let event = NewEvent::of("user.update", "user")
+            .by_caller(&p)
+            .target(user.id)
+            .before(serde_json::json!({"display_name": before.display_name, "email": before.email}))
+            .after(serde_json::json!({"display_name": user.display_name, "email": user.email}));
+        self.0.audit(req, event).await;
         Ok(UserResponse::Ok(Json(UserDto::from(&user))))
     }
 
@@ -396,24 +389,18 @@ impl AuthApi {
         )
         .await?;
         attempt.succeeded();
-        self.0
-            .users
-            .set_password(p.tenant_id, p.user_id, body.new_password)
-            .await?;
+        // Every other session ends with the change; the one in use stays.
         let keep = p.is_session().then_some(p.token_id);
         self.0
-            .tokens
-            .revoke_sessions(p.tenant_id, p.user_id, keep)
+            .users
+            .change_password(p.tenant_id, p.user_id, body.new_password, keep)
             .await?;
         self.0
             .audit(
                 req,
-                Some(&p),
-                "user.change_password",
-                "user",
-                Some(p.user_id.to_string()),
-                None,
-                None,
+                NewEvent::of("user.change_password", "user")
+                    .by_caller(&p)
+                    .target(p.user_id),
             )
             .await;
         Ok(NoContent::Done)
@@ -434,16 +421,6 @@ impl AuthApi {
         if let Some(outcome) = outcome {
             self.0.metrics.login(outcome);
         }
-    }
-
-    fn password_attempt(
-        &self,
-        req: &Request,
-        tenant: TenantId,
-        username: &str,
-        policy: &TenantPolicy,
-    ) -> sigil_core::Result<LoginAttempt<'_>> {
-        password_attempt(&self.0, req, tenant, username, policy)
     }
 
     /// The login itself; [`AuthApi::login`] counts its outcome.
@@ -485,55 +462,25 @@ impl AuthApi {
                 )
             })?;
         let state = &self.0;
-        let tenant = state.tenants.get_by_slug(&slug).await?;
-        let Some(tenant) = tenant else {
-            // Same work as a real attempt, so unknown tenants cannot be told apart.
-            let _ = state.users.hasher().verify(password, None).await;
-            return Err(Error::unauthorized(
-                "invalid_credentials",
-                "the username or password is wrong",
-            )
-            .into());
-        };
-        let policy = &tenant.policy;
-        let attempt = self.password_attempt(req, tenant.id, &username, policy)?;
-        let authenticated = state
-            .users
-            .authenticate(tenant.id, &username, password)
-            .await;
-        if !tenant.enabled {
-            // The same hash work as a real attempt and the same answer whatever the
-            // password; the slot stays taken either way, so nothing recorded tells a right
-            // password from a wrong one.
-            drop((attempt, authenticated));
-            return Err(Error::unauthorized("tenant_disabled", "the tenant is disabled").into());
-        }
-        // A wrong password (or a deactivated user) keeps the slot it reserved.
-        let user = authenticated?;
-        if two_factor::has_two_factor(&user) {
-            // The second factor is still to come: earlier failures stay counted, so codes
-            // cannot be guessed by signing in again with the password between guesses.
-            attempt.released();
-            check_api_access(&user)?;
-            if via_basic {
-                return Err(Error::forbidden(
-                    "basic_login_refused",
-                    "this user signs in with a second factor, which HTTP Basic cannot carry: sign in with a JSON or form body (login, then completeLogin with a code), or use a personal token for scripts",
-                )
-                .into());
-            }
-            let (challenge, expires_at) =
-                challenge::issue(state.two_factor.master(), tenant.id, user.id)?;
-            return Ok(LoginResponse::SecondFactor(Json(LoginChallenge {
-                challenge,
-                challenge_expires_at: expires_at,
+        let login = state
+            .logins
+            .sign_in(Credentials {
+                tenant: slug,
+                username,
+                password,
+                via_basic,
+                client_ip: client_ip(req, state.verifier.trusted_proxies()),
+            })
+            .await?;
+        match login {
+            Login::SignedIn(signed) => self.session(&signed).await,
+            Login::Challenge(c) => Ok(LoginResponse::SecondFactor(Json(LoginChallenge {
+                challenge: c.text,
+                challenge_expires_at: c.expires_at,
                 second_factor: SecondFactorKind::Totp,
-                tenant: tenant.slug,
-            })));
+                tenant: c.tenant.slug,
+            }))),
         }
-        attempt.succeeded();
-        check_api_access(&user)?;
-        self.session(&user, &tenant.slug, policy).await
     }
 
     /// The second step of a login with a second factor; [`AuthApi::complete_login`]
@@ -541,107 +488,28 @@ impl AuthApi {
     async fn complete(&self, req: &Request, body: CompleteLoginBody) -> ApiResult<LoginResponse> {
         let state = &self.0;
         let factor = two_factor::factor_from(body.code, body.recovery_code)?;
-        let opened = challenge::open(state.two_factor.master(), &body.challenge);
-        let challenge = match opened {
-            Ok(c) => c,
-            Err(why) => {
-                state
-                    .metrics
-                    .second_factor(SecondFactorOutcome::ChallengeInvalid);
-                return Err(match why {
-                    ChallengeError::Expired => Error::unauthorized(
-                        "challenge_expired",
-                        "the login challenge has expired: sign in again",
-                    ),
-                    ChallengeError::Invalid => Error::unauthorized(
-                        "challenge_invalid",
-                        "this is not a login challenge of this server: sign in again",
-                    ),
-                }
-                .into());
-            }
-        };
-        let tenant = state.tenants.get(challenge.tenant).await?;
-        if !tenant.enabled {
-            return Err(Error::unauthorized("tenant_disabled", "the tenant is disabled").into());
+        let ip = client_ip(req, state.verifier.trusted_proxies());
+        let done = state.logins.complete(&body.challenge, &factor, ip).await;
+        if let Some(note) = done.note {
+            two_factor::noted(state, req, note).await;
         }
-        let user = state
-            .users
-            .find(tenant.id, challenge.user)
-            .await?
-            .filter(two_factor::has_two_factor)
-            .ok_or_else(|| {
-                Error::unauthorized(
-                    "challenge_invalid",
-                    "the challenge no longer applies: sign in again",
-                )
-            })?;
-        if !user.active {
-            return Err(Error::unauthorized("user_deactivated", "the user is deactivated").into());
-        }
-        let policy = &tenant.policy;
-        let attempt = self
-            .password_attempt(req, tenant.id, &user.username, policy)
-            .inspect_err(|_| {
-                state.metrics.second_factor(SecondFactorOutcome::Throttled);
-            })?;
-        match state.two_factor.verify(&user, &factor).await? {
-            Ok(v) => {
-                attempt.succeeded();
-                two_factor::accepted(state, req, None, &user, v).await;
-            }
-            Err(why) => {
-                // A wrong code keeps the slot it reserved, like a wrong password.
-                drop(attempt);
-                return Err(two_factor::refused(state, why, true).into());
-            }
-        }
-        check_api_access(&user)?;
-        self.session(&user, &tenant.slug, policy).await
+        self.session(&done.result?).await
     }
 
     /// A new login session: a full one, or one that can only enrol when the policy
     /// requires a second factor the user does not have yet.
-    async fn session(
-        &self,
-        user: &User,
-        tenant_slug: &str,
-        policy: &TenantPolicy,
-    ) -> ApiResult<LoginResponse> {
-        let must_enrol = two_factor::must_enrol(policy, user);
-        let minted = if must_enrol {
-            let methods = two_factor::ENROLMENT_METHODS.map(|m| m.id());
-            self.0
-                .tokens
-                .create_limited_session(user, policy.session_lifetime_secs, &methods)
-                .await?
-        } else {
-            self.0
-                .tokens
-                .create_session(user, policy.session_lifetime_secs)
-                .await?
-        };
+    async fn session(&self, signed: &SignedIn) -> ApiResult<LoginResponse> {
+        let minted = self.0.tokens.login_session(signed).await?;
         let expires_at = minted.token.expires_at.unwrap_or_else(Utc::now);
         Ok(LoginResponse::Ok(Json(LoginResult {
             token: minted.secret,
             token_type: "Bearer".into(),
             expires_in: (expires_at - Utc::now()).num_seconds().max(0),
             expires_at,
-            tenant: tenant_slug.to_owned(),
-            user: UserDto::from(user),
-            two_factor_enrolment_required: must_enrol.then_some(true),
+            tenant: signed.tenant.slug.clone(),
+            user: UserDto::from(&signed.user),
+            two_factor_enrolment_required: signed.enrol_only.then_some(true),
         })))
-    }
-}
-
-fn check_api_access(user: &User) -> Result<(), Error> {
-    if user.api_access {
-        Ok(())
-    } else {
-        Err(Error::forbidden(
-            "api_access_denied",
-            "the user lacks the api_access permission",
-        ))
     }
 }
 
@@ -656,34 +524,15 @@ pub(crate) async fn checked_password<'a>(
     password: String,
     detail: &'static str,
 ) -> ApiResult<LoginAttempt<'a>> {
-    let attempt = password_attempt(state, req, p.tenant_id, &p.username, &p.policy)?;
-    if state
-        .users
-        .check_password(p.tenant_id, p.user_id, password)
-        .await?
-    {
-        Ok(attempt)
-    } else {
-        // Dropped: the slot stays taken.
-        drop(attempt);
-        Err(Error::forbidden("invalid_password", detail).into())
-    }
-}
-
-/// Reserves one password attempt for the user (login, its second factor,
-/// confirmPassword, changePassword and the two-factor changes share the per-user count)
-/// and the client IP, before any hashing. Dropping the attempt counts it as a failure;
-/// only a right password (and code) gives it back.
-pub(crate) fn password_attempt<'a>(
-    state: &'a AppState,
-    req: &Request,
-    tenant: TenantId,
-    username: &str,
-    policy: &TenantPolicy,
-) -> sigil_core::Result<LoginAttempt<'a>> {
+    let account = Account {
+        tenant: p.tenant_id,
+        user: p.user_id,
+        username: &p.username,
+        policy: &p.policy,
+    };
     let ip = client_ip(req, state.verifier.trusted_proxies());
-    let window = std::time::Duration::from_secs(u64::from(policy.login_lockout_secs));
-    state
-        .throttle
-        .reserve(tenant, username, ip, policy.login_max_failures, window)
+    Ok(state
+        .logins
+        .check_password(account, ip, password, detail)
+        .await?)
 }

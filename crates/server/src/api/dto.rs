@@ -80,6 +80,9 @@ pub struct UserDto {
     pub two_factor_enabled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Rate limits shared by all of the user's tokens (empty: the tenant's defaults for
+    /// owners apply). Set by admins with `updateUser`.
+    pub rate_limits: Vec<super::limits::RateLimitDto>,
 }
 
 impl From<&sigil_user::User> for UserDto {
@@ -100,6 +103,7 @@ impl From<&sigil_user::User> for UserDto {
             two_factor_enabled_at: u.two_factor_enabled_at,
             created_at: u.created_at,
             updated_at: u.updated_at,
+            rate_limits: super::limits::rate_limits_to(&u.rate_limits),
         }
     }
 }

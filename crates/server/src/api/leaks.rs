@@ -35,7 +35,7 @@ use sigil_token::Principal;
 use super::caller::TenantCaller;
 use super::ApiTags;
 use crate::problem::ApiResult;
-use crate::state::AppState;
+use crate::state::{AppState, AuditBy};
 
 pub struct LeaksApi(pub Arc<AppState>);
 
@@ -252,38 +252,29 @@ impl LeaksApi {
         // A reporter of the same tenant is named; one of another tenant is not (tenants
         // never see each other's users).
         let reporter = found.reporter.filter(|p| p.tenant_id == r.tenant);
-        let event = NewEvent {
-            tenant: Some(r.tenant),
-            actor: reporter.map(|p| p.user_id),
-            actor_label: match (reporter, found.via) {
-                (Some(p), _) => p.username.clone(),
-                (None, "secret_scanning") => "secret scanning".to_owned(),
-                (None, _) => "leak report".to_owned(),
-            },
-            credential: reporter.map(|p| p.token_id),
-            action: "token.leaked".to_owned(),
-            target_type: "token".to_owned(),
-            target_id: Some(r.token.to_string()),
-            before: None,
-            after: Some(serde_json::json!({
-                "name": r.name,
-                "kind": r.kind.as_str(),
-                "owner_id": r.owner.0,
-                "generation": r.generation,
-                "revoked": true,
-                "reason": sigil_token::leaks::LEAKED,
-                "url": clip(found.url),
-                "source": clip(found.source),
-                "secret_type": clip(found.secret_type),
-                "reported_via": found.via,
-            })),
-            client_ip: crate::auth::client_ip(req, self.0.verifier.trusted_proxies())
-                .map(|i| i.to_string()),
-            user_agent: crate::auth::user_agent(req),
+        let label = match found.via {
+            "secret_scanning" => "secret scanning",
+            _ => "leak report",
         };
-        if let Err(e) = self.0.audit.record(event).await {
-            tracing::error!(error = %e, "could not write an audit event");
+        let event = NewEvent::of("token.leaked", "token");
+        let event = match reporter {
+            Some(p) => event.by_caller(p),
+            None => event.by_system(label, r.tenant),
         }
+        .target(r.token)
+        .after(serde_json::json!({
+            "name": r.name,
+            "kind": r.kind.as_str(),
+            "owner_id": r.owner.0,
+            "generation": r.generation,
+            "revoked": true,
+            "reason": sigil_token::leaks::LEAKED,
+            "url": clip(found.url),
+            "source": clip(found.source),
+            "secret_type": clip(found.secret_type),
+            "reported_via": found.via,
+        }));
+        self.0.audit(req, event).await;
     }
 }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod caller;
 pub mod dto;
 pub mod leaks;
+pub mod limits;
 pub mod optional_body;
 pub mod registry;
 pub mod service;
@@ -66,7 +67,7 @@ pub fn apis(state: Arc<AppState>) -> Apis {
         auth::AuthApi(state.clone()),
         tenants::TenantsApi(state.clone()),
         users::UsersApi(state.clone()),
-        registry::RegistryApi(state.clone()),
+        registry::api(state.clone()),
         tokens::TokensApi(state.clone()),
         two_factor::TwoFactorApi(state.clone()),
         two_factor::TwoFactorAdminApi(state.clone()),

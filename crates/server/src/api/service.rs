@@ -14,6 +14,10 @@ pub struct HealthStatus {
     /// `ok`, or what is wrong.
     pub status: String,
     pub version: String,
+    /// Readiness: where usage limits are counted: `in process` (one replica), `shared`
+    /// (through Redis), or `per replica` (Redis is configured but unreachable: each
+    /// replica enforces its share of every limit until it is back).
+    pub limits: Option<String>,
 }
 
 #[derive(ApiResponse)]
@@ -37,7 +41,17 @@ fn status(text: &str) -> Json<HealthStatus> {
     Json(HealthStatus {
         status: text.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        limits: None,
     })
+}
+
+/// Where usage limits are counted now.
+pub fn limits_mode(health: sigil_limits::LimiterHealth) -> &'static str {
+    match (health.redis_configured, health.shared) {
+        (false, _) => "in process",
+        (true, true) => "shared",
+        (true, false) => "per replica",
+    }
 }
 
 #[OpenApi(tag = "ApiTags::Service")]
@@ -58,7 +72,11 @@ impl ServiceApi {
             ));
         }
         match sigil_migrations::is_up_to_date(&self.0.db).await {
-            Ok(true) => Ok(ReadinessResponse::Ready(status("ok"))),
+            Ok(true) => {
+                let mut ready = status("ok");
+                ready.0.limits = Some(limits_mode(self.0.limiter.health()).to_owned());
+                Ok(ReadinessResponse::Ready(ready))
+            }
             Ok(false) => Ok(ReadinessResponse::NotReady(status("migrations pending"), 5)),
             Err(_) => Ok(ReadinessResponse::NotReady(
                 status("database unreachable"),

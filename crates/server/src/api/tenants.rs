@@ -5,16 +5,17 @@ use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use sigil_audit::NewEvent;
 use sigil_core::page::PageRequest;
-use sigil_core::{Error, TenantId};
-use sigil_tenant::{NewTenant, Tenant, TenantPatch, TenantPolicy};
-use sigil_token::Change;
+use sigil_core::TenantId;
+use sigil_tenant::{NewTenant, Tenant, TenantChange, TenantPatch, TenantPolicy};
 use uuid::Uuid;
 
 use super::caller::{OperatorCaller, TenantCaller};
+use super::limits::{rate_limits_from, rate_limits_to, RateLimitDto};
 use super::ApiTags;
 use crate::problem::ApiResult;
-use crate::state::AppState;
+use crate::state::{AppState, AuditBy};
 
 pub struct TenantsApi(pub Arc<AppState>);
 
@@ -60,6 +61,13 @@ pub struct PolicyDto {
     /// the acting admin to have a second factor. Default false.
     #[oai(default)]
     pub require_two_factor: bool,
+    /// Rate limits of every token that has none of its own. Default none.
+    #[oai(default, validator(max_items = 8))]
+    pub default_token_rate_limits: Vec<RateLimitDto>,
+    /// Rate limits of every user who has none of their own, shared by all of the
+    /// user's tokens. Default none.
+    #[oai(default, validator(max_items = 8))]
+    pub default_owner_rate_limits: Vec<RateLimitDto>,
 }
 
 fn default_true() -> bool {
@@ -83,6 +91,8 @@ impl From<&TenantPolicy> for PolicyDto {
             detect_reuse_after_rotation: p.detect_reuse_after_rotation,
             detect_reuse_after_regeneration: p.detect_reuse_after_regeneration,
             require_two_factor: p.require_two_factor,
+            default_token_rate_limits: rate_limits_to(&p.default_token_rate_limits),
+            default_owner_rate_limits: rate_limits_to(&p.default_owner_rate_limits),
         }
     }
 }
@@ -104,6 +114,8 @@ impl From<PolicyDto> for TenantPolicy {
             detect_reuse_after_rotation: p.detect_reuse_after_rotation,
             detect_reuse_after_regeneration: p.detect_reuse_after_regeneration,
             require_two_factor: p.require_two_factor,
+            default_token_rate_limits: rate_limits_from(p.default_token_rate_limits),
+            default_owner_rate_limits: rate_limits_from(p.default_owner_rate_limits),
         }
     }
 }
@@ -293,19 +305,17 @@ impl TenantsApi {
         )
         .await?;
         let dto = TenantDto::from(&onboarded.tenant);
-        s.audit_operator(
+        s.audit(
             req,
-            onboarded.tenant.id,
-            "tenant.create",
-            "tenant",
-            Some(dto.id.to_string()),
-            None,
-            Some(serde_json::json!({
-                "slug": dto.slug,
-                "name": dto.name,
-                "enabled": dto.enabled,
-                "admin_username": onboarded.admin.username,
-            })),
+            NewEvent::of("tenant.create", "tenant")
+                .by_operator(Some(onboarded.tenant.id))
+                .target(dto.id)
+                .after(serde_json::json!({
+                    "slug": dto.slug,
+                    "name": dto.name,
+                    "enabled": dto.enabled,
+                    "admin_username": onboarded.admin.username,
+                })),
         )
         .await;
         Ok(CreateTenantResponse::Created(Json(CreatedTenant {
@@ -368,31 +378,22 @@ impl TenantsApi {
         body: Json<UpdateTenantBody>,
     ) -> ApiResult<TenantResponse> {
         let id = TenantId(tenant_id.0);
-        let before = self.0.tenants.get(id).await?;
-        let tenant = self
-            .0
-            .tenants
-            .update(
-                id,
-                TenantPatch {
-                    name: body.0.name,
-                    enabled: body.0.enabled,
-                },
-            )
-            .await?;
-        self.0.changed(Change::Tenant { tenant: id }).await;
+        let patch = TenantPatch {
+            name: body.0.name,
+            enabled: body.0.enabled,
+        };
+        let TenantChange { before, after } = self.0.tenants.update(id, patch).await?;
         self.0
-            .audit_operator(
+            .audit(
                 req,
-                id,
-                "tenant.update",
-                "tenant",
-                Some(id.to_string()),
-                Some(serde_json::json!({"name": before.name, "enabled": before.enabled})),
-                Some(serde_json::json!({"name": tenant.name, "enabled": tenant.enabled})),
+                NewEvent::of("tenant.update", "tenant")
+                    .by_operator(Some(id))
+                    .target(id)
+                    .before(serde_json::json!({"name": before.name, "enabled": before.enabled}))
+                    .after(serde_json::json!({"name": after.name, "enabled": after.enabled})),
             )
             .await;
-        Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
+        Ok(TenantResponse::Ok(Json(TenantDto::from(&after))))
     }
 
     /// Disable a tenant: its logins and tokens stop working at once (operator).
@@ -408,31 +409,18 @@ impl TenantsApi {
         tenant_id: Path<Uuid>,
     ) -> ApiResult<TenantResponse> {
         let id = TenantId(tenant_id.0);
-        let before = self.0.tenants.get(id).await?;
-        let tenant = self
-            .0
-            .tenants
-            .update(
-                id,
-                TenantPatch {
-                    name: None,
-                    enabled: Some(false),
-                },
-            )
-            .await?;
-        self.0.changed(Change::Tenant { tenant: id }).await;
+        let TenantChange { before, after } = self.0.tenants.disable(id).await?;
         self.0
-            .audit_operator(
+            .audit(
                 req,
-                id,
-                "tenant.disable",
-                "tenant",
-                Some(id.to_string()),
-                Some(serde_json::json!({"enabled": before.enabled})),
-                Some(serde_json::json!({"enabled": tenant.enabled})),
+                NewEvent::of("tenant.disable", "tenant")
+                    .by_operator(Some(id))
+                    .target(id)
+                    .before(serde_json::json!({"enabled": before.enabled}))
+                    .after(serde_json::json!({"enabled": after.enabled})),
             )
             .await;
-        Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
+        Ok(TenantResponse::Ok(Json(TenantDto::from(&after))))
     }
 
     /// Your tenant and its policy.
@@ -476,21 +464,15 @@ impl TenantsApi {
         if requires_two_factor {
             super::two_factor::end_sessions_without_two_factor(&self.0, p.tenant_id).await?;
         }
-        self.0
-            .changed(Change::Tenant {
-                tenant: p.tenant_id,
-            })
-            .await;
         let after = PolicyDto::from(&tenant.policy);
         self.0
             .audit(
                 req,
-                Some(&p),
-                "tenant.update_policy",
-                "tenant",
-                Some(p.tenant_id.to_string()),
-                serde_json::to_value(policy_json(&before)).ok(),
-                serde_json::to_value(policy_json(&after)).ok(),
+                NewEvent::of("tenant.update_policy", "tenant")
+                    .by_caller(&p)
+                    .target(p.tenant_id)
+                    .before_opt(serde_json::to_value(policy_json(&before)).ok())
+                    .after_opt(serde_json::to_value(policy_json(&after)).ok()),
             )
             .await;
         Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
@@ -515,7 +497,7 @@ impl TenantsApi {
     ) -> ApiResult<SigningKeysResponse> {
         let p = caller.0;
         let page = PageRequest::new(offset.0, limit.0)?;
-        let keys = self.0.keys.list(p.tenant_id).await?;
+        let keys = self.0.signing_keys.list(p.tenant_id).await?;
         Ok(SigningKeysResponse::Ok(Json(SigningKeyList::slice(
             keys.into_iter().map(SigningKeyDto::from).collect(),
             page,
@@ -537,28 +519,19 @@ impl TenantsApi {
     ) -> ApiResult<RotateKeyResponse> {
         let p = caller.0;
         let overlap = body.0.overlap_secs.unwrap_or(p.policy.key_overlap_secs);
+        let overlap_period = std::time::Duration::from_secs(u64::from(overlap));
         let key = self
             .0
-            .keys
-            .rotate(
-                p.tenant_id,
-                std::time::Duration::from_secs(u64::from(overlap)),
-            )
+            .signing_keys
+            .rotate(p.tenant_id, overlap_period)
             .await?;
-        self.0
-            .changed(Change::Keys {
-                tenant: p.tenant_id,
-            })
-            .await;
         self.0
             .audit(
                 req,
-                Some(&p),
-                "signing_key.rotate",
-                "signing_key",
-                Some(key.kid.clone()),
-                None,
-                Some(serde_json::json!({"kid": key.kid, "overlap_secs": overlap})),
+                NewEvent::of("signing_key.rotate", "signing_key")
+                    .by_caller(&p)
+                    .target(key.kid.clone())
+                    .after(serde_json::json!({"kid": key.kid, "overlap_secs": overlap})),
             )
             .await;
         Ok(RotateKeyResponse::Created(Json(SigningKeyDto::from(key))))
@@ -576,13 +549,7 @@ impl TenantsApi {
         /** Tenant slug. */
         tenant: Path<String>,
     ) -> ApiResult<JwksResponse> {
-        let tenant = self
-            .0
-            .tenants
-            .get_by_slug(&tenant.0)
-            .await?
-            .ok_or(Error::not_found("tenant"))?;
-        let jwks = self.0.keys.jwks(tenant.id).await?;
+        let jwks = self.0.signing_keys.jwks_of(&tenant.0).await?;
         let keys = jwks
             .keys
             .into_iter()
@@ -602,6 +569,15 @@ impl TenantsApi {
     }
 }
 
+fn limits_json(limits: &[RateLimitDto]) -> serde_json::Value {
+    limits
+        .iter()
+        .map(
+            |l| serde_json::json!({"name": l.name, "window_secs": l.window_secs, "limit": l.limit}),
+        )
+        .collect()
+}
+
 fn policy_json(p: &PolicyDto) -> serde_json::Value {
     serde_json::json!({
         "max_token_lifetime_days": p.max_token_lifetime_days,
@@ -618,5 +594,7 @@ fn policy_json(p: &PolicyDto) -> serde_json::Value {
         "detect_reuse_after_rotation": p.detect_reuse_after_rotation,
         "detect_reuse_after_regeneration": p.detect_reuse_after_regeneration,
         "require_two_factor": p.require_two_factor,
+        "default_token_rate_limits": limits_json(&p.default_token_rate_limits),
+        "default_owner_rate_limits": limits_json(&p.default_owner_rate_limits),
     })
 }

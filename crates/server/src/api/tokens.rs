@@ -7,6 +7,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use sigil_audit::NewEvent;
 use sigil_core::page::PageRequest;
 use sigil_core::{Error, TokenId, UserId};
 use sigil_token::service::TokenSort;
@@ -15,10 +16,11 @@ use uuid::Uuid;
 
 use super::caller::TenantCaller;
 use super::dto::Removed;
+use super::limits::{rate_limits_from, rate_limits_to, CreditsInput, CreditsView, RateLimitDto};
 use super::optional_body::OptionalJson;
 use super::ApiTags;
 use crate::problem::ApiResult;
-use crate::state::AppState;
+use crate::state::{AppState, AuditBy};
 
 pub struct TokensApi(pub Arc<AppState>);
 
@@ -96,6 +98,11 @@ pub struct TokenDto {
     /// with the use counts, so a few seconds behind).
     #[oai(skip_serializing_if_is_none)]
     pub recent_addresses: Option<Vec<RecentAddressDto>>,
+    /// The token's own rate limits (empty: the tenant's defaults for tokens apply). Its
+    /// owner's limits apply too.
+    pub rate_limits: Vec<RateLimitDto>,
+    /// Credits left and their refill; null when the token has none (unlimited).
+    pub credits: Option<CreditsView>,
 }
 
 /// A client address a token was used from.
@@ -140,6 +147,11 @@ pub struct CreateTokenBody {
     pub ip_filter: Option<Vec<String>>,
     /// Default true.
     pub enabled: Option<bool>,
+    /// Named rate limits of this token (default none: the tenant's defaults apply).
+    #[oai(validator(max_items = 8))]
+    pub rate_limits: Option<Vec<RateLimitDto>>,
+    /// Uses the token may make, with an optional refill (default none: unlimited).
+    pub credits: Option<CreditsInput>,
 }
 
 #[derive(Object)]
@@ -160,6 +172,11 @@ pub struct UpdateTokenBody {
     #[oai(validator(max_items = 100))]
     pub ip_filter: Option<Vec<String>>,
     pub enabled: Option<bool>,
+    /// New rate limits of this token (an empty list removes them).
+    #[oai(validator(max_items = 8))]
+    pub rate_limits: Option<Vec<RateLimitDto>>,
+    /// New credits, replacing the balance left; null removes them (unlimited).
+    pub credits: MaybeUndefined<CreditsInput>,
 }
 
 /// Options of a regeneration.
@@ -295,7 +312,20 @@ impl TokensApi {
         names
     }
 
-    fn dto(t: &Token, names: &HashMap<String, String>) -> TokenDto {
+    /// The token's credits as they are now: the balance this replica holds when it holds
+    /// one (unwritten spends and a due refill included), else the stored one.
+    fn credits_view(&self, t: &Token) -> Option<CreditsView> {
+        let stored = t.credits.as_ref()?;
+        let now = Utc::now();
+        let live = self.0.limiter.credits().peek(t.id, stored.version, now);
+        let (remaining, next) = match live {
+            Some(status) => (status.remaining, status.next_refill),
+            None => (stored.effective(now).0, stored.next_refill(now)),
+        };
+        Some(CreditsView::new(remaining, stored.refill.as_ref(), next))
+    }
+
+    fn dto(&self, t: &Token, names: &HashMap<String, String>) -> TokenDto {
         let scope = match &t.scope {
             Scope::Set(s) => ScopeDto {
                 set: Some(s.clone()),
@@ -335,6 +365,8 @@ impl TokensApi {
             leaked_at: t.leaked_at,
             ceiling: t.ceiling.clone(),
             recent_addresses: None,
+            rate_limits: rate_limits_to(&t.rate_limits),
+            credits: self.credits_view(t),
         }
     }
 
@@ -377,16 +409,14 @@ impl TokensApi {
         self.0
             .audit(
                 req,
-                Some(p),
-                action,
-                "token",
-                Some(dto.token.id.to_string()),
-                None,
-                Some(serde_json::json!({
-                    "generation": dto.token.generation,
-                    "grace_period_secs": grace,
-                    "expires_at": dto.token.expires_at,
-                })),
+                NewEvent::of(action, "token")
+                    .by_caller(p)
+                    .target(dto.token.id)
+                    .after(serde_json::json!({
+                        "generation": dto.token.generation,
+                        "grace_period_secs": grace,
+                        "expires_at": dto.token.expires_at,
+                    })),
             )
             .await;
         RegeneratedResponse::Ok(Json(dto))
@@ -395,7 +425,7 @@ impl TokensApi {
     async fn minted(&self, p: &Principal, m: &sigil_token::Minted) -> MintedTokenDto {
         let names = self.set_name_of(p, &m.token).await;
         MintedTokenDto {
-            token: Self::dto(&m.token, &names),
+            token: self.dto(&m.token, &names),
             secret: m.secret.clone(),
             warning: WARNING.into(),
         }
@@ -407,6 +437,15 @@ fn audit_view(t: &TokenDto) -> serde_json::Value {
         "name": t.name, "description": t.description, "kind": t.kind, "owner_id": t.owner_id,
         "scope_set": t.scope.set, "methods": t.scope.methods, "expires_at": t.expires_at,
         "ip_filter": t.ip_filter, "enabled": t.enabled, "generation": t.generation,
+        "rate_limits": t.rate_limits.iter().map(|l| serde_json::json!({
+            "name": l.name, "window_secs": l.window_secs, "limit": l.limit,
+        })).collect::<Vec<_>>(),
+        "credits": t.credits.as_ref().map(|c| serde_json::json!({
+            "remaining": c.remaining,
+            "refill": c.refill.as_ref().map(|r| serde_json::json!({
+                "interval": r.interval.as_str(), "amount": r.amount, "day": r.day,
+            })),
+        })),
     })
 }
 
@@ -448,6 +487,8 @@ impl TokensApi {
                     expires_at: b.expires_at,
                     ip_filter: b.ip_filter.unwrap_or_default(),
                     enabled: b.enabled.unwrap_or(true),
+                    rate_limits: b.rate_limits.map(rate_limits_from).unwrap_or_default(),
+                    credits: b.credits.map(Into::into),
                 },
             )
             .await?;
@@ -455,12 +496,10 @@ impl TokensApi {
         self.0
             .audit(
                 req,
-                Some(&p),
-                "token.create",
-                "token",
-                Some(dto.token.id.to_string()),
-                None,
-                Some(audit_view(&dto.token)),
+                NewEvent::of("token.create", "token")
+                    .by_caller(&p)
+                    .target(dto.token.id)
+                    .after(audit_view(&dto.token)),
             )
             .await;
         Ok(MintedResponse::Created(Json(dto)))
@@ -509,7 +548,7 @@ impl TokensApi {
         let result = self.0.tokens.list(&p, filter, page).await?;
         let names = self.set_names(&p).await;
         Ok(TokenListResponse::Ok(Json(TokenList {
-            items: result.items.iter().map(|t| Self::dto(t, &names)).collect(),
+            items: result.items.iter().map(|t| self.dto(t, &names)).collect(),
             total: result.total,
             offset: page.offset,
             limit: page.limit,
@@ -551,12 +590,8 @@ impl TokensApi {
         let unused = self.0.tokens.list(&p, unused, page).await?;
         let names = self.set_names(&p).await;
         Ok(HygieneResponse::Ok(Json(TokenHygiene {
-            expiring: expiring
-                .items
-                .iter()
-                .map(|t| Self::dto(t, &names))
-                .collect(),
-            unused: unused.items.iter().map(|t| Self::dto(t, &names)).collect(),
+            expiring: expiring.items.iter().map(|t| self.dto(t, &names)).collect(),
+            unused: unused.items.iter().map(|t| self.dto(t, &names)).collect(),
             without_two_factor: super::two_factor::people_without_two_factor(&self.0, &p).await?,
         })))
     }
@@ -571,7 +606,7 @@ impl TokensApi {
         let p = caller.0;
         let token = self.0.tokens.get(&p, TokenId(token_id.0)).await?;
         let names = self.set_name_of(&p, &token).await;
-        let mut dto = Self::dto(&token, &names);
+        let mut dto = self.dto(&token, &names);
         let recent = self.0.tokens.recent_addresses(&p, token.id).await?;
         dto.recent_addresses = Some(
             recent
@@ -604,7 +639,7 @@ impl TokensApi {
         let b = body.0;
         let id = TokenId(token_id.0);
         let names = self.set_names(&p).await;
-        let before = Self::dto(&self.0.tokens.get(&p, id).await?, &names);
+        let before = self.dto(&self.0.tokens.get(&p, id).await?, &names);
         let patch = TokenPatch {
             name: b.name,
             description: b.description,
@@ -616,18 +651,23 @@ impl TokensApi {
             },
             ip_filter: b.ip_filter,
             enabled: b.enabled,
+            rate_limits: b.rate_limits.map(rate_limits_from),
+            credits: match b.credits {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(c) => Some(Some(c.into())),
+            },
         };
         let token = self.0.tokens.update(&p, id, patch).await?;
-        let dto = Self::dto(&token, &names);
+        let dto = self.dto(&token, &names);
         self.0
             .audit(
                 req,
-                Some(&p),
-                "token.update",
-                "token",
-                Some(id.to_string()),
-                Some(audit_view(&before)),
-                Some(audit_view(&dto)),
+                NewEvent::of("token.update", "token")
+                    .by_caller(&p)
+                    .target(id)
+                    .before(audit_view(&before))
+                    .after(audit_view(&dto)),
             )
             .await;
         Ok(TokenResponse::Ok(Json(dto)))
@@ -729,12 +769,11 @@ impl TokensApi {
         self.0
             .audit(
                 req,
-                Some(&p),
-                "token.copy",
-                "token",
-                Some(dto.token.id.to_string()),
-                Some(serde_json::json!({"source": token_id.0})),
-                Some(audit_view(&dto.token)),
+                NewEvent::of("token.copy", "token")
+                    .by_caller(&p)
+                    .target(dto.token.id)
+                    .before(serde_json::json!({"source": token_id.0}))
+                    .after(audit_view(&dto.token)),
             )
             .await;
         Ok(MintedResponse::Created(Json(dto)))
@@ -760,12 +799,10 @@ impl TokensApi {
         self.0
             .audit(
                 req,
-                Some(&p),
-                "token.delete",
-                "token",
-                Some(id.to_string()),
-                Some(audit_view(&Self::dto(&token, &names))),
-                None,
+                NewEvent::of("token.delete", "token")
+                    .by_caller(&p)
+                    .target(id)
+                    .before(audit_view(&self.dto(&token, &names))),
             )
             .await;
         Ok(DeletedResponse::Deleted)
@@ -791,17 +828,15 @@ impl TokensApi {
         // the log) stays complete.
         let names = self.set_names(&p).await;
         for t in &removed {
-            let mut before = audit_view(&Self::dto(t, &names));
+            let mut before = audit_view(&self.dto(t, &names));
             before["bulk"] = serde_json::Value::Bool(true);
             self.0
                 .audit(
                     req,
-                    Some(&p),
-                    "token.delete",
-                    "token",
-                    Some(t.id.to_string()),
-                    Some(before),
-                    None,
+                    NewEvent::of("token.delete", "token")
+                        .by_caller(&p)
+                        .target(t.id)
+                        .before(before),
                 )
                 .await;
         }

@@ -9,11 +9,13 @@ use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use sigil_audit::NewEvent;
 use sigil_core::page::PageRequest;
 use sigil_core::{Error, TenantId, UserId};
-use sigil_token::{Principal, SigilMethod};
+use sigil_token::Principal;
 use sigil_user::{
-    totp, CodeRefused, SecondFactor, TwoFactorService, User, UserFilter, UserKind, Verified,
+    totp, CodeRefused, FactorNote, SecondFactor, TwoFactorService, User, UserFilter, UserKind,
+    Verified,
 };
 use uuid::Uuid;
 
@@ -22,17 +24,9 @@ use super::dto::UserDto;
 use super::ApiTags;
 use crate::metrics::SecondFactorOutcome;
 use crate::problem::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::state::{AppState, AuditBy};
 
 pub struct TwoFactorApi(pub Arc<AppState>);
-
-/// What a session of a person who must enrol first (policy `require_two_factor`) may
-/// call: who they are, and the enrolment.
-pub const ENROLMENT_METHODS: [SigilMethod; 3] = [
-    SigilMethod::GetCurrentUser,
-    SigilMethod::BeginTotpEnrolment,
-    SigilMethod::ConfirmTotpEnrolment,
-];
 
 /// A started TOTP enrolment: scan the QR code (or type the secret) into an authenticator
 /// app, then confirm with a code it shows.
@@ -129,26 +123,33 @@ pub fn factor_from(
     }
 }
 
-/// The answer to a refused code; `unauthorized` for a login, else 403.
-pub fn refused(state: &AppState, why: CodeRefused, unauthorized: bool) -> Error {
-    let (outcome, code, detail) = match why {
-        CodeRefused::Invalid => (
-            SecondFactorOutcome::Failure,
-            "invalid_code",
-            "the code is wrong or too old",
-        ),
-        CodeRefused::Reused => (
-            SecondFactorOutcome::Reused,
-            "code_already_used",
-            "this code was already used; wait for the next one from the app",
-        ),
-    };
-    state.metrics.second_factor(outcome);
-    if unauthorized {
-        Error::unauthorized(code, detail)
-    } else {
-        Error::forbidden(code, detail)
+/// Counts (and, for a spent recovery code, audits) what became of the second factor of a
+/// login completed with `completeLogin`.
+pub async fn noted(state: &AppState, req: &Request, note: FactorNote) {
+    match note {
+        FactorNote::ChallengeInvalid => state
+            .metrics
+            .second_factor(SecondFactorOutcome::ChallengeInvalid),
+        FactorNote::Throttled => state.metrics.second_factor(SecondFactorOutcome::Throttled),
+        FactorNote::Accepted { user, verified } => {
+            accepted(state, req, None, &user, verified).await
+        }
+        FactorNote::Refused(why) => count_refused(state, why),
     }
+}
+
+/// Counts a refused code.
+fn count_refused(state: &AppState, why: CodeRefused) {
+    state.metrics.second_factor(match why {
+        CodeRefused::Invalid => SecondFactorOutcome::Failure,
+        CodeRefused::Reused => SecondFactorOutcome::Reused,
+    });
+}
+
+/// Counts a refused code and answers it (403: the caller is signed in).
+pub fn refused(state: &AppState, why: CodeRefused) -> Error {
+    count_refused(state, why);
+    why.error(false)
 }
 
 /// Counts an accepted code and audits a spent recovery code.
@@ -171,50 +172,24 @@ pub async fn accepted(
                     state
                         .audit(
                             req,
-                            Some(p),
-                            "user.two_factor.recovery_code_used",
-                            "user",
-                            Some(user.id.to_string()),
-                            None,
-                            Some(after),
+                            NewEvent::of("user.two_factor.recovery_code_used", "user")
+                                .by_caller(p)
+                                .target(user.id)
+                                .after(after),
                         )
                         .await
                 }
                 // At login there is no credential yet: filed under the tenant, by the user.
                 None => {
-                    let event = sigil_audit::NewEvent {
-                        tenant: Some(user.tenant_id),
-                        actor: Some(user.id),
-                        actor_label: user.username.clone(),
-                        credential: None,
-                        action: "user.two_factor.recovery_code_used".to_owned(),
-                        target_type: "user".to_owned(),
-                        target_id: Some(user.id.to_string()),
-                        before: None,
-                        after: Some(after),
-                        client_ip: crate::auth::client_ip(req, state.verifier.trusted_proxies())
-                            .map(|i| i.to_string()),
-                        user_agent: crate::auth::user_agent(req),
-                    };
-                    if let Err(e) = state.audit.record(event).await {
-                        tracing::error!(error = %e, "could not write an audit event");
-                    }
+                    let event = NewEvent::of("user.two_factor.recovery_code_used", "user")
+                        .by_user(user.tenant_id, user.id, &user.username, None)
+                        .target(user.id)
+                        .after(after);
+                    state.audit(req, event).await;
                 }
             }
         }
     }
-}
-
-/// Whether a user signs in with a second factor.
-pub fn has_two_factor(user: &User) -> bool {
-    user.kind == UserKind::Person && user.two_factor_enabled_at.is_some()
-}
-
-/// Whether the tenant's policy keeps this user to enrolment until they have one.
-pub fn must_enrol(policy: &sigil_tenant::TenantPolicy, user: &User) -> bool {
-    policy.require_two_factor
-        && user.kind == UserKind::Person
-        && user.two_factor_enabled_at.is_none()
 }
 
 fn require_session(p: &Principal) -> Result<(), Error> {
@@ -234,7 +209,7 @@ pub async fn enrolment_refusal(
     credential: &str,
     refusal: &sigil_token::Refusal,
 ) -> Option<ApiError> {
-    if refusal.code != "method_not_in_scope" {
+    if refusal.kind() != sigil_token::RefusalKind::MethodNotInScope {
         return None;
     }
     // Only tenants that require a second factor have such sessions; the others are
@@ -390,7 +365,7 @@ impl TwoFactorApi {
             Ok(codes) => codes,
             Err(why) => {
                 drop(attempt);
-                return Err(refused(&self.0, why, false).into());
+                return Err(refused(&self.0, why).into());
             }
         };
         attempt.succeeded();
@@ -401,12 +376,11 @@ impl TwoFactorApi {
         self.0
             .audit(
                 req,
-                Some(&p),
-                "user.two_factor.enable",
-                "user",
-                Some(user.id.to_string()),
-                Some(serde_json::json!({"two_factor": false})),
-                Some(serde_json::json!({"two_factor": true, "method": "totp"})),
+                NewEvent::of("user.two_factor.enable", "user")
+                    .by_caller(&p)
+                    .target(user.id)
+                    .before(serde_json::json!({"two_factor": false}))
+                    .after(serde_json::json!({"two_factor": true, "method": "totp"})),
             )
             .await;
         Ok(EnabledResponse::Ok(Json(TotpEnabled {
@@ -457,19 +431,18 @@ impl TwoFactorApi {
             }
             Err(why) => {
                 drop(attempt);
-                return Err(refused(&self.0, why, false).into());
+                return Err(refused(&self.0, why).into());
             }
         }
         self.0.two_factor.disable(p.tenant_id, p.user_id).await?;
         self.0
             .audit(
                 req,
-                Some(&p),
-                "user.two_factor.disable",
-                "user",
-                Some(user.id.to_string()),
-                Some(serde_json::json!({"two_factor": true})),
-                Some(serde_json::json!({"two_factor": false})),
+                NewEvent::of("user.two_factor.disable", "user")
+                    .by_caller(&p)
+                    .target(user.id)
+                    .before(serde_json::json!({"two_factor": true}))
+                    .after(serde_json::json!({"two_factor": false})),
             )
             .await;
         let user = self.0.users.get(p.tenant_id, p.user_id).await?;
@@ -519,12 +492,11 @@ impl TwoFactorAdminApi {
         self.0
             .audit(
                 req,
-                Some(&p),
-                "user.two_factor.reset",
-                "user",
-                Some(id.to_string()),
-                Some(serde_json::json!({"two_factor": true})),
-                Some(serde_json::json!({"two_factor": false})),
+                NewEvent::of("user.two_factor.reset", "user")
+                    .by_caller(&p)
+                    .target(id)
+                    .before(serde_json::json!({"two_factor": true}))
+                    .after(serde_json::json!({"two_factor": false})),
             )
             .await;
         let user = self.0.users.get(p.tenant_id, id).await?;

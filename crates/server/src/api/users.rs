@@ -4,9 +4,9 @@ use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use sigil_audit::NewEvent;
 use sigil_core::page::PageRequest;
 use sigil_core::{Error, UserId};
-use sigil_token::Change;
 use sigil_user::{NewUser, UserFilter, UserPatch};
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ use super::caller::TenantCaller;
 use super::dto::{RoleDto, UserDto, UserKindDto};
 use super::ApiTags;
 use crate::problem::ApiResult;
-use crate::state::AppState;
+use crate::state::{AppState, AuditBy};
 
 pub struct UsersApi(pub Arc<AppState>);
 
@@ -52,6 +52,9 @@ pub struct UpdateUserBody {
     /// Sets a new password (ends the user's login sessions).
     #[oai(validator(max_length = 256))]
     pub password: Option<String>,
+    /// Rate limits shared by all of the user's tokens (an empty list removes them).
+    #[oai(validator(max_items = 8))]
+    pub rate_limits: Option<Vec<super::limits::RateLimitDto>>,
 }
 
 #[derive(ApiResponse)]
@@ -89,6 +92,9 @@ fn snapshot(u: &sigil_user::User) -> serde_json::Value {
     serde_json::json!({
         "username": u.username, "display_name": u.display_name, "email": u.email,
         "kind": u.kind.as_str(), "role": u.role.as_str(), "api_access": u.api_access, "active": u.active,
+        "rate_limits": u.rate_limits.iter().map(|l| serde_json::json!({
+            "name": l.name, "window_secs": l.window_secs, "limit": l.limit,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -123,12 +129,10 @@ impl UsersApi {
         self.0
             .audit(
                 req,
-                Some(&p),
-                "user.create",
-                "user",
-                Some(user.id.to_string()),
-                None,
-                Some(snapshot(&user)),
+                NewEvent::of("user.create", "user")
+                    .by_caller(&p)
+                    .target(user.id)
+                    .after(snapshot(&user)),
             )
             .await;
         Ok(CreateUserResponse::Created(Json(UserDto::from(&user))))
@@ -211,28 +215,18 @@ impl UsersApi {
             role: b.role.map(Into::into),
             api_access: b.api_access,
             active: b.active,
+            password: b.password,
+            rate_limits: b.rate_limits.map(super::limits::rate_limits_from),
         };
-        let mut user = self.0.users.update(p.tenant_id, id, patch).await?;
-        if let Some(password) = b.password {
-            self.0.users.set_password(p.tenant_id, id, password).await?;
-            self.0.tokens.revoke_sessions(p.tenant_id, id, None).await?;
-            user = self.0.users.get(p.tenant_id, id).await?;
-        }
-        self.0
-            .changed(Change::User {
-                tenant: p.tenant_id,
-                user: id,
-            })
-            .await;
+        let user = self.0.users.update(p.tenant_id, id, patch).await?;
         self.0
             .audit(
                 req,
-                Some(&p),
-                "user.update",
-                "user",
-                Some(id.to_string()),
-                Some(snapshot(&before)),
-                Some(snapshot(&user)),
+                NewEvent::of("user.update", "user")
+                    .by_caller(&p)
+                    .target(id)
+                    .before(snapshot(&before))
+                    .after(snapshot(&user)),
             )
             .await;
         Ok(UserResponse::Ok(Json(UserDto::from(&user))))
@@ -272,20 +266,12 @@ impl UsersApi {
             )
             .await?;
         self.0
-            .changed(Change::User {
-                tenant: p.tenant_id,
-                user: id,
-            })
-            .await;
-        self.0
             .audit(
                 req,
-                Some(&p),
-                "user.deactivate",
-                "user",
-                Some(id.to_string()),
-                None,
-                Some(snapshot(&user)),
+                NewEvent::of("user.deactivate", "user")
+                    .by_caller(&p)
+                    .target(id)
+                    .after(snapshot(&user)),
             )
             .await;
         Ok(UserResponse::Ok(Json(UserDto::from(&user))))
@@ -308,23 +294,15 @@ impl UsersApi {
         if id == p.user_id {
             return Err(Error::conflict("cannot_delete_self", "you cannot delete yourself").into());
         }
+        // Their tokens go with them, in the same transaction.
         let user = self.0.users.delete(p.tenant_id, id).await?;
-        self.0.tokens.delete_owned_by(p.tenant_id, id).await?;
-        self.0
-            .changed(Change::User {
-                tenant: p.tenant_id,
-                user: id,
-            })
-            .await;
         self.0
             .audit(
                 req,
-                Some(&p),
-                "user.delete",
-                "user",
-                Some(id.to_string()),
-                Some(snapshot(&user)),
-                None,
+                NewEvent::of("user.delete", "user")
+                    .by_caller(&p)
+                    .target(id)
+                    .before(snapshot(&user)),
             )
             .await;
         Ok(DeleteUserResponse::Deleted)

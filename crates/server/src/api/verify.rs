@@ -5,11 +5,16 @@ use poem::Request;
 use poem_openapi::param::Header;
 use poem_openapi::payload::{Form, Json};
 use poem_openapi::types::ParseFromJSON;
-use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiRequest, ApiResponse, Enum, Object, OpenApi};
 use sigil_core::Error;
+use sigil_token::verifier::{
+    Attempt, Client, Denied, Refusal, RefusalKind, RefusalStatus, Target, Transport, Verified,
+};
+use sigil_token::Caller;
 use uuid::Uuid;
 
 use super::caller::TenantCaller;
+use super::limits::LimitStateDto;
 use super::ApiTags;
 use crate::auth::{self, client_ip};
 use crate::problem::{ApiError, ApiResult};
@@ -93,6 +98,10 @@ pub struct Introspection {
     pub client_ip_allowed: Option<bool>,
     /// Whether the given method is allowed (when one was given).
     pub method_allowed: Option<bool>,
+    /// The token's usage limits after this use (absent for a token without limits).
+    /// Introspection is a use: it spends the token's credits and counts against its
+    /// rate limits like any call.
+    pub limits: Option<LimitStateDto>,
 }
 
 #[derive(ApiResponse)]
@@ -112,7 +121,8 @@ pub struct AuthorizeResult {
 
 #[derive(ApiResponse)]
 pub enum AuthorizeResponse {
-    /// Allowed; identity in the headers for the proxy to pass upstream.
+    /// Allowed; identity in the headers for the proxy to pass upstream, and the token's
+    /// usage limits (IETF draft `RateLimit-Policy` / `RateLimit`) when it has any.
     #[oai(status = 200)]
     Allowed(
         Json<AuthorizeResult>,
@@ -120,20 +130,36 @@ pub enum AuthorizeResponse {
         #[oai(header = "X-Sigil-User")] String,
         #[oai(header = "X-Sigil-Token-Id")] String,
         #[oai(header = "X-Sigil-Method")] String,
+        #[oai(header = "RateLimit-Policy")] Option<String>,
+        #[oai(header = "RateLimit")] Option<String>,
     ),
 }
 
-/// The refusal code and detail of an unknown (deleted) token.
-const UNKNOWN_CODE: &str = "token_unknown";
-const UNKNOWN_DETAIL: &str = "the token does not exist (deleted)";
-
 /// The answer about an unknown token, also given about another tenant's tokens.
 fn unknown_token() -> Introspection {
+    inactive(&Refusal::new(RefusalKind::TokenUnknown))
+}
+
+/// The answer about a refused token: why, and (for its IP filter) which check failed.
+fn inactive(r: &Refusal) -> Introspection {
     Introspection {
-        code: Some(UNKNOWN_CODE.into()),
-        detail: Some(UNKNOWN_DETAIL.into()),
+        client_ip_allowed: (r.kind() == RefusalKind::IpNotAllowed).then_some(false),
+        code: Some(r.code().to_owned()),
+        detail: Some(r.explanation()),
         ..Introspection::default()
     }
+}
+
+/// The proxy asking for forward auth, when its answer must be shaped for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum AuthProxy {
+    /// nginx `auth_request`: passes on only 2xx, 401 and 403.
+    Nginx,
+    /// Traefik ForwardAuth: passes on any answer.
+    Traefik,
+    /// Envoy ext_authz: passes on any answer.
+    Envoy,
 }
 
 fn header<'a>(req: &'a Request, names: &[&str]) -> Option<&'a str> {
@@ -209,57 +235,57 @@ impl VerifyApi {
                 .into());
             }
         }
-        // A token of another tenant is answered like an unknown one without being verified:
-        // the caller learns nothing about it (not even why it would be refused), and no use
-        // or refusal is recorded for it.
-        let claimed = sigil_token::jwt::inspect(&body.token)
-            .ok()
-            .and_then(|u| u.tenant);
-        if claimed.is_some_and(|t| t != caller.tenant_id) {
-            self.0.verifier.note_outcome(UNKNOWN_CODE);
-            return Ok(IntrospectResponse::Ok(Json(unknown_token())));
-        }
-        let outcome = self
-            .0
-            .verifier
-            .introspect(&body.token, ip, body.method.as_deref())
-            .await;
-        if let Err(r) = &outcome {
-            self.0.audit_reuse(r, ip, None).await;
-        }
-        let answer = match outcome {
-            Ok(p) if p.tenant_id == caller.tenant_id => {
-                let mut answer = self.active(&p, ip);
-                answer.method_allowed = body.method.as_ref().map(|_| true);
-                answer
-            }
-            // Another tenant's token looks like an unknown one (not reached: refused above).
+        let attempt = Attempt {
+            credential: Some((&body.token, Transport::Header)),
+            client: ip.map_or(Client::Unstated, |ip| Client::At(Some(ip))),
+            target: Target::Introspection {
+                tenant: caller.tenant_id,
+                method: body.method.as_deref(),
+            },
+        };
+        let answer = match self.0.verifier.verify(attempt).await {
+            Ok(Verified {
+                caller: Caller::Tenant(p),
+                limits,
+                ..
+            }) => Introspection {
+                method_allowed: body.method.as_ref().map(|_| true),
+                limits: limits.map(|l| l.summary().into()),
+                ..self.active(&p, ip)
+            },
+            // Introspection allows only the caller's tenant's tokens (not reached).
             Ok(_) => unknown_token(),
-            Err(r) if r.is_unavailable() => return Err(r.into()),
-            Err(r) if r.tenant_id().is_some_and(|t| t != caller.tenant_id) => unknown_token(),
-            // A valid token that may not call the method: the answer stays `active: false`
-            // (so a plugin that reads only `active` refuses the call), and says whose token
-            // it is, what it may call and which method is refused, and why.
-            Err(r) if matches!(r.code, "method_not_in_scope" | "user_lacks_permission") => {
-                match self.0.verifier.principal_for(&body.token).await {
-                    Ok(Some(p)) if p.tenant_id == caller.tenant_id => Introspection {
+            Err(Denied::Refused(r)) => {
+                self.0.audit_reuse(&r, ip, None).await;
+                if r.status() == RefusalStatus::Unavailable {
+                    return Err(r.into());
+                }
+                match r.principal() {
+                    // A valid token that may not call the method: the answer stays
+                    // `active: false` (so a plugin that reads only `active` refuses the
+                    // call), and says whose token it is, what it may call and which method
+                    // is refused, and why.
+                    Some(p) if r.kind().is_about_method() => Introspection {
                         active: false,
                         method_allowed: Some(false),
-                        code: Some(r.code.to_owned()),
+                        code: Some(r.code().to_owned()),
                         detail: Some(r.explanation()),
-                        ..self.active(&p, ip)
+                        ..self.active(p, ip)
                     },
-                    _ => unknown_token(),
+                    None if r.kind().is_about_method() => unknown_token(),
+                    // A usage limit: the token is valid but may not be used now; the
+                    // answer says when and shows the limits.
+                    Some(p) if r.status() == RefusalStatus::TooMany => Introspection {
+                        active: false,
+                        code: Some(r.code().to_owned()),
+                        detail: Some(r.explanation()),
+                        limits: r.limits().map(|l| l.state.summary().into()),
+                        ..self.active(p, ip)
+                    },
+                    _ => inactive(&r),
                 }
             }
-            Err(r) => Introspection {
-                client_ip_allowed: (r.code == "ip_not_allowed").then_some(false),
-                method_allowed: matches!(r.code, "method_not_in_scope" | "user_lacks_permission")
-                    .then_some(false),
-                code: Some(r.code.to_owned()),
-                detail: Some(r.explanation()),
-                ..Introspection::default()
-            },
+            Err(Denied::Unforwardable(u)) => return Err(Error::from(u).into()),
         };
         Ok(IntrospectResponse::Ok(Json(answer)))
     }
@@ -283,6 +309,12 @@ impl VerifyApi {
         /// The original request's URI (Traefik, Envoy).
         #[oai(name = "X-Forwarded-Uri")]
         _forwarded_uri: Header<Option<String>>,
+        /// `nginx`: the proxy passes on only 2xx, 401 and 403 from the auth server, so a
+        /// usage limit is answered 403 with its code in `X-Sigil-Refusal` and the headers
+        /// of the 429 (deploy/nginx turns it into that 429). Traefik and Envoy pass the 429
+        /// through as it is.
+        #[oai(name = "X-Sigil-Auth-Proxy")]
+        auth_proxy: Header<Option<AuthProxy>>,
     ) -> ApiResult<AuthorizeResponse> {
         let method = header(req, &["x-original-method", "x-forwarded-method"])
             .unwrap_or("GET")
@@ -297,48 +329,35 @@ impl VerifyApi {
         })?;
         let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
         let ip = client_ip(req, self.0.verifier.trusted_proxies());
-        let (credential, transport) =
-            auth::credential(req, Some(query), None)?.ok_or_else(|| {
-                self.0
-                    .verifier
-                    .note_outcome(sigil_token::verifier::MISSING.code);
-                ApiError::from(sigil_token::verifier::MISSING)
-            })?;
-        let refused = |r: sigil_token::Refusal| {
-            self.0.verifier.note_outcome(r.code);
-            self.0.refusal(r, ip)
+        let found = auth::credential(req, Some(query), None)?;
+        let attempt = Attempt {
+            credential: found.as_ref().map(|(c, t)| (c.as_str(), *t)),
+            client: Client::At(ip),
+            target: Target::Forward {
+                verb: &method,
+                path,
+            },
         };
-        let found = self.0.verifier.principal_for(&credential).await;
-        if let Err(r) = &found {
-            self.0.audit_reuse(r, ip, auth::user_agent(req)).await;
-        }
-        let principal = match found.map_err(refused)? {
-            Some(p) => p,
-            None => {
-                return Err(
-                    Error::forbidden("tenant_only", "forward auth needs a tenant token").into(),
-                )
+        let verified = match self.0.verifier.verify(attempt).await {
+            Ok(verified) => verified,
+            Err(Denied::Refused(r)) => {
+                self.0.audit_reuse(&r, ip, auth::user_agent(req)).await;
+                let answer = self.0.refusal(r, ip);
+                return Err(match auth_proxy.0 {
+                    Some(AuthProxy::Nginx) => answer.for_header_only_proxy(),
+                    _ => answer,
+                });
             }
+            Err(Denied::Unforwardable(u)) => return Err(Error::from(u).into()),
         };
-        self.0
-            .verifier
-            .check_request(&principal, transport, ip)
-            .map_err(refused)?;
-        let snapshot = self.0.registry.load();
-        let idx = snapshot
-            .route(Some(principal.tenant_id.0), &method, path)
-            .ok_or_else(|| {
-                Error::forbidden(
-                    "route_not_registered",
-                    "no registered method matches this request",
-                )
-            })?;
-        let method_id = snapshot.method(idx).id.clone();
-        self.0
-            .verifier
-            .check(&principal, &method_id)
-            .map_err(refused)?;
-        self.0.verifier.record_use(&principal, ip);
+        let Verified {
+            caller: Caller::Tenant(principal),
+            routed_method: Some(method_id),
+            limits,
+        } = verified
+        else {
+            return Err(Error::internal("forward auth allowed a request without its route").into());
+        };
         Ok(AuthorizeResponse::Allowed(
             Json(AuthorizeResult {
                 tenant: principal.tenant_slug.to_string(),
@@ -350,6 +369,36 @@ impl VerifyApi {
             principal.username.clone(),
             principal.token_id.to_string(),
             method_id,
+            limits.as_ref().and_then(|l| l.policy_header()),
+            limits.as_ref().and_then(|l| l.ratelimit_header()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_token_is_inactive_with_its_code_only() {
+        let answer = unknown_token();
+        assert!(!answer.active);
+        assert_eq!(answer.code.as_deref(), Some("token_unknown"));
+        assert_eq!(
+            answer.detail.as_deref(),
+            Some("the token does not exist (deleted)")
+        );
+        assert_eq!(answer.client_ip_allowed, None);
+        assert_eq!(answer.sub, None);
+    }
+
+    #[test]
+    fn a_refused_client_address_is_named() {
+        let answer = inactive(&Refusal::new(RefusalKind::IpNotAllowed));
+        assert_eq!(answer.client_ip_allowed, Some(false));
+        assert_eq!(answer.method_allowed, None);
+        let answer = inactive(&Refusal::new(RefusalKind::TokenExpired));
+        assert_eq!(answer.client_ip_allowed, None);
+        assert_eq!(answer.code.as_deref(), Some("token_expired"));
     }
 }

@@ -2,6 +2,7 @@
 //! send a test delivery, read the delivery log. Each delivery is signed with the endpoint's
 //! secret per Standard Webhooks; the secret is shown once (when created or replaced).
 
+use sigil_audit::NewEvent;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -17,7 +18,7 @@ use uuid::Uuid;
 use super::caller::TenantCaller;
 use super::ApiTags;
 use crate::problem::ApiResult;
-use crate::state::AppState;
+use crate::state::{AppState, AuditBy};
 
 pub struct WebhooksApi(pub Arc<AppState>);
 
@@ -333,12 +334,10 @@ impl WebhooksApi {
         self.0
             .audit(
                 req,
-                Some(&p),
-                "webhook.create",
-                "webhook",
-                Some(endpoint.id.to_string()),
-                None,
-                Some(audit_view(&dto)),
+                NewEvent::of("webhook.create", "webhook")
+                    .by_caller(&p)
+                    .target(endpoint.id)
+                    .after(audit_view(&dto)),
             )
             .await;
         Ok(CreatedResponse::Created(Json(CreatedWebhookDto {
@@ -400,10 +399,9 @@ impl WebhooksApi {
     ) -> ApiResult<UpdatedResponse> {
         let p = caller.0;
         let b = body.0;
-        let before = WebhookDto::from(&self.0.webhooks.get(p.tenant_id, webhook_id.0).await?);
         let generated = b.rotate_secret == Some(true);
         let rotated = b.secret.is_some() || generated;
-        let (endpoint, secret) = self
+        let changed = self
             .0
             .webhooks
             .update(
@@ -419,24 +417,24 @@ impl WebhooksApi {
                 },
             )
             .await?;
-        let dto = WebhookDto::from(&endpoint);
+        let before = WebhookDto::from(&changed.before);
+        let dto = WebhookDto::from(&changed.after);
         let mut after = audit_view(&dto);
         after["secret_replaced"] = serde_json::Value::Bool(rotated);
         self.0
             .audit(
                 req,
-                Some(&p),
-                "webhook.update",
-                "webhook",
-                Some(endpoint.id.to_string()),
-                Some(audit_view(&before)),
-                Some(after),
+                NewEvent::of("webhook.update", "webhook")
+                    .by_caller(&p)
+                    .target(changed.after.id)
+                    .before(audit_view(&before))
+                    .after(after),
             )
             .await;
         Ok(UpdatedResponse::Ok(Json(UpdatedWebhookDto {
             webhook: dto,
             // A generated secret is shown; one the admin gave is not echoed back.
-            secret: secret.filter(|_| generated).map(|s| s.expose()),
+            secret: changed.secret.filter(|_| generated).map(|s| s.expose()),
         })))
     }
 
@@ -457,12 +455,10 @@ impl WebhooksApi {
         self.0
             .audit(
                 req,
-                Some(&p),
-                "webhook.delete",
-                "webhook",
-                Some(endpoint.id.to_string()),
-                Some(audit_view(&WebhookDto::from(&endpoint))),
-                None,
+                NewEvent::of("webhook.delete", "webhook")
+                    .by_caller(&p)
+                    .target(endpoint.id)
+                    .before(audit_view(&WebhookDto::from(&endpoint))),
             )
             .await;
         Ok(DeletedResponse::Deleted)
@@ -485,12 +481,10 @@ impl WebhooksApi {
         self.0
             .audit(
                 req,
-                Some(&p),
-                "webhook.test",
-                "webhook",
-                Some(webhook_id.0.to_string()),
-                None,
-                Some(serde_json::json!({"delivery_id": delivery.id})),
+                NewEvent::of("webhook.test", "webhook")
+                    .by_caller(&p)
+                    .target(webhook_id.0)
+                    .after(serde_json::json!({"delivery_id": delivery.id})),
             )
             .await;
         Ok(TestResponse::Accepted(Json(WebhookDeliveryDto::from(

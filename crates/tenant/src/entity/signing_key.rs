@@ -1,5 +1,5 @@
 use sea_orm::entity::prelude::*;
-use sigil_core::TenantId;
+use sigil_core::{TenantId, TenantOwned};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "signing_keys")]
@@ -21,3 +21,9 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl TenantOwned for Entity {
+    fn tenant_column() -> Column {
+        Column::TenantId
+    }
+}

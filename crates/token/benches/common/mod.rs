@@ -35,6 +35,7 @@ fn builtin() -> PluginManifest {
         access: sigil_scope_registry::Access::for_http_method(verb),
         description: String::new(),
         docs_url: None,
+        cost: 1,
     };
     PluginManifest {
         id: "sigil".into(),
@@ -55,10 +56,13 @@ pub async fn fixture(cache: CacheSettings) -> Fixture {
     let db = sigil_core::db::connect("sqlite::memory:", 1).await.unwrap();
     sigil_migrations::migrate(&db).await.unwrap();
     let master = MasterKey::generate();
-    let tenants = TenantService::new(db.clone());
+    let changes = Arc::new(ChangeFeed::new(db.clone()));
+    let tenants = TenantService::new(db.clone(), changes.clone());
     let users = UserService::new(
         db.clone(),
         PasswordHasher::new(PasswordParams::default()).unwrap(),
+        changes.clone(),
+        Arc::new(sigil_token::service::sessions::SessionRevoker),
     );
     let keys = KeyRing::new(db.clone(), master.clone());
     let onboarded = sigil_user::onboard_tenant(
@@ -81,7 +85,6 @@ pub async fn fixture(cache: CacheSettings) -> Fixture {
     ));
     let sets = ScopeSetStore::new(db.clone());
     let _ = PluginStore::new(db.clone());
-    let changes = Arc::new(ChangeFeed::new(db.clone()));
     let tokens = TokenService::new(
         db.clone(),
         keys.clone(),
@@ -98,6 +101,7 @@ pub async fn fixture(cache: CacheSettings) -> Fixture {
         registry,
         sets,
         usage: UsageRecorder::new(),
+        limiter: sigil_limits::Limiter::local(),
     };
     Fixture {
         verifier: Verifier::new(deps, cache, Vec::new()),
@@ -158,6 +162,11 @@ pub async fn store_tokens(f: &Fixture, n: usize) -> Vec<String> {
                 revoked_reason: Set(None),
                 ceiling: Set(None),
                 self_rotated_from: Set(None),
+                rate_limits: Set(None),
+                credits_remaining: Set(None),
+                credits_refill: Set(None),
+                credits_refilled_at: Set(None),
+                credits_version: Set(0),
             });
             secrets.push(secret);
         }

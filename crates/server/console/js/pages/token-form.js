@@ -1,5 +1,6 @@
-// The Generate / Edit token dialog: name, description, expiry, IP filter, enabled, and the
-// API access: a predefined or custom scope set, or a custom pick of methods.
+// The Generate / Edit token dialog: name, description, expiry, IP filter, enabled, usage
+// limits (credits with refill, rate limits), and the API access: a predefined or custom
+// scope set, or a custom pick of methods.
 
 import { api, current, listAll, withConfirmation } from '../api.js';
 import { loadMethods, methodPicker } from '../method-picker.js';
@@ -22,6 +23,53 @@ export async function loadTokenFormData() {
  * token; with `token` it edits (PATCH) and resolves with the updated token, or with
  * { regenerate: true } when the person chose "Regenerate secret".
  */
+/** Rate limits as lines of `name count/seconds` (`burst 100/60`). */
+export function formatRateLimits(limits) {
+  return (limits || []).map((l) => `${l.name} ${l.limit}/${l.window_secs}`).join('\n');
+}
+
+/** Parses the rate-limit lines; a line that does not parse is sent as is for the server to name. */
+export function parseRateLimits(text) {
+  return text.split('\n').map((line) => line.trim()).filter(Boolean).map((line) => {
+    const m = /^(\S+)\s+(\d+)\s*\/\s*(\d+)\s*s?$/.exec(line);
+    return m ? { name: m[1], limit: Number(m[2]), window_secs: Number(m[3]) } : { name: line, limit: 0, window_secs: 0 };
+  });
+}
+
+/** The credits fields of the form, and the value they describe (null: unlimited). */
+function creditFields(credits) {
+  const remaining = h('input', { type: 'number', name: 'credits_remaining', min: 0, step: 1, placeholder: 'Unlimited' });
+  const interval = h('select', { name: 'refill_interval' },
+    h('option', { value: '' }, 'Never'), h('option', { value: 'daily' }, 'Daily'), h('option', { value: 'monthly' }, 'Monthly'));
+  const amount = h('input', { type: 'number', name: 'refill_amount', min: 1, step: 1 });
+  const day = h('input', { type: 'number', name: 'refill_day', min: 1, max: 28, step: 1, placeholder: '1' });
+  if (credits) {
+    remaining.value = String(credits.remaining);
+    interval.value = credits.refill?.interval || '';
+    amount.value = credits.refill ? String(credits.refill.amount) : '';
+    day.value = credits.refill?.day ? String(credits.refill.day) : '';
+  }
+  const sync = () => {
+    amount.disabled = !interval.value; amount.required = Boolean(interval.value);
+    day.disabled = interval.value !== 'monthly';
+  };
+  interval.addEventListener('change', sync);
+  sync();
+  const value = () => {
+    if (remaining.value === '') return null;
+    const out = { remaining: Number(remaining.value) };
+    if (interval.value) {
+      out.refill = { interval: interval.value, amount: Number(amount.value) };
+      if (interval.value === 'monthly' && day.value) out.refill.day = Number(day.value);
+    }
+    return out;
+  };
+  const el = h('div', { class: 'row' },
+    field('Credits', remaining, 'Uses left; each call spends one (or the method\'s cost). Empty: unlimited.'),
+    field('Refill', interval), field('Refill amount', amount), field('Day of month', day));
+  return { el, value };
+}
+
 /** Days in a pre-filled `expires_in` (`30d`, `12w`, `6m`, `1y`, or a plain number of days). */
 function prefillDays(text) {
   const m = /^(\d{1,4})([dwmy]?)$/.exec(String(text || '').trim());
@@ -64,6 +112,9 @@ export async function tokenDialog({ token = null, users = null, data, prefill = 
 
   const ipFilter = h('textarea', { name: 'ip_filter', rows: 2, spellcheck: 'false', placeholder: '203.0.113.7\n10.0.0.0/8' });
   ipFilter.value = (token?.ip_filter || []).join('\n');
+  const credits = creditFields(token?.credits || null);
+  const rateLimits = h('textarea', { name: 'rate_limits', rows: 2, spellcheck: 'false', placeholder: 'burst 100/60' });
+  rateLimits.value = formatRateLimits(token?.rate_limits);
   const enabled = checkbox('Enabled (the token can be used)', { name: 'enabled', checked: token ? token.enabled : true });
 
   const scope = h('select', { name: 'scope' });
@@ -108,6 +159,8 @@ export async function tokenDialog({ token = null, users = null, data, prefill = 
       allowNever ? noExpiry.el : null,
       field('Description', description),
       field('IP filter', ipFilter, 'Addresses or CIDR ranges the token may be used from, one per line. Empty: anywhere.'),
+      credits.el,
+      field('Rate limits', rateLimits, 'One per line: a name, then calls per window in seconds (burst 100/60). The owner\'s and the tenant\'s limits apply too.'),
       enabled.el,
       h('div', { class: 'gap' }),
       field('API access', scope),
@@ -125,6 +178,10 @@ export async function tokenDialog({ token = null, users = null, data, prefill = 
         if (expiresAt) body.expires_at = expiresAt;
         if (ips.length) body.ip_filter = ips;
         body.enabled = enabled.input.checked;
+        const wantedCredits = credits.value();
+        if (wantedCredits) body.credits = wantedCredits;
+        const limits = parseRateLimits(rateLimits.value);
+        if (limits.length) body.rate_limits = limits;
         if (isCustom) body.methods = picker.value(); else body.scope_set = scope.value.slice(4);
         if (owner) {
           body.owner_id = owner.value;
@@ -137,6 +194,10 @@ export async function tokenDialog({ token = null, users = null, data, prefill = 
       if (description.value.trim() !== (token.description || '')) body.description = description.value.trim();
       if (enabled.input.checked !== token.enabled) body.enabled = enabled.input.checked;
       if (ips.join(',') !== (token.ip_filter || []).join(',')) body.ip_filter = ips;
+      const wantedCredits = credits.value();
+      const had = token.credits ? { remaining: token.credits.remaining, ...(token.credits.refill ? { refill: token.credits.refill } : {}) } : null;
+      if (JSON.stringify(wantedCredits) !== JSON.stringify(had)) body.credits = wantedCredits;
+      if (rateLimits.value.trim() !== formatRateLimits(token.rate_limits)) body.rate_limits = parseRateLimits(rateLimits.value);
       const oldDay = token.expires_at ? isoDay(new Date(token.expires_at)) : null;
       const newDay = expiresAt ? expires.value : null;
       if (oldDay !== newDay) body.expires_at = expiresAt;

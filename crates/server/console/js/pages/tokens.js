@@ -112,6 +112,14 @@ export async function renderTokens(main, { all, prefill = null }) {
     } catch (err) { fill(slot, errorBox(err)); }
   }
 
+  function creditsText(c) {
+    if (!c) return 'Unlimited';
+    const refill = c.refill
+      ? ` · refills to ${c.refill.amount} ${c.refill.interval === 'daily' ? 'every day' : `on day ${c.refill.day || 1} of each month`}${c.next_refill_at ? ` (next ${fmtDateTime(c.next_refill_at)})` : ''}`
+      : '';
+    return `${c.remaining} left${refill}`;
+  }
+
   function detailsRow(t, cols) {
     const methods = t.scope?.methods;
     const addresses = h('dd', { 'aria-live': 'polite' }, 'Loading…');
@@ -124,6 +132,10 @@ export async function renderTokens(main, { all, prefill = null }) {
         h('dt', {}, 'Description'), h('dd', {}, t.description || '—'),
         h('dt', {}, 'Scope'), h('dd', {}, t.scope?.name || '', methods ? h('ul', { class: 'method-list' }, methods.map((m) => h('li', {}, h('code', {}, m)))) : null),
         h('dt', {}, 'IP filter'), h('dd', {}, t.ip_filter?.length ? t.ip_filter.join(', ') : 'Anywhere'),
+        h('dt', {}, 'Credits'), h('dd', { 'data-fact': 'credits' }, creditsText(t.credits)),
+        h('dt', {}, 'Rate limits'), h('dd', { 'data-fact': 'rate-limits' }, t.rate_limits?.length
+          ? t.rate_limits.map((l) => `${l.name}: ${l.limit} per ${l.window_secs} s`).join(', ')
+          : 'None of its own'),
         h('dt', {}, 'Created'), h('dd', {}, fmtDateTime(t.created_at), t.created_by && t.created_by !== t.owner_id ? ` by ${userName(t.created_by)}` : ''),
         h('dt', {}, 'Updated'), h('dd', {}, fmtDateTime(t.updated_at)),
         h('dt', {}, 'Recent addresses'), addresses,

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::db::Db;
+use crate::{TenantId, TokenId, UserId};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 use serde::{Deserialize, Serialize};
-use sigil_core::db::Db;
-use sigil_core::{TenantId, TokenId, UserId};
 use tokio::sync::broadcast;
 
 pub const CHANNEL: &str = "sigil_changes";

@@ -1,0 +1,380 @@
+//! Scope set use cases: the predefined and custom sets a tenant sees, and a tenant
+//! admin's changes to its custom sets. Each change is stored in one transaction
+//! ([`crate::store::ScopeSetStore`]), rebuilds the registry, publishes the change and
+//! returns the audit event to record.
+
+use std::sync::Arc;
+
+use sigil_audit::NewEvent;
+use sigil_core::{Error, FieldError, Result, TenantId};
+
+use crate::access::Access;
+use crate::actor::TenantUser;
+use crate::bitset::MethodSet;
+use crate::service::RegistryService;
+use crate::snapshot::{PredefinedSet, Snapshot};
+use crate::store::{CustomSet, CustomSetInput};
+
+/// Most entries of a custom set.
+pub const MAX_SET_ENTRIES: usize = 500;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScopeSetKind {
+    /// Built in, or shipped with a plugin.
+    Predefined,
+    /// A tenant admin's own.
+    Custom,
+}
+
+/// A scope set as a tenant sees it, with the methods it grants now.
+#[derive(Clone, Debug)]
+pub struct ScopeSetView {
+    /// Id to use as a token's `scope_set`.
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub kind: ScopeSetKind,
+    /// Defining plugin of a predefined set.
+    pub plugin: Option<String>,
+    pub entries: Vec<String>,
+    pub access: Option<Access>,
+    methods: MethodSet,
+    snapshot: Arc<Snapshot>,
+}
+
+impl ScopeSetView {
+    fn predefined(snapshot: &Arc<Snapshot>, s: &PredefinedSet) -> Self {
+        ScopeSetView {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            description: s.description.clone(),
+            kind: ScopeSetKind::Predefined,
+            plugin: s.plugin.clone(),
+            entries: s.entries.clone(),
+            access: s.access,
+            methods: s.methods.clone(),
+            snapshot: Arc::clone(snapshot),
+        }
+    }
+
+    /// Entries that match nothing now (methods removed since) simply grant nothing.
+    fn custom(snapshot: &Arc<Snapshot>, set: &CustomSet) -> Self {
+        ScopeSetView {
+            id: set.slug.clone(),
+            name: set.name.clone(),
+            description: set.description.clone(),
+            kind: ScopeSetKind::Custom,
+            plugin: None,
+            entries: set.entries.clone(),
+            access: set.access,
+            methods: snapshot.resolve_lenient(Some(set.tenant.0), &set.entries, set.access),
+            snapshot: Arc::clone(snapshot),
+        }
+    }
+
+    /// How many methods it grants.
+    pub fn method_count(&self) -> usize {
+        self.methods.len()
+    }
+
+    /// The ids of the methods it grants, in index order.
+    pub fn method_ids(&self) -> Vec<String> {
+        self.snapshot
+            .method_ids(&self.methods)
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// What a change of a custom set leaves, and its audit event.
+#[derive(Debug)]
+pub struct ScopeSetChange {
+    pub set: ScopeSetView,
+    pub audit: Vec<NewEvent>,
+}
+
+/// A change of a custom set; what is `None` stays.
+#[derive(Clone, Debug, Default)]
+pub struct ScopeSetChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub entries: Option<Vec<String>>,
+    pub access: Option<Access>,
+}
+
+impl RegistryService {
+    /// The predefined sets (matching `q` in id or name) and then the custom sets of
+    /// `tenant` (matching `q`), or those of one `kind`.
+    pub async fn scope_sets(
+        &self,
+        tenant: TenantId,
+        q: Option<&str>,
+        kind: Option<ScopeSetKind>,
+    ) -> Result<Vec<ScopeSetView>> {
+        let snapshot = self.current();
+        let needle = q.unwrap_or_default().to_lowercase();
+        let mut out = Vec::new();
+        if kind != Some(ScopeSetKind::Custom) {
+            out.extend(
+                snapshot
+                    .predefined_sets(Some(tenant.0))
+                    .filter(|s| {
+                        needle.is_empty()
+                            || s.id.contains(&needle)
+                            || s.name.to_lowercase().contains(&needle)
+                    })
+                    .map(|s| ScopeSetView::predefined(&snapshot, s)),
+            );
+        }
+        if kind != Some(ScopeSetKind::Predefined) {
+            let custom = self.sets.list(tenant, q).await?;
+            out.extend(custom.iter().map(|c| ScopeSetView::custom(&snapshot, c)));
+        }
+        Ok(out)
+    }
+
+    /// A predefined set `tenant` sees, else one of its custom sets.
+    pub async fn scope_set(&self, tenant: TenantId, id: &str) -> Result<ScopeSetView> {
+        let snapshot = self.current();
+        if let Some(s) = snapshot.predefined_set(Some(tenant.0), id) {
+            return Ok(ScopeSetView::predefined(&snapshot, s));
+        }
+        let set = self
+            .sets
+            .find(tenant, id)
+            .await?
+            .ok_or(Error::not_found("scope set"))?;
+        Ok(ScopeSetView::custom(&snapshot, &set))
+    }
+
+    /// Defines a custom set of the admin's tenant; its id may not be a predefined set's
+    /// and every entry must match a method.
+    pub async fn create_scope_set(
+        &self,
+        by: &TenantUser,
+        input: CustomSetInput,
+    ) -> Result<ScopeSetChange> {
+        let tenant = by.tenant;
+        let snapshot = self.current();
+        if snapshot
+            .predefined_set(Some(tenant.0), &input.slug)
+            .is_some()
+        {
+            return Err(Error::conflict(
+                "scope_set_exists",
+                "a predefined set has this id",
+            ));
+        }
+        check_entries(&snapshot, tenant, &input.entries, input.access)?;
+        let set = self.sets.create(tenant, input).await?;
+        self.changed(Some(tenant)).await?;
+        let event = by.sign(
+            NewEvent::of("scope_set.create", "scope_set")
+                .target(&set.slug)
+                .after(set_json(&set)),
+        );
+        Ok(ScopeSetChange {
+            set: ScopeSetView::custom(&snapshot, &set),
+            audit: vec![event],
+        })
+    }
+
+    /// Changes a custom set; tokens using it change with it. Only new entries are checked:
+    /// kept ones may name methods removed since, which simply grant nothing (as for the
+    /// tokens using the set).
+    pub async fn update_scope_set(
+        &self,
+        by: &TenantUser,
+        id: &str,
+        changes: ScopeSetChanges,
+    ) -> Result<ScopeSetChange> {
+        let tenant = by.tenant;
+        let snapshot = self.current();
+        let before = self
+            .sets
+            .find(tenant, id)
+            .await?
+            .ok_or(Error::not_found("scope set"))?;
+        if let Some(entries) = &changes.entries {
+            check_entries(&snapshot, tenant, entries, changes.access.or(before.access))?;
+        }
+        let set = self
+            .sets
+            .update(
+                tenant,
+                id,
+                changes.name,
+                changes.description,
+                changes.entries,
+                changes.access.map(Some),
+            )
+            .await?;
+        self.changed(Some(tenant)).await?;
+        let event = by.sign(
+            NewEvent::of("scope_set.update", "scope_set")
+                .target(&set.slug)
+                .before(set_json(&before))
+                .after(set_json(&set)),
+        );
+        Ok(ScopeSetChange {
+            set: ScopeSetView::custom(&snapshot, &set),
+            audit: vec![event],
+        })
+    }
+
+    /// Deletes a custom set; refused while tokens use it unless `force` (they are left
+    /// with no rights from it). Returns the audit event.
+    pub async fn delete_scope_set(
+        &self,
+        by: &TenantUser,
+        id: &str,
+        force: bool,
+    ) -> Result<Vec<NewEvent>> {
+        let tenant = by.tenant;
+        self.sets
+            .find(tenant, id)
+            .await?
+            .ok_or(Error::not_found("scope set"))?;
+        let in_use = self.tokens.count_using_set(tenant, id).await?;
+        if in_use > 0 && !force {
+            return Err(Error::conflict(
+                "scope_set_in_use",
+                format!("{in_use} tokens use this set; delete with ?force=true to leave them with no rights from it"),
+            ));
+        }
+        let set = self.sets.delete(tenant, id).await?;
+        self.changed(Some(tenant)).await?;
+        Ok(vec![by.sign(
+            NewEvent::of("scope_set.delete", "scope_set")
+                .target(&set.slug)
+                .before(set_json(&set)),
+        )])
+    }
+}
+
+/// A custom set as its audit events show it.
+fn set_json(set: &CustomSet) -> serde_json::Value {
+    serde_json::json!({"name": set.name, "entries": set.entries})
+}
+
+/// Refuses more than [`MAX_SET_ENTRIES`] entries, and entries that match no method
+/// `tenant` sees (each named by its place in `methods`).
+fn check_entries(
+    snapshot: &Snapshot,
+    tenant: TenantId,
+    entries: &[String],
+    access: Option<Access>,
+) -> Result<()> {
+    if entries.len() > MAX_SET_ENTRIES {
+        return Err(Error::invalid_field(
+            "too_many_methods",
+            "methods",
+            format!("a custom set has at most {MAX_SET_ENTRIES} entries"),
+        ));
+    }
+    snapshot
+        .resolve(Some(tenant.0), entries, access)
+        .map(|_| ())
+        .map_err(|unknown| {
+            Error::invalid_with(
+                "unknown_methods",
+                "some entries match no method",
+                unknown_entries("methods", entries, unknown),
+            )
+        })
+}
+
+/// Each unknown entry as a problem of its place in `field`.
+pub fn unknown_entries(field: &str, entries: &[String], unknown: Vec<String>) -> Vec<FieldError> {
+    unknown
+        .into_iter()
+        .map(|entry| {
+            let at = entries.iter().position(|e| *e == entry).unwrap_or_default();
+            FieldError::new(
+                format!("{field}[{at}]"),
+                format!("{entry:?} matches no method of the registry; listMethods shows them"),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::test_support::{manifest, TENANT};
+    use crate::snapshot::RegisteredPlugin;
+
+    fn snapshot() -> Snapshot {
+        Snapshot::build(vec![RegisteredPlugin::global(manifest(
+            "crm",
+            "1",
+            &["crm.a", "crm.b"],
+        ))])
+        .unwrap()
+    }
+
+    fn entries(e: &[&str]) -> Vec<String> {
+        e.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn entries_must_match_methods() {
+        let t = TenantId(TENANT);
+        assert!(check_entries(&snapshot(), t, &entries(&["crm.a", "crm.*"]), None).is_ok());
+        let err =
+            check_entries(&snapshot(), t, &entries(&["crm.a", "crm.x", "hr.*"]), None).unwrap_err();
+        let Error::Invalid { code, errors, .. } = err else {
+            panic!("not invalid: {err:?}");
+        };
+        assert_eq!(code, "unknown_methods");
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["methods[1]", "methods[2]"]);
+        assert_eq!(
+            errors[0].message,
+            "\"crm.x\" matches no method of the registry; listMethods shows them"
+        );
+    }
+
+    #[test]
+    fn a_set_has_at_most_500_entries() {
+        let many = vec!["crm.a".to_owned(); MAX_SET_ENTRIES + 1];
+        let err = check_entries(&snapshot(), TenantId(TENANT), &many, None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Invalid {
+                    code: "too_many_methods",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let most = vec!["crm.a".to_owned(); MAX_SET_ENTRIES];
+        assert!(check_entries(&snapshot(), TenantId(TENANT), &most, None).is_ok());
+    }
+
+    #[test]
+    fn a_custom_view_grants_what_its_entries_match_now() {
+        let snapshot = Arc::new(snapshot());
+        let now = sigil_core::now();
+        let set = CustomSet {
+            id: sigil_core::ScopeSetId::new(),
+            tenant: TenantId(TENANT),
+            slug: "mine".into(),
+            name: "Mine".into(),
+            description: String::new(),
+            entries: entries(&["crm.b", "crm.removed"]),
+            access: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let view = ScopeSetView::custom(&snapshot, &set);
+        assert_eq!(view.kind, ScopeSetKind::Custom);
+        assert_eq!(view.method_count(), 1);
+        assert_eq!(view.method_ids(), ["crm.b"]);
+        let read_change = snapshot.read_change(Some(TENANT));
+        let view = ScopeSetView::predefined(&snapshot, read_change);
+        assert_eq!(view.kind, ScopeSetKind::Predefined);
+        assert_eq!(view.method_ids(), ["crm.a", "crm.b"]);
+    }
+}
