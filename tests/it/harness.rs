@@ -99,9 +99,19 @@ impl TestServer {
 
     /// Another replica on the same database and master key.
     pub async fn start_on(database_url: &str, master_key: &str) -> Self {
+        Self::start_on_with(database_url, master_key, |_| {}).await
+    }
+
+    /// Another replica on the same database and master key, with settings of its own.
+    pub async fn start_on_with(
+        database_url: &str,
+        master_key: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempdir::TempDir::new();
         let mut config = test_config(&dir.0, database_url);
         config.master_key = master_key.to_owned();
+        tweak(&mut config);
         let prepared = sigil_server::prepare(config)
             .await
             .expect("server prepares");

@@ -17,6 +17,7 @@ mod foundation;
 mod holes;
 mod leaks;
 mod limits;
+mod limits_shared;
 mod namespaces;
 mod nginx;
 mod observability;

@@ -72,6 +72,8 @@ pub struct Config {
     /// `redis://host:port/db`: rate limits and credits are shared by every replica through
     /// this Redis. Empty: counters live in the process (right for one replica).
     pub redis_url: String,
+    /// Prefix of Sigil's Redis keys; deployments sharing one Redis each need their own.
+    pub redis_prefix: String,
 }
 
 impl Default for Config {
@@ -106,6 +108,7 @@ impl Default for Config {
             webhook_expiring_days: vec![7, 1],
             webhook_retention_days: 30,
             redis_url: String::new(),
+            redis_prefix: "sigil:limits".into(),
         }
     }
 }
@@ -147,6 +150,7 @@ const KEYS: &[&str] = &[
     "webhook_expiring_days",
     "webhook_retention_days",
     "redis_url",
+    "redis_prefix",
 ];
 
 fn is_known_key(key: &str) -> bool {
@@ -380,6 +384,15 @@ impl Config {
         let redis_scheme = ["redis://", "unix://"]
             .iter()
             .any(|scheme| self.redis_url.starts_with(scheme));
+        if self.redis_prefix.is_empty()
+            || self.redis_prefix.len() > 64
+            || self.redis_prefix.chars().any(|c| c.is_whitespace())
+        {
+            return Err(bad(
+                "SIGIL_REDIS_PREFIX",
+                "must be 1-64 characters without white space",
+            ));
+        }
         if !self.redis_url.is_empty() && !redis_scheme {
             return Err(bad(
                 "SIGIL_REDIS_URL",

@@ -174,10 +174,12 @@ pub async fn prepare(config: Config) -> sigil_core::Result<Prepared> {
 
 /// Connects cache invalidation and registry reloads to the change feed.
 fn wire_changes(state: &Arc<AppState>) {
-    let verifier = state.verifier.clone();
-    state
-        .changes
-        .on_change(move |change| verifier.apply(change));
+    let verifier = Arc::downgrade(&state.verifier);
+    state.changes.on_change(move |change| {
+        if let Some(verifier) = verifier.upgrade() {
+            verifier.apply(change);
+        }
+    });
     let mut rx = state.changes.subscribe();
     let reloader = state.clone();
     tokio::spawn(async move {

@@ -36,7 +36,9 @@ pub struct AppState {
     /// The registry's use cases: plugins, methods and scope sets.
     pub scope_registry: RegistryService,
     pub tokens: TokenService,
-    pub verifier: Verifier,
+    /// Shared: the change feed holds it only weakly (the feed is reachable from the
+    /// verifier's own services, and a strong hold would keep both alive forever).
+    pub verifier: Arc<Verifier>,
     pub changes: Arc<ChangeFeed>,
     pub usage: UsageRecorder,
     pub audit: AuditLog,
@@ -57,6 +59,9 @@ pub struct AppState {
     /// Usage limits: rate-limit counters and credit balances, in the process or shared
     /// through Redis (`SIGIL_REDIS_URL`).
     pub limiter: sigil_limits::Limiter,
+    /// One flush at a time: a flush asked for (at shutdown, by a test) returns only once
+    /// the one running has written too.
+    flush_lock: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -107,7 +112,7 @@ impl AppState {
                 tokens.clone(),
             )),
         );
-        let limiter = limiter(&config.redis_url).await?;
+        let limiter = limiter(&config.redis_url, &config.redis_prefix).await?;
         let verifier = Verifier::new(
             VerifierDeps {
                 db: db.clone(),
@@ -162,7 +167,7 @@ impl AppState {
             sets,
             scope_registry,
             tokens,
-            verifier,
+            verifier: Arc::new(verifier),
             changes,
             usage,
             route_methods: std::sync::OnceLock::new(),
@@ -171,6 +176,7 @@ impl AppState {
             webhooks,
             dispatcher,
             limiter,
+            flush_lock: tokio::sync::Mutex::new(()),
         });
         state.metrics.register_observers(Arc::downgrade(&state));
         Ok(state)
@@ -345,6 +351,7 @@ impl AppState {
     /// Writes the use counts and the credits spent since the last flush; what could not
     /// be written is kept for the next one.
     pub async fn flush_usage(&self) -> sigil_core::Result<()> {
+        let _one_at_a_time = self.flush_lock.lock().await;
         let uses = self.usage.flush(&self.db).await;
         let credits = self.limiter.credits().drain();
         if !credits.is_empty() {
@@ -381,11 +388,15 @@ impl AppState {
 
 /// The usage limiter: in the process, or shared through Redis when a URL is set (it
 /// starts even while Redis is unreachable, counting on its own share until it is back).
-async fn limiter(redis_url: &str) -> sigil_core::Result<sigil_limits::Limiter> {
+async fn limiter(redis_url: &str, prefix: &str) -> sigil_core::Result<sigil_limits::Limiter> {
     if redis_url.is_empty() {
         return Ok(sigil_limits::Limiter::local());
     }
-    sigil_limits::Limiter::with_redis(redis_url, sigil_limits::SharedSettings::default())
+    let settings = sigil_limits::SharedSettings {
+        key_prefix: prefix.to_owned(),
+        ..sigil_limits::SharedSettings::default()
+    };
+    sigil_limits::Limiter::with_redis(redis_url, settings)
         .await
         // The error may quote the URL, and with it a password: it is not repeated.
         .map_err(|_| {
