@@ -296,11 +296,11 @@ test('usage limits: credits with a monthly refill and a rate limit, shown in the
   assert.equal(new Date(token.credits.next_refill_at).getUTCDate(), 15);
   assert.deepEqual(token.rate_limits, [{ name: 'burst', window_secs: 60, limit: 100 }]);
 
-  await row('ci-deploy').getByRole('button', { name: 'Details of ci-deploy' }).click();
+  // The details may still be open from an earlier step: open them only when closed.
   const details = page.locator('tr.details[data-details-for="' + token.id + '"]');
+  if (!(await details.count())) await row('ci-deploy').getByRole('button', { name: 'Details of ci-deploy' }).click();
   await details.locator('[data-fact="credits"]').getByText(/^2 left · refills to 500 on day 15 of each month/).waitFor();
   await details.locator('[data-fact="rate-limits"]').getByText('burst: 100 per 60 s').waitFor();
-  await row('ci-deploy').getByRole('button', { name: 'Details of ci-deploy' }).click();
 
   // A limit the server refuses is named in the dialog, field by field.
   await row('ci-deploy').getByRole('button', { name: 'Edit ci-deploy' }).click();

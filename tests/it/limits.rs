@@ -493,3 +493,61 @@ async fn limits_are_checked_values_and_changed_only_by_who_manages_the_token() {
         .await;
     assert_eq!(got.body["credits"]["remaining"], 1, "{}", got.body);
 }
+
+#[tokio::test]
+async fn a_method_spends_the_credits_its_plugin_declares() {
+    let s = TestServer::start().await;
+    let t = s.tenant_admin("acme").await;
+    let manifest = json!({
+        "id": "reports",
+        "name": "Reports",
+        "version": "1.0.0",
+        "methods": [
+            {"id": "reports.render", "http": {"method": "POST", "path": "/reports"}, "access": "change", "cost": 5},
+            {"id": "reports.list", "http": {"method": "GET", "path": "/reports"}, "access": "read"}
+        ]
+    });
+    let r = s
+        .post("/api/v1/plugins", &t.admin, json!({"manifest": manifest}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "registerPlugin: {}", r.body);
+    let methods = s.get("/api/v1/methods?plugin=reports", &t.admin).await;
+    let cost = |id: &str| {
+        methods.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .map(|m| m["cost"].clone())
+    };
+    assert_eq!(cost("reports.render"), Some(json!(5)), "{}", methods.body);
+    assert_eq!(cost("reports.list"), Some(json!(1)), "{}", methods.body);
+
+    let (_, introspector) = s
+        .mint(&t.admin, json!({"methods": ["sigil.introspect"]}))
+        .await;
+    let (_, secret) = s
+        .mint(
+            &t.admin,
+            json!({"methods": ["reports.*"], "credits": {"remaining": 12}}),
+        )
+        .await;
+    let introspect = |method: &'static str| {
+        let body = json!({"token": secret, "method": method});
+        let s = &s;
+        let introspector = &introspector;
+        async move { s.post("/api/v1/introspect", introspector, body).await }
+    };
+    for left in [7, 2] {
+        let r = introspect("reports.render").await;
+        assert_eq!(r.body["active"], true, "{}", r.body);
+        assert_eq!(r.body["limits"]["credits"]["remaining"], left, "{}", r.body);
+    }
+    // 2 left: a render (5) is refused, a list (1) still passes.
+    let r = introspect("reports.render").await;
+    assert_eq!(r.body["active"], false, "{}", r.body);
+    assert_eq!(r.body["code"], "usage_exceeded", "{}", r.body);
+    let r = introspect("reports.list").await;
+    assert_eq!(r.body["active"], true, "{}", r.body);
+    assert_eq!(r.body["limits"]["credits"]["remaining"], 1, "{}", r.body);
+}

@@ -1,6 +1,6 @@
-//! Verification cost: a cache hit, a miss (signature + database), and minting, each next
-//! to a baseline measured in the same run (SHA-256 of the credential, which every
-//! verification computes first).
+//! Verification cost: a cache hit (with and without usage limits), a miss (signature +
+//! database), and minting, each next to a baseline measured in the same run (SHA-256 of
+//! the credential, which every verification computes first).
 
 // Benchmark set-up fails loudly: a broken fixture must stop the run.
 #![allow(clippy::unwrap_used)]
@@ -51,6 +51,21 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // The same hit for a token with a rate limit and credits (never reached here), so
+    // the limiter's charge is what differs.
+    let limited = secrets[1].clone();
+    rt.block_on(common::limit_token(&f, &limited));
+    rt.block_on(f.verifier.verify(me_get(&limited, ip)))
+        .unwrap();
+    group.bench_function(
+        "verify: cache hit, token with a rate limit and credits",
+        |b| {
+            b.iter(|| {
+                rt.block_on(f.verifier.verify(me_get(black_box(&limited), ip)))
+                    .unwrap()
+            })
+        },
+    );
     let mut i = 0usize;
     group.bench_function("verify: cache miss (signature + database)", |b| {
         b.iter(|| {

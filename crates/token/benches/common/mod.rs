@@ -176,3 +176,23 @@ pub async fn store_tokens(f: &Fixture, n: usize) -> Vec<String> {
     }
     secrets
 }
+
+/// Gives the token of `secret` a rate limit and credits that the benchmark never uses up.
+pub async fn limit_token(f: &Fixture, secret: &str) {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    entity::Entity::update_many()
+        .col_expr(
+            entity::Column::RateLimits,
+            Expr::value(r#"[{"name":"bench","window_secs":60,"limit":1000000000}]"#),
+        )
+        .col_expr(
+            entity::Column::CreditsRemaining,
+            Expr::value(1_000_000_000_000_000i64),
+        )
+        .filter(entity::Column::SecretHash.eq(sigil_core::crypto::sha256_hex(secret.as_bytes())))
+        .exec(&f.db)
+        .await
+        .unwrap();
+    f.verifier.forget(secret);
+}
