@@ -251,10 +251,10 @@ fn declare_cross_field_rules(doc: &mut Value) {
             "/properties/name",
             text("invalid_manifest"),
         ),
-        // validate_username (crates/user/src/service.rs).
+        // validate_username (crates/user/src/validate.rs).
         ("CreateUserBody", "/properties/username", username.clone()),
         ("CreateTenantBody", "/properties/admin_username", username),
-        // validate_contact (crates/user/src/service.rs); empty clears the address.
+        // validate_contact (crates/user/src/validate.rs); empty clears the address.
         ("CreateUserBody", "/properties/email", email.clone()),
         ("UpdateUserBody", "/properties/email", email.clone()),
         ("UpdateCurrentUserBody", "/properties/email", email.clone()),
