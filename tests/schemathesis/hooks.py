@@ -210,18 +210,26 @@ _LIMIT_OPS = ("createToken", "updateToken", "updateUser", "updateTenantPolicy")
 def _harmless_limits(case):
     """Usage limits a generated request sets (on the run's own tokens, its users, or the
     tenant's defaults) could make every later call of the run answer 429, which tests
-    nothing more. In schema-valid cases the limits keep their names and shape but allow
-    everything: the largest count, the largest balance."""
+    nothing more. In schema-valid cases the limits keep their shape but allow everything
+    (the largest count, the largest balance), and their names are made unique, the one
+    rule of theirs beyond the schema."""
     if _operation_id(case) not in _LIMIT_OPS or not isinstance(case.body, dict):
         return
     body = case.body
     for key in ("rate_limits", "default_token_rate_limits", "default_owner_rate_limits"):
         limits = body.get(key)
         if isinstance(limits, list):
-            for limit in limits:
+            seen = set()
+            for i, limit in enumerate(limits):
                 if isinstance(limit, dict):
                     limit["limit"] = 1_000_000_000
                     limit["window_secs"] = 1
+                    # A holder's limit names are unique (a rule the schema cannot state):
+                    # a repeated name gets the entry's index.
+                    name = limit.get("name")
+                    if isinstance(name, str) and name in seen:
+                        limit["name"] = f"{name[:24]}-{i}"
+                    seen.add(limit.get("name"))
     credits = body.get("credits")
     if isinstance(credits, dict):
         credits["remaining"] = 1_000_000_000_000_000
