@@ -211,8 +211,8 @@ def _harmless_limits(case):
     """Usage limits a generated request sets (on the run's own tokens, its users, or the
     tenant's defaults) could make every later call of the run answer 429, which tests
     nothing more. In schema-valid cases the limits keep their shape but allow everything
-    (the largest count, the largest balance), and their names are made unique, the one
-    rule of theirs beyond the schema."""
+    (the largest count, the largest balance), and the rules beyond the schema are kept:
+    names unique per holder, a day of the month only for a monthly refill."""
     if _operation_id(case) not in _LIMIT_OPS or not isinstance(case.body, dict):
         return
     body = case.body
@@ -236,6 +236,9 @@ def _harmless_limits(case):
         refill = credits.get("refill")
         if isinstance(refill, dict):
             refill["amount"] = 1_000_000_000_000_000
+            # Only a monthly refill takes a day of the month (a rule across two fields).
+            if refill.get("interval") == "daily":
+                refill.pop("day", None)
 
 
 _ADMIN_ID = []
