@@ -379,11 +379,6 @@ impl AppState {
             tracing::error!(error = %e, action, "could not write an audit event");
         }
     }
-
-    /// Publishes a change and applies it to this replica's caches at once.
-    pub async fn changed(&self, change: sigil_token::Change) {
-        self.changes.publish(change).await;
-    }
 }
 
 /// The usage limiter: in the process, or shared through Redis when a URL is set (it

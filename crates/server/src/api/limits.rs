@@ -6,7 +6,7 @@ use poem_openapi::{Enum, Object};
 use sigil_limits::{Credits, Interval, LimitSummary, RateLimit, Refill, Scope};
 
 /// A sliding-window rate limit: at most `limit` requests in any `window_secs` seconds.
-#[derive(Clone, Debug, Object, PartialEq, Eq)]
+#[derive(Clone, Debug, Object, PartialEq, Eq, serde::Serialize)]
 #[oai(rename = "RateLimit")]
 pub struct RateLimitDto {
     /// Unique among the holder's limits; names the limit in the `RateLimit` headers.

@@ -569,15 +569,6 @@ impl TenantsApi {
     }
 }
 
-fn limits_json(limits: &[RateLimitDto]) -> serde_json::Value {
-    limits
-        .iter()
-        .map(
-            |l| serde_json::json!({"name": l.name, "window_secs": l.window_secs, "limit": l.limit}),
-        )
-        .collect()
-}
-
 fn policy_json(p: &PolicyDto) -> serde_json::Value {
     serde_json::json!({
         "max_token_lifetime_days": p.max_token_lifetime_days,
@@ -594,7 +585,7 @@ fn policy_json(p: &PolicyDto) -> serde_json::Value {
         "detect_reuse_after_rotation": p.detect_reuse_after_rotation,
         "detect_reuse_after_regeneration": p.detect_reuse_after_regeneration,
         "require_two_factor": p.require_two_factor,
-        "default_token_rate_limits": limits_json(&p.default_token_rate_limits),
-        "default_owner_rate_limits": limits_json(&p.default_owner_rate_limits),
+        "default_token_rate_limits": p.default_token_rate_limits,
+        "default_owner_rate_limits": p.default_owner_rate_limits,
     })
 }

@@ -437,9 +437,7 @@ fn audit_view(t: &TokenDto) -> serde_json::Value {
         "name": t.name, "description": t.description, "kind": t.kind, "owner_id": t.owner_id,
         "scope_set": t.scope.set, "methods": t.scope.methods, "expires_at": t.expires_at,
         "ip_filter": t.ip_filter, "enabled": t.enabled, "generation": t.generation,
-        "rate_limits": t.rate_limits.iter().map(|l| serde_json::json!({
-            "name": l.name, "window_secs": l.window_secs, "limit": l.limit,
-        })).collect::<Vec<_>>(),
+        "rate_limits": t.rate_limits,
         "credits": t.credits.as_ref().map(|c| serde_json::json!({
             "remaining": c.remaining,
             "refill": c.refill.as_ref().map(|r| serde_json::json!({

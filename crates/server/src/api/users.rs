@@ -92,9 +92,7 @@ fn snapshot(u: &sigil_user::User) -> serde_json::Value {
     serde_json::json!({
         "username": u.username, "display_name": u.display_name, "email": u.email,
         "kind": u.kind.as_str(), "role": u.role.as_str(), "api_access": u.api_access, "active": u.active,
-        "rate_limits": u.rate_limits.iter().map(|l| serde_json::json!({
-            "name": l.name, "window_secs": l.window_secs, "limit": l.limit,
-        })).collect::<Vec<_>>(),
+        "rate_limits": u.rate_limits,
     })
 }
 
