@@ -8,7 +8,7 @@ hot Extended Access token, a `me.get` token, and N distinct Extended Access toke
 cache scenario (minted in parallel over keep-alive connections).
 
 Usage: seed.py BASE_URL TENANT PASSWORD OUT_DIR N_TOKENS
-Writes OUT_DIR/{minter,hot,me}.token, OUT_DIR/tokens.txt, OUT_DIR/mint_owners.txt and
+Writes OUT_DIR/{minter,hot,me,introspector}.token, OUT_DIR/tokens.txt, OUT_DIR/mint_owners.txt and
 prints one `seed: ...` line with the minting rate.
 """
 
@@ -117,6 +117,12 @@ me = call(
     session,
     {"name": "bench-me", "methods": ["me.get"], "expires_at": expiry(30)},
 )["secret"]
+introspector = call(
+    "POST",
+    "/api/v1/tokens",
+    session,
+    {"name": "bench-introspector", "methods": ["sigil.introspect"], "expires_at": expiry(30)},
+)["secret"]
 
 
 def mint(i):
@@ -139,6 +145,7 @@ def write(name, text):
 write("minter.token", minter)
 write("hot.token", hot)
 write("me.token", me)
+write("introspector.token", introspector)
 write("tokens.txt", "\n".join(secrets) + "\n")
 write("mint_owners.txt", "\n".join(mint_owners) + "\n")
 print(

@@ -624,3 +624,77 @@ async fn api_users_and_tokens_cannot_enrol() {
     .await
     .expect(409, "two_factor_not_for_api_users");
 }
+
+async fn current(s: &TestServer, token: &str) -> Value {
+    let r = s.get("/api/v1/users/me", token).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+/// getCurrentUser answers from a cached profile: every change of the user, of their
+/// second factor and of their recovery codes shows in the very next answer.
+#[tokio::test]
+async fn the_current_user_follows_every_change_at_once() {
+    let s = TestServer::start().await;
+    let t = s.tenant_admin("tf-profile").await;
+    let ivy = person(&s, &t, "ivy").await;
+    let first = current(&s, &ivy.token).await;
+    assert_eq!(first["user"]["role"], "member");
+    assert!(first["recovery_codes_left"].is_null(), "{first}");
+
+    // An admin's change.
+    let r = s
+        .patch(
+            &format!("/api/v1/users/{}", ivy.id),
+            &t.admin,
+            json!({"display_name": "Ivy Q", "role": "token_manager"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let now = current(&s, &ivy.token).await;
+    assert_eq!(now["user"]["display_name"], "Ivy Q", "{now}");
+    assert_eq!(now["user"]["role"], "token_manager", "{now}");
+
+    // Her own change.
+    let r = s
+        .patch(
+            "/api/v1/users/me",
+            &ivy.token,
+            json!({"display_name": "Ivy"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(current(&s, &ivy.token).await["user"]["display_name"], "Ivy");
+
+    // Her second factor and a spent recovery code.
+    let e = enrol(&s, &ivy.token, &ivy.password).await;
+    let now = current(&s, &ivy.token).await;
+    assert_eq!(now["user"]["two_factor"], true, "{now}");
+    assert_eq!(now["recovery_codes_left"], 10, "{now}");
+    let r = login(&s, &t.slug, "ivy", &ivy.password).await;
+    assert_eq!(r.status, 202, "a challenge: {}", r.body);
+    let r = s
+        .call(
+            Method::POST,
+            "/api/v1/auth/login/complete",
+            None,
+            Some(json!({"challenge": r.body["challenge"], "recovery_code": e.recovery[0]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(current(&s, &ivy.token).await["recovery_codes_left"], 9);
+
+    // An admin resets it.
+    let r = s
+        .call(
+            Method::POST,
+            &format!("/api/v1/users/{}/two-factor/reset", ivy.id),
+            Some(&t.admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let now = current(&s, &ivy.token).await;
+    assert_eq!(now["user"]["two_factor"], false, "{now}");
+    assert!(now["recovery_codes_left"].is_null(), "{now}");
+}

@@ -71,6 +71,13 @@ impl NewEvent {
         self
     }
 
+    /// Files an operator's event under the tenant it concerns (a tenant user's event
+    /// stays in the user's tenant).
+    pub fn in_tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant.get_or_insert(tenant);
+        self
+    }
+
     pub fn target(mut self, id: impl ToString) -> Self {
         self.target_id = Some(id.to_string());
         self

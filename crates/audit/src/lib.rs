@@ -2,9 +2,11 @@
 //! verifications are aggregated per token, reason and minute so a flood cannot fill the
 //! disk.
 
+mod actor;
 pub mod entity;
 mod event;
 mod service;
 
+pub use actor::Actor;
 pub use event::NewEvent;
-pub use service::{AuditEvent, AuditFilter, AuditLog, MemberScope};
+pub use service::{write, AuditEvent, AuditFilter, AuditLog, MemberScope};

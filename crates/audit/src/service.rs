@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    Select, Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select, Set,
 };
 use sigil_core::db::Db;
 use sigil_core::{Error, Result, TenantId, TenantOwned, TokenId, UserId};
@@ -14,6 +14,33 @@ use uuid::Uuid;
 
 use crate::entity;
 use crate::event::NewEvent;
+
+/// Writes `event` on `conn`: a use case passes its transaction, so its change and its
+/// audit event commit together or not at all.
+pub async fn write(conn: &impl ConnectionTrait, event: NewEvent) -> Result<()> {
+    let to_text = |v: Option<serde_json::Value>| v.map(|v| v.to_string());
+    let span = tracing::info_span!("db", op = "audit.record");
+    entity::Entity::insert(entity::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(event.tenant),
+        actor_id: Set(event.actor),
+        actor_label: Set(event.actor_label.chars().take(200).collect()),
+        credential_id: Set(event.credential),
+        action: Set(event.action),
+        target_type: Set(event.target_type),
+        target_id: Set(event.target_id),
+        before: Set(to_text(event.before)),
+        after: Set(to_text(event.after)),
+        client_ip: Set(event.client_ip),
+        user_agent: Set(event.user_agent),
+        occurrences: Set(1),
+        created_at: Set(sigil_core::now()),
+    })
+    .exec_without_returning(conn)
+    .instrument(span)
+    .await?;
+    Ok(())
+}
 
 #[derive(Clone, Debug)]
 pub struct AuditEvent {
@@ -108,29 +135,10 @@ impl AuditLog {
         }
     }
 
+    /// Writes an event on its own (events of a use case are written by [`write`] in the
+    /// use case's transaction).
     pub async fn record(&self, event: NewEvent) -> Result<()> {
-        let to_text = |v: Option<serde_json::Value>| v.map(|v| v.to_string());
-        let span = tracing::info_span!("db", op = "audit.record");
-        entity::Entity::insert(entity::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(event.tenant),
-            actor_id: Set(event.actor),
-            actor_label: Set(event.actor_label.chars().take(200).collect()),
-            credential_id: Set(event.credential),
-            action: Set(event.action),
-            target_type: Set(event.target_type),
-            target_id: Set(event.target_id),
-            before: Set(to_text(event.before)),
-            after: Set(to_text(event.after)),
-            client_ip: Set(event.client_ip),
-            user_agent: Set(event.user_agent),
-            occurrences: Set(1),
-            created_at: Set(sigil_core::now()),
-        })
-        .exec_without_returning(&self.db)
-        .instrument(span)
-        .await?;
-        Ok(())
+        write(&self.db, event).await
     }
 
     /// Counts a refused verification in memory; `flush_refusals` writes one row per token,

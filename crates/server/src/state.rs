@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::Request;
-use sigil_audit::{AuditLog, NewEvent};
+use sigil_audit::{Actor, AuditLog, NewEvent};
 use sigil_core::crypto::MasterKey;
 use sigil_core::db::Db;
 use sigil_scope_registry::store::{PluginStore, ScopeSetStore};
@@ -47,6 +47,8 @@ pub struct AppState {
     pub logins: sigil_user::LoginService,
     /// Second factors of people (TOTP, recovery codes) and login challenges.
     pub two_factor: sigil_user::TwoFactorService,
+    /// Users as they see themselves (getCurrentUser), cached until they change.
+    pub profiles: sigil_user::Profiles,
     /// Sigil's method of each route of the API (from the spec), for the caller check.
     pub route_methods: std::sync::OnceLock<crate::api::caller::RouteMethods>,
     pub metrics: crate::metrics::Metrics,
@@ -83,7 +85,15 @@ impl AppState {
         );
         let signing_keys = SigningKeyService::new(keys.clone(), changes.clone());
         let platform = PlatformKey::load_or_create(&db, &master).await?;
-        let two_factor = sigil_user::TwoFactorService::new(db.clone(), master.clone())?;
+        let two_factor =
+            sigil_user::TwoFactorService::new(db.clone(), master.clone(), changes.clone())?;
+        let profiles = sigil_user::Profiles::new(
+            users.clone(),
+            two_factor.clone(),
+            &changes,
+            config.cache_max_entries,
+            Duration::from_secs(config.cache_ttl_secs),
+        );
         let throttle = LoginThrottle::new();
         let logins = sigil_user::LoginService::new(
             users.clone(),
@@ -155,6 +165,7 @@ impl AppState {
             throttle,
             logins,
             two_factor,
+            profiles,
             config,
             db,
             tenants,
@@ -362,6 +373,17 @@ impl AppState {
         }
         self.limiter.sweep(chrono::Utc::now());
         uses.map(|_| ())
+    }
+
+    /// Who makes this request (the tenant user of `caller`, or the platform operator when
+    /// there is none) and from where: what a use case needs to file its audit event.
+    pub fn actor(&self, req: &Request, caller: Option<&Principal>) -> Actor {
+        let who = match caller {
+            Some(p) => Actor::user(p.tenant_id, p.user_id, &p.username, Some(p.token_id)),
+            None => Actor::operator(),
+        };
+        let ip = auth::client_ip(req, self.verifier.trusted_proxies()).map(|i| i.to_string());
+        who.from_client(ip, auth::user_agent(req))
     }
 
     /// Writes an audit event, adding the client address and agent of the request; a

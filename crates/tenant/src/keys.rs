@@ -9,13 +9,14 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use ed25519_dalek::pkcs8::EncodePrivateKey;
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 use serde::Serialize;
+use sigil_audit::Actor;
 use sigil_core::crypto::MasterKey;
 use sigil_core::db::Db;
 use sigil_core::{Change, ChangeFeed, Error, Result, TenantId, TenantOwned};
@@ -60,14 +61,25 @@ pub struct SigningKeyInfo {
     pub retire_after: Option<DateTime<Utc>>,
 }
 
-/// A key ready for use on the hot path.
+/// A key ready for use on the hot path: decoded once, when it is loaded into the cache
+/// (the public point decompressed, the private key opened and parsed from PKCS#8), so
+/// signing and verifying a token is the Ed25519 operation alone.
+///
+/// No `Debug`: it holds the private key.
 pub struct TenantKey {
     pub kid: String,
     pub tenant_id: TenantId,
     pub state: KeyState,
     pub retire_after: Option<DateTime<Utc>>,
+    /// The public key, as tokens are verified with it.
+    pub verifying: VerifyingKey,
+    /// The private key, as tokens are signed with it. Present only for the active key.
+    pub signing: Option<SigningKey>,
+    /// The same public key for `jsonwebtoken` (tests and tools that verify the standard
+    /// way).
     pub decoding: DecodingKey,
-    /// Present only for the active key.
+    /// The same private key for `jsonwebtoken` (tests and tools that sign the standard
+    /// way). Present only for the active key.
     pub encoding: Option<EncodingKey>,
 }
 
@@ -127,8 +139,31 @@ pub(crate) fn load_encoding_key(
     Ok(EncodingKey::from_ed_der(&der))
 }
 
+/// Opens a sealed private key (PKCS#8 DER, as [`generate_key`] seals it) and decodes it
+/// once: the Ed25519 key, and the same bytes as a `jsonwebtoken` key.
+pub(crate) fn load_signing_key(
+    master: &MasterKey,
+    kid: &str,
+    sealed: &str,
+) -> Result<(SigningKey, EncodingKey)> {
+    let der = master.open(sealed, kid)?;
+    let signing = SigningKey::from_pkcs8_der(&der)
+        .map_err(|_| Error::internal("sealed signing key is not an Ed25519 PKCS#8 key"))?;
+    Ok((signing, EncodingKey::from_ed_der(&der)))
+}
+
 pub(crate) fn decoding_key(public_x: &str) -> Result<DecodingKey> {
     DecodingKey::from_ed_components(public_x).map_err(Error::internal)
+}
+
+/// The stored public key (base64url of the 32-byte point, the JWK `x`), decompressed.
+pub(crate) fn verifying_key(public_x: &str) -> Result<VerifyingKey> {
+    let mut bytes = [0u8; 32];
+    if URL_SAFE_NO_PAD.decode_slice(public_x, &mut bytes).ok() != Some(32) {
+        return Err(Error::internal("stored public key is not 32 bytes"));
+    }
+    VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| Error::internal("stored public key is not an Ed25519 point"))
 }
 
 /// How long a cached key is trusted when [`KeyRing::new`] is used (the server's default
@@ -233,20 +268,20 @@ impl KeyRing {
 
     fn materialise(&self, model: &signing_key::Model, with_private: bool) -> Result<TenantKey> {
         let state = KeyState::of(model, Utc::now());
-        let encoding = if with_private && state == KeyState::Active {
-            Some(load_encoding_key(
-                &self.master,
-                &model.kid,
-                &model.private_key_sealed,
-            )?)
+        let (signing, encoding) = if with_private && state == KeyState::Active {
+            let (signing, encoding) =
+                load_signing_key(&self.master, &model.kid, &model.private_key_sealed)?;
+            (Some(signing), Some(encoding))
         } else {
-            None
+            (None, None)
         };
         Ok(TenantKey {
             kid: model.kid.clone(),
             tenant_id: model.tenant_id,
             state,
             retire_after: model.retire_after,
+            verifying: verifying_key(&model.public_key)?,
+            signing,
             decoding: decoding_key(&model.public_key)?,
             encoding,
         })
@@ -273,13 +308,24 @@ impl KeyRing {
 
     /// Makes a new key active; the previous active key keeps verifying for `overlap`.
     /// Drops this replica's cached keys of the tenant but tells no other replica (they
-    /// follow within the cache TTL): [`SigningKeyService::rotate`] is the rotation that
-    /// publishes the change.
+    /// follow within the cache TTL) and writes no audit event: [`SigningKeyService::rotate`]
+    /// is the rotation that publishes the change and files its event.
     ///
     /// The tenant row is locked so concurrent rotations leave exactly one active key: the
     /// transaction starts by writing it (a row lock on PostgreSQL; on SQLite the write lock,
     /// taken before any read so a concurrent rotation waits instead of failing).
     pub async fn rotate(&self, tenant_id: TenantId, overlap: Duration) -> Result<SigningKeyInfo> {
+        self.rotate_by(None, tenant_id, overlap).await
+    }
+
+    /// [`KeyRing::rotate`], writing `actor`'s `signing_key.rotate` event (filed under the
+    /// tenant) in the rotation's transaction when there is an actor.
+    async fn rotate_by(
+        &self,
+        actor: Option<&Actor>,
+        tenant_id: TenantId,
+        overlap: Duration,
+    ) -> Result<SigningKeyInfo> {
         let key = generate_key(&self.master, "")?;
         let now = sigil_core::now();
         let retire_after = now + chrono::Duration::from_std(overlap).map_err(Error::internal)?;
@@ -303,6 +349,14 @@ impl KeyRing {
             .exec(&txn)
             .await?;
         insert_key(&txn, tenant_id, &key, now).await?;
+        if let Some(actor) = actor {
+            let event = actor
+                .event("signing_key.rotate", "signing_key")
+                .in_tenant(tenant_id)
+                .target(&key.kid)
+                .after(serde_json::json!({"kid": key.kid, "overlap_secs": overlap.as_secs()}));
+            sigil_audit::write(&txn, event).await?;
+        }
         txn.commit().await?;
         self.invalidate_tenant(tenant_id);
         Ok(SigningKeyInfo {
@@ -360,10 +414,16 @@ impl SigningKeyService {
         Self { ring, changes }
     }
 
-    /// Rotates the tenant's key; every replica drops its cached keys of the tenant, so the
-    /// new key signs everywhere and a key rotated out with no overlap stops verifying.
-    pub async fn rotate(&self, tenant_id: TenantId, overlap: Duration) -> Result<SigningKeyInfo> {
-        let key = self.ring.rotate(tenant_id, overlap).await?;
+    /// Rotates the tenant's key (`signing_key.rotate`, written with the rotation); every
+    /// replica drops its cached keys of the tenant, so the new key signs everywhere and a
+    /// key rotated out with no overlap stops verifying.
+    pub async fn rotate(
+        &self,
+        actor: &Actor,
+        tenant_id: TenantId,
+        overlap: Duration,
+    ) -> Result<SigningKeyInfo> {
+        let key = self.ring.rotate_by(Some(actor), tenant_id, overlap).await?;
         self.changes
             .publish(Change::Keys { tenant: tenant_id })
             .await;
@@ -489,6 +549,34 @@ mod tests {
         let key = generate_key(&master, "").unwrap();
         assert!(load_encoding_key(&master, "another-kid", &key.sealed).is_err());
         assert!(load_encoding_key(&MasterKey::generate(), &key.kid, &key.sealed).is_err());
+        assert!(load_signing_key(&master, "another-kid", &key.sealed).is_err());
+        assert!(load_signing_key(&MasterKey::generate(), &key.kid, &key.sealed).is_err());
+    }
+
+    #[test]
+    fn the_decoded_keys_are_the_stored_pair_and_agree_with_jsonwebtokens() {
+        use ed25519_dalek::Signer;
+        let master = MasterKey::generate();
+        let key = generate_key(&master, "").unwrap();
+        let (signing, encoding) = load_signing_key(&master, &key.kid, &key.sealed).unwrap();
+        let verifying = verifying_key(&key.public_x).unwrap();
+        assert_eq!(signing.verifying_key(), verifying);
+        // Ed25519 signatures are deterministic: both forms of the key sign alike.
+        let token = sign(&encoding, &key.kid);
+        let (message, signature) = token.rsplit_once('.').unwrap();
+        let direct = URL_SAFE_NO_PAD.encode(signing.sign(message.as_bytes()).to_bytes());
+        assert_eq!(direct, signature);
+        let signature =
+            ed25519_dalek::Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).unwrap())
+                .unwrap();
+        assert!(verifying
+            .verify_strict(message.as_bytes(), &signature)
+            .is_ok());
+        // Not a key: refused when loaded, not when used.
+        assert!(verifying_key("").is_err());
+        assert!(verifying_key(&key.public_x[..20]).is_err());
+        assert!(verifying_key(&format!("{}AA", key.public_x)).is_err());
+        assert!(verifying_key("not base64!").is_err());
     }
 
     #[test]
@@ -535,9 +623,12 @@ mod tests {
         let token = sign(signing.encoding.as_ref().unwrap(), &kid);
         let verifying = s.ring.verification_key(acme, &kid).await.unwrap().unwrap();
         assert!(
-            verifying.encoding.is_none(),
+            verifying.encoding.is_none() && verifying.signing.is_none(),
             "only the signing lookup opens the private key"
         );
+        let signer = signing.signing.as_ref().unwrap();
+        assert_eq!(signer.verifying_key(), verifying.verifying);
+        assert_eq!(signing.verifying, verifying.verifying);
         assert!(verifies(&token, &verifying.decoding));
         assert!(s
             .ring
@@ -579,7 +670,7 @@ mod tests {
         tick().await;
         let second = s
             .service
-            .rotate(acme, Duration::from_secs(3600))
+            .rotate(&Actor::operator(), acme, Duration::from_secs(3600))
             .await
             .unwrap();
         assert_ne!(second.kid, first);
@@ -618,7 +709,11 @@ mod tests {
             .unwrap()
             .is_some());
         tick().await;
-        let third = s.service.rotate(acme, Duration::ZERO).await.unwrap();
+        let third = s
+            .service
+            .rotate(&Actor::operator(), acme, Duration::ZERO)
+            .await
+            .unwrap();
         assert!(s
             .ring
             .verification_key(acme, &second.kid)
@@ -648,9 +743,15 @@ mod tests {
         let s = setup().await;
         let (acme, _) = tenant_with_key(&s, "acme").await;
         let mut changes = s.service.changes.subscribe();
-        s.service.rotate(acme, Duration::ZERO).await.unwrap();
+        s.service
+            .rotate(&Actor::operator(), acme, Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(changes.try_recv(), Ok(Change::Keys { tenant: acme }));
-        let unknown = s.service.rotate(TenantId::new(), Duration::ZERO).await;
+        let unknown = s
+            .service
+            .rotate(&Actor::operator(), TenantId::new(), Duration::ZERO)
+            .await;
         assert!(matches!(unknown, Err(Error::NotFound { what: "tenant" })));
         assert_eq!(changes.try_recv(), Err(TryRecvError::Empty));
     }
@@ -674,5 +775,63 @@ mod tests {
         assert!(verifies(&token, &decoding_key(&jwk.x).unwrap()));
         let unknown = s.service.jwks_of("nobody").await;
         assert!(matches!(unknown, Err(Error::NotFound { what: "tenant" })));
+    }
+
+    #[tokio::test]
+    async fn a_rotation_is_one_event_by_its_actor_naming_the_new_key() {
+        let s = setup().await;
+        let (acme, _) = tenant_with_key(&s, "acme").await;
+        let admin = test_db::alice(acme);
+        let key = s
+            .service
+            .rotate(&admin, acme, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let events = test_db::events(&s.ring.db).await;
+        assert_eq!(events.len(), 1, "{events:#?}");
+        let e = &events[0];
+        assert_eq!(e.action, "signing_key.rotate");
+        assert_eq!(e.target_type, "signing_key");
+        assert_eq!(e.target_id.as_deref(), Some(key.kid.as_str()));
+        assert_eq!(e.tenant_id, Some(acme));
+        assert_eq!(e.actor_id, admin.user);
+        assert_eq!(e.actor_label, "alice");
+        assert_eq!(e.credential_id, admin.credential);
+        assert_eq!(e.client_ip.as_deref(), Some("192.0.2.7"));
+        assert_eq!(e.user_agent.as_deref(), Some("sdk/1"));
+        assert_eq!(e.before, None);
+        assert_eq!(
+            test_db::json(&e.after),
+            json!({"kid": key.kid, "overlap_secs": 60})
+        );
+    }
+
+    #[tokio::test]
+    async fn an_operators_rotation_is_filed_under_the_tenant() {
+        let s = setup().await;
+        let (acme, _) = tenant_with_key(&s, "acme").await;
+        s.service
+            .rotate(&test_db::operator(), acme, Duration::ZERO)
+            .await
+            .unwrap();
+        let events = test_db::events(&s.ring.db).await;
+        assert_eq!(events.len(), 1, "{events:#?}");
+        assert_eq!(events[0].tenant_id, Some(acme));
+        assert_eq!(events[0].actor_label, "operator");
+        assert_eq!(events[0].actor_id, None);
+    }
+
+    #[tokio::test]
+    async fn a_refused_rotation_writes_no_event_nor_does_the_key_rings_own() {
+        let s = setup().await;
+        let (acme, _) = tenant_with_key(&s, "acme").await;
+        let unknown = TenantId::new();
+        let refused = s
+            .service
+            .rotate(&test_db::alice(unknown), unknown, Duration::ZERO)
+            .await;
+        assert!(matches!(refused, Err(Error::NotFound { what: "tenant" })));
+        s.ring.rotate(acme, Duration::ZERO).await.unwrap();
+        assert!(test_db::events(&s.ring.db).await.is_empty());
     }
 }

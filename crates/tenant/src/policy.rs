@@ -69,6 +69,28 @@ impl Default for TenantPolicy {
 }
 
 impl TenantPolicy {
+    /// What `tenant.update_policy` keeps of a policy: every rule.
+    pub fn audit_view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "max_token_lifetime_days": self.max_token_lifetime_days,
+            "allow_non_expiring_tokens": self.allow_non_expiring_tokens,
+            "session_lifetime_secs": self.session_lifetime_secs,
+            "allow_query_credentials": self.allow_query_credentials,
+            "ip_allowlist": self.ip_allowlist,
+            "require_password_confirmation": self.require_password_confirmation,
+            "password_confirmation_secs": self.password_confirmation_secs,
+            "login_max_failures": self.login_max_failures,
+            "login_lockout_secs": self.login_lockout_secs,
+            "max_tokens_per_user": self.max_tokens_per_user,
+            "key_overlap_secs": self.key_overlap_secs,
+            "detect_reuse_after_rotation": self.detect_reuse_after_rotation,
+            "detect_reuse_after_regeneration": self.detect_reuse_after_regeneration,
+            "require_two_factor": self.require_two_factor,
+            "default_token_rate_limits": self.default_token_rate_limits,
+            "default_owner_rate_limits": self.default_owner_rate_limits,
+        })
+    }
+
     pub fn validate(&self) -> Result<()> {
         let mut errors = Vec::new();
         if let Some(days) = self.max_token_lifetime_days {
@@ -341,6 +363,23 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<TenantPolicy>(&stored).unwrap(),
             policy
+        );
+    }
+
+    #[test]
+    fn the_audit_view_names_every_rule() {
+        let policy = TenantPolicy {
+            max_token_lifetime_days: None,
+            default_owner_rate_limits: vec![RateLimit::new("hourly", 3600, 500)],
+            ..TenantPolicy::default()
+        };
+        let view = policy.audit_view();
+        // Every field of the policy, none more, none renamed.
+        assert_eq!(view, serde_json::to_value(&policy).unwrap());
+        assert_eq!(view["max_token_lifetime_days"], serde_json::Value::Null);
+        assert_eq!(
+            view["default_owner_rate_limits"],
+            serde_json::json!([{"name": "hourly", "window_secs": 3600, "limit": 500}])
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Tenant records: onboarding, listing, renaming, enabling and the policy. A change to a
 //! tenant is published on the change feed by the use case that made it, so every replica
-//! drops what it cached of the tenant (its enabled flag, its policy).
+//! drops what it cached of the tenant (its enabled flag, its policy); its audit event is
+//! written in the change's transaction, so both commit or neither does.
 
 use std::sync::Arc;
 
@@ -8,8 +9,9 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, Func};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
+use sigil_audit::{Actor, NewEvent};
 use sigil_core::db::Db;
 use sigil_core::page::{Page, PageRequest};
 use sigil_core::{Change, ChangeFeed, Error, Result, TenantId};
@@ -40,6 +42,28 @@ impl TryFrom<tenant::Model> for Tenant {
             created_at: m.created_at,
             updated_at: m.updated_at,
         })
+    }
+}
+
+impl Tenant {
+    /// What `tenant.update` keeps of a tenant: its name and whether it is enabled.
+    fn audit_view(&self) -> serde_json::Value {
+        serde_json::json!({"name": self.name, "enabled": self.enabled})
+    }
+
+    /// The `tenant.create` event of onboarding, by `actor`, filed under the new tenant:
+    /// written in the onboarding transaction (see `sigil_user::onboard`).
+    pub fn created_event(&self, actor: &Actor, admin_username: &str) -> NewEvent {
+        actor
+            .event("tenant.create", "tenant")
+            .in_tenant(self.id)
+            .target(self.id)
+            .after(serde_json::json!({
+                "slug": self.slug,
+                "name": self.name,
+                "enabled": self.enabled,
+                "admin_username": admin_username,
+            }))
     }
 }
 
@@ -186,51 +210,110 @@ impl TenantService {
         Ok(Page { items, total })
     }
 
-    /// Renames, enables or disables a tenant; every replica stops serving what it cached
-    /// of the tenant before this returns (a disabled tenant's tokens stop at once).
-    pub async fn update(&self, id: TenantId, patch: TenantPatch) -> Result<TenantChange> {
-        let current = self.model(id).await?;
-        let before = Tenant::try_from(current.clone())?;
-        let mut model: tenant::ActiveModel = current.into();
-        if let Some(name) = patch.name {
-            validate_name(&name)?;
-            model.name = Set(name);
-        }
-        if let Some(enabled) = patch.enabled {
-            model.enabled = Set(enabled);
-        }
-        model.updated_at = Set(sigil_core::now());
-        let after = Tenant::try_from(model.update(&self.db).await?)?;
-        self.changes.publish(Change::Tenant { tenant: id }).await;
-        Ok(TenantChange { before, after })
+    /// Renames, enables or disables a tenant (`tenant.update`, filed under the tenant);
+    /// every replica stops serving what it cached of the tenant before this returns (a
+    /// disabled tenant's tokens stop at once).
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        id: TenantId,
+        patch: TenantPatch,
+    ) -> Result<TenantChange> {
+        self.change(id, patch, |change| {
+            actor
+                .event("tenant.update", "tenant")
+                .in_tenant(id)
+                .target(id)
+                .before(change.before.audit_view())
+                .after(change.after.audit_view())
+        })
+        .await
     }
 
-    /// Disables a tenant: its logins and tokens stop working at once.
-    pub async fn disable(&self, id: TenantId) -> Result<TenantChange> {
+    /// Disables a tenant (`tenant.disable`, filed under the tenant): its logins and tokens
+    /// stop working at once.
+    pub async fn disable(&self, actor: &Actor, id: TenantId) -> Result<TenantChange> {
         let patch = TenantPatch {
             name: None,
             enabled: Some(false),
         };
-        self.update(id, patch).await
+        self.change(id, patch, |change| {
+            actor
+                .event("tenant.disable", "tenant")
+                .in_tenant(id)
+                .target(id)
+                .before(serde_json::json!({"enabled": change.before.enabled}))
+                .after(serde_json::json!({"enabled": change.after.enabled}))
+        })
+        .await
     }
 
-    /// Replaces the tenant's policy; cached verifications of the tenant follow it at once.
-    pub async fn update_policy(&self, id: TenantId, policy: TenantPolicy) -> Result<Tenant> {
+    /// Applies `patch` and writes the event `audit` makes of the change, in one
+    /// transaction; then publishes the change.
+    async fn change(
+        &self,
+        id: TenantId,
+        patch: TenantPatch,
+        audit: impl FnOnce(&TenantChange) -> NewEvent,
+    ) -> Result<TenantChange> {
+        let txn = self.db.begin().await?;
+        let current = model(&txn, id).await?;
+        let before = Tenant::try_from(current.clone())?;
+        let mut row: tenant::ActiveModel = current.into();
+        if let Some(name) = patch.name {
+            validate_name(&name)?;
+            row.name = Set(name);
+        }
+        if let Some(enabled) = patch.enabled {
+            row.enabled = Set(enabled);
+        }
+        row.updated_at = Set(sigil_core::now());
+        let after = Tenant::try_from(row.update(&txn).await?)?;
+        let change = TenantChange { before, after };
+        sigil_audit::write(&txn, audit(&change)).await?;
+        txn.commit().await?;
+        self.changes.publish(Change::Tenant { tenant: id }).await;
+        Ok(change)
+    }
+
+    /// Replaces the tenant's policy (`tenant.update_policy`, the whole policy before and
+    /// after); cached verifications of the tenant follow it at once.
+    pub async fn update_policy(
+        &self,
+        actor: &Actor,
+        id: TenantId,
+        policy: TenantPolicy,
+    ) -> Result<Tenant> {
         policy.validate()?;
-        let mut model: tenant::ActiveModel = self.model(id).await?.into();
-        model.policy = Set(serde_json::to_string(&policy).map_err(Error::internal)?);
-        model.updated_at = Set(sigil_core::now());
-        let tenant = Tenant::try_from(model.update(&self.db).await?)?;
+        let txn = self.db.begin().await?;
+        let current = model(&txn, id).await?;
+        let before = Tenant::try_from(current.clone())?;
+        let mut row: tenant::ActiveModel = current.into();
+        row.policy = Set(serde_json::to_string(&policy).map_err(Error::internal)?);
+        row.updated_at = Set(sigil_core::now());
+        let tenant = Tenant::try_from(row.update(&txn).await?)?;
+        let event = actor
+            .event("tenant.update_policy", "tenant")
+            .in_tenant(id)
+            .target(id)
+            .before(before.policy.audit_view())
+            .after(tenant.policy.audit_view());
+        sigil_audit::write(&txn, event).await?;
+        txn.commit().await?;
         self.changes.publish(Change::Tenant { tenant: id }).await;
         Ok(tenant)
     }
 
     async fn model(&self, id: TenantId) -> Result<tenant::Model> {
-        tenant::Entity::find_by_id(id)
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| Error::not_found("tenant"))
+        model(&self.db, id).await
     }
+}
+
+async fn model(conn: &impl ConnectionTrait, id: TenantId) -> Result<tenant::Model> {
+    tenant::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or_else(|| Error::not_found("tenant"))
 }
 
 #[cfg(test)]
@@ -350,7 +433,10 @@ mod tests {
             name: Some("Acme Corp".into()),
             enabled: None,
         };
-        let changed = tenants.update(t.id, patch).await.unwrap();
+        let changed = tenants
+            .update(&Actor::operator(), t.id, patch)
+            .await
+            .unwrap();
         assert_eq!(changed.before.name, "acme");
         assert_eq!(changed.after.name, "Acme Corp");
         assert!(changed.after.enabled);
@@ -368,7 +454,7 @@ mod tests {
             .await
             .unwrap();
         let mut changes = tenants.changes.subscribe();
-        let changed = tenants.disable(t.id).await.unwrap();
+        let changed = tenants.disable(&Actor::operator(), t.id).await.unwrap();
         assert!(changed.before.enabled);
         assert!(!changed.after.enabled);
         assert!(!tenants.get(t.id).await.unwrap().enabled);
@@ -387,15 +473,17 @@ mod tests {
             name: Some(" ".into()),
             enabled: Some(false),
         };
-        let refused = tenants.update(t.id, patch).await;
+        let refused = tenants.update(&Actor::operator(), t.id, patch).await;
         assert_eq!(refused.err().as_ref().map(code_of), Some("invalid_name"));
-        let unknown = tenants.disable(TenantId::new()).await;
+        let unknown = tenants.disable(&Actor::operator(), TenantId::new()).await;
         assert_eq!(unknown.err().as_ref().map(code_of), Some("not_found"));
         let bad_policy = TenantPolicy {
             login_max_failures: 0,
             ..TenantPolicy::default()
         };
-        let refused = tenants.update_policy(t.id, bad_policy).await;
+        let refused = tenants
+            .update_policy(&Actor::operator(), t.id, bad_policy)
+            .await;
         assert_eq!(refused.err().as_ref().map(code_of), Some("invalid_policy"));
         let stored = tenants.get(t.id).await.unwrap();
         assert!(stored.enabled);
@@ -417,7 +505,10 @@ mod tests {
             ip_allowlist: vec!["10.0.0.0/8".into()],
             ..TenantPolicy::default()
         };
-        let updated = tenants.update_policy(t.id, policy.clone()).await.unwrap();
+        let updated = tenants
+            .update_policy(&Actor::operator(), t.id, policy.clone())
+            .await
+            .unwrap();
         assert_eq!(updated.policy, policy);
         assert_eq!(tenants.get(t.id).await.unwrap().policy, policy);
         assert_eq!(changes.try_recv(), Ok(Change::Tenant { tenant: t.id }));
@@ -467,5 +558,171 @@ mod tests {
         let page = tenants.list(None, second).await.unwrap();
         assert_eq!(slugs(&page), ["beta"]);
         assert_eq!(page.total, 3);
+    }
+
+    #[tokio::test]
+    async fn an_operators_update_is_one_event_filed_under_the_tenant() {
+        let tenants = service().await;
+        let t = tenants
+            .insert(&tenants.db, new_tenant("acme"))
+            .await
+            .unwrap();
+        let patch = TenantPatch {
+            name: Some("Acme Corp".into()),
+            enabled: None,
+        };
+        tenants
+            .update(&test_db::operator(), t.id, patch)
+            .await
+            .unwrap();
+        let events = test_db::events(&tenants.db).await;
+        assert_eq!(events.len(), 1, "{events:#?}");
+        let e = &events[0];
+        assert_eq!(e.action, "tenant.update");
+        assert_eq!(e.target_type, "tenant");
+        assert_eq!(e.target_id, Some(t.id.to_string()));
+        assert_eq!(e.tenant_id, Some(t.id));
+        assert_eq!(e.actor_id, None);
+        assert_eq!(e.actor_label, "operator");
+        assert_eq!(e.credential_id, None);
+        assert_eq!(e.client_ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(e.user_agent.as_deref(), Some("curl/8"));
+        assert_eq!(
+            test_db::json(&e.before),
+            serde_json::json!({"name": "acme", "enabled": true})
+        );
+        assert_eq!(
+            test_db::json(&e.after),
+            serde_json::json!({"name": "Acme Corp", "enabled": true})
+        );
+    }
+
+    #[tokio::test]
+    async fn disabling_is_one_event_with_the_enabled_flag_only() {
+        let tenants = service().await;
+        let t = tenants
+            .insert(&tenants.db, new_tenant("acme"))
+            .await
+            .unwrap();
+        tenants.disable(&test_db::operator(), t.id).await.unwrap();
+        let events = test_db::events(&tenants.db).await;
+        assert_eq!(events.len(), 1, "{events:#?}");
+        let e = &events[0];
+        assert_eq!(e.action, "tenant.disable");
+        assert_eq!(e.tenant_id, Some(t.id));
+        assert_eq!(e.target_id, Some(t.id.to_string()));
+        assert_eq!(e.actor_label, "operator");
+        assert_eq!(
+            test_db::json(&e.before),
+            serde_json::json!({"enabled": true})
+        );
+        assert_eq!(
+            test_db::json(&e.after),
+            serde_json::json!({"enabled": false})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_policy_change_is_one_event_by_the_admin_with_both_policies() {
+        let tenants = service().await;
+        let t = tenants
+            .insert(&tenants.db, new_tenant("acme"))
+            .await
+            .unwrap();
+        let admin = test_db::alice(t.id);
+        let policy = TenantPolicy {
+            max_tokens_per_user: 42,
+            default_token_rate_limits: vec![sigil_limits::RateLimit::new("burst", 1, 10)],
+            ..TenantPolicy::default()
+        };
+        tenants
+            .update_policy(&admin, t.id, policy.clone())
+            .await
+            .unwrap();
+        let events = test_db::events(&tenants.db).await;
+        assert_eq!(events.len(), 1, "{events:#?}");
+        let e = &events[0];
+        assert_eq!(e.action, "tenant.update_policy");
+        assert_eq!(e.target_type, "tenant");
+        assert_eq!(e.target_id, Some(t.id.to_string()));
+        assert_eq!(e.tenant_id, Some(t.id));
+        assert_eq!(e.actor_id, admin.user);
+        assert_eq!(e.actor_label, "alice");
+        assert_eq!(e.credential_id, admin.credential);
+        assert_eq!(e.client_ip.as_deref(), Some("192.0.2.7"));
+        assert_eq!(e.user_agent.as_deref(), Some("sdk/1"));
+        assert_eq!(
+            test_db::json(&e.before),
+            TenantPolicy::default().audit_view()
+        );
+        let after = test_db::json(&e.after);
+        assert_eq!(after, policy.audit_view());
+        assert_eq!(after["max_tokens_per_user"], 42);
+        assert_eq!(
+            after["default_token_rate_limits"],
+            serde_json::json!([{"name": "burst", "window_secs": 1, "limit": 10}])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_change_writes_no_event() {
+        let tenants = service().await;
+        let t = tenants
+            .insert(&tenants.db, new_tenant("acme"))
+            .await
+            .unwrap();
+        let op = test_db::operator();
+        let patch = TenantPatch {
+            name: Some(" ".into()),
+            enabled: Some(false),
+        };
+        assert!(tenants.update(&op, t.id, patch).await.is_err());
+        assert!(tenants.disable(&op, TenantId::new()).await.is_err());
+        let bad_policy = TenantPolicy {
+            login_max_failures: 0,
+            ..TenantPolicy::default()
+        };
+        let admin = test_db::alice(t.id);
+        assert!(tenants
+            .update_policy(&admin, t.id, bad_policy)
+            .await
+            .is_err());
+        let unknown = tenants
+            .update_policy(&op, TenantId::new(), TenantPolicy::default())
+            .await;
+        assert_eq!(unknown.err().as_ref().map(code_of), Some("not_found"));
+        assert!(test_db::events(&tenants.db).await.is_empty());
+        // The connection is free again: the refused transactions were rolled back.
+        tenants.disable(&op, t.id).await.unwrap();
+        assert_eq!(test_db::events(&tenants.db).await.len(), 1);
+    }
+
+    #[test]
+    fn the_creation_event_is_filed_under_the_new_tenant() {
+        let now = sigil_core::now();
+        let t = Tenant {
+            id: TenantId::new(),
+            slug: "acme".into(),
+            name: "Acme".into(),
+            enabled: true,
+            policy: TenantPolicy::default(),
+            created_at: now,
+            updated_at: now,
+        };
+        let e = t.created_event(&test_db::operator(), "root");
+        assert_eq!(e.action, "tenant.create");
+        assert_eq!(e.target_type, "tenant");
+        assert_eq!(e.target_id, Some(t.id.to_string()));
+        assert_eq!(e.tenant, Some(t.id));
+        assert_eq!(e.actor, None);
+        assert_eq!(e.actor_label, "operator");
+        assert_eq!(e.client_ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(e.before, None);
+        assert_eq!(
+            e.after,
+            Some(serde_json::json!({
+                "slug": "acme", "name": "Acme", "enabled": true, "admin_username": "root",
+            }))
+        );
     }
 }

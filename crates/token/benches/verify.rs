@@ -1,6 +1,9 @@
 //! Verification cost: a cache hit (with and without usage limits), a miss (signature +
 //! database), and minting, each next to a baseline measured in the same run (SHA-256 of
-//! the credential, which every verification computes first).
+//! the credential, which every verification computes first). The signature alone is
+//! measured too: the raw Ed25519 sign and verify of ed25519-dalek (the limit on this
+//! machine), `jwt::sign` and `jwt::verify` (that plus JSON and base64), and the same
+//! through `jsonwebtoken`, as tokens were signed and verified before.
 
 // Benchmark set-up fails loudly: a broken fixture must stop the run.
 #![allow(clippy::unwrap_used)]
@@ -10,6 +13,7 @@ mod common;
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use ed25519_dalek::{Signature, Signer};
 use sigil_token::verifier::{Attempt, CacheSettings, Client, Target, Transport};
 
 /// A call of `me.get` (getCurrentUser) with `secret` in a header.
@@ -44,6 +48,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("baseline: block_on of a ready future", |b| {
         b.iter(|| rt.block_on(async { black_box(1) }))
     });
+    signatures(&mut group, &rt, &f, &hot);
     rt.block_on(f.verifier.verify(me_get(&hot, ip))).unwrap();
     group.bench_function("verify: cache hit", |b| {
         b.iter(|| {
@@ -88,6 +93,86 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// The signature alone: raw Ed25519 (the limit), the JWT helpers, and `jsonwebtoken`.
+fn signatures(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    f: &common::Fixture,
+    secret: &str,
+) {
+    use jsonwebtoken::{Algorithm, Header, Validation};
+    use sigil_token::jwt;
+    let tenant = f.admin.tenant_id;
+    let key = rt.block_on(f.keys.signing_key(tenant)).unwrap();
+    let signing = key.signing.as_ref().unwrap();
+    let (message, _) = secret.rsplit_once('.').unwrap();
+    let signature: Signature = signing.sign(message.as_bytes());
+    group.bench_function("baseline: ed25519 sign (ed25519-dalek alone)", |b| {
+        b.iter(|| black_box(signing.sign(black_box(message.as_bytes()))))
+    });
+    group.bench_function(
+        "baseline: ed25519 verify (ed25519-dalek verify_strict alone)",
+        |b| {
+            b.iter(|| {
+                key.verifying
+                    .verify_strict(black_box(message.as_bytes()), black_box(&signature))
+                    .unwrap()
+            })
+        },
+    );
+    group.bench_function("TMP: ed25519 verify non-strict", |b| {
+        b.iter(|| {
+            use ed25519_dalek::Verifier;
+            key.verifying
+                .verify(black_box(message.as_bytes()), black_box(&signature))
+                .unwrap()
+        })
+    });
+    group.bench_function("TMP: ed25519 decompress", |b| {
+        b.iter(|| {
+            ed25519_dalek::VerifyingKey::from_bytes(black_box(key.verifying.as_bytes())).unwrap()
+        })
+    });
+    let payload = message.split('.').nth(1).unwrap().to_owned();
+    group.bench_function("TMP: ed25519 payload parse", |b| {
+        b.iter(|| {
+            use base64::Engine;
+            let v = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(black_box(&payload))
+                .unwrap();
+            serde_json::from_slice::<jwt::Claims>(&v).unwrap()
+        })
+    });
+    let claims = jwt::verify(secret, &key, tenant).unwrap();
+    group.bench_function("jwt: sign, ed25519 key decoded once (jwt::sign)", |b| {
+        b.iter(|| jwt::sign(&key, black_box(&claims)).unwrap())
+    });
+    group.bench_function("jwt: verify, ed25519 key decoded once (jwt::verify)", |b| {
+        b.iter(|| jwt::verify(black_box(secret), &key, tenant).unwrap())
+    });
+    // As before: jsonwebtoken parses the PKCS#8 key for every signature and decompresses
+    // the public key for every verification.
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(key.kid.clone());
+    header.typ = Some(jwt::TOKEN_TYP.into());
+    let encoding = key.encoding.as_ref().unwrap();
+    group.bench_function("jwt: sign, ed25519 through jsonwebtoken (before)", |b| {
+        b.iter(|| jsonwebtoken::encode(&header, black_box(&claims), encoding).unwrap())
+    });
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.leeway = jwt::LEEWAY_SECS;
+    validation.validate_nbf = true;
+    validation.validate_exp = false;
+    validation.set_issuer(&[jwt::issuer(tenant)]);
+    validation.set_required_spec_claims(&["iss", "sub", "jti"]);
+    group.bench_function("jwt: verify, ed25519 through jsonwebtoken (before)", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<jwt::Claims>(black_box(secret), &key.decoding, &validation)
+                .unwrap()
+        })
+    });
 }
 
 criterion_group!(benches, bench);

@@ -1,9 +1,19 @@
 //! The JWT form of a Sigil token: EdDSA only, signed with the tenant's active key.
+//!
+//! Signing and verifying use the tenant key as [`TenantKey`] holds it, decoded once (no
+//! PKCS#8 parsing or point decompression per token), on the compact form itself: the
+//! signature covers the bytes of `header.payload` as they are in the token, and the
+//! payload is decoded once, into a buffer on the stack. The result is byte for byte what
+//! `jsonwebtoken` signs, and every token it accepted here is accepted (see [`verify`]).
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use jsonwebtoken::{Algorithm, Header, Validation};
-use serde::{Deserialize, Serialize};
+use base64::{DecodeSliceError, Engine};
+use ed25519_dalek::{Signature, Signer};
+use jsonwebtoken::Algorithm;
+use serde::{Deserialize, Deserializer, Serialize};
 use sigil_core::{Error, Result, TenantId, TokenId};
 use sigil_tenant::TenantKey;
 
@@ -19,6 +29,12 @@ pub const TOKEN_TYP: &str = "sigil+jwt";
 /// base64url of `{"typ":"sigil+jwt","alg":"EdDSA","kid":` (39 bytes, so the encoding of
 /// this part never depends on what follows): every secret starts with it.
 pub const SECRET_PREFIX: &str = "eyJ0eXAiOiJzaWdpbCtqd3QiLCJhbGciOiJFZERTQSIsImtpZCI6";
+
+/// The header of every token Sigil mints, up to its kid (what [`SECRET_PREFIX`] encodes).
+const HEADER_START: &str = r#"{"typ":"sigil+jwt","alg":"EdDSA","kid":"#;
+
+/// The same for tokens minted before [`TOKEN_TYP`] (and operator tokens): `typ: JWT`.
+const LEGACY_HEADER_START: &str = r#"{"typ":"JWT","alg":"EdDSA","kid":"#;
 
 /// base64url of `{"iss":"sigil:tenant:` (21 bytes): every secret's payload starts with it.
 pub const PAYLOAD_PREFIX: &str = "eyJpc3MiOiJzaWdpbDp0ZW5hbnQ6";
@@ -60,7 +76,28 @@ pub fn has_secret_shape(text: &str) -> bool {
 }
 
 pub fn issuer(tenant: TenantId) -> String {
-    format!("sigil:tenant:{tenant}")
+    let mut iss = String::with_capacity(49);
+    let _ = write_issuer(&mut iss, tenant);
+    iss
+}
+
+fn write_issuer(w: &mut impl fmt::Write, tenant: TenantId) -> fmt::Result {
+    write!(w, "sigil:tenant:{tenant}")
+}
+
+/// Whether `iss` is [`issuer`]`(tenant)`, without building the latter.
+fn is_issuer(iss: &str, tenant: TenantId) -> bool {
+    /// What is left of the text once each written piece is stripped from its start.
+    struct Rest<'a>(Option<&'a str>);
+    impl fmt::Write for Rest<'_> {
+        fn write_str(&mut self, piece: &str) -> fmt::Result {
+            self.0 = self.0.and_then(|rest| rest.strip_prefix(piece));
+            Ok(())
+        }
+    }
+    let mut rest = Rest(Some(iss));
+    let _ = write_issuer(&mut rest, tenant);
+    rest.0 == Some("")
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -85,15 +122,76 @@ pub fn parse_jti(jti: &str) -> Option<(TokenId, i32)> {
     Some((id.parse().ok()?, generation.parse().ok()?))
 }
 
+/// Signs `claims` with the tenant's active key: the header is
+/// `{"typ":"sigil+jwt","alg":"EdDSA","kid":"<kid>"}` (in that order), the payload the JSON
+/// of `claims`, the signature Ed25519 over `header.payload` (all base64url, no padding).
 pub fn sign(key: &TenantKey, claims: &Claims) -> Result<String> {
-    let encoding = key
-        .encoding
+    let signing = key
+        .signing
         .as_ref()
         .ok_or_else(|| Error::internal("key cannot sign"))?;
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(key.kid.clone());
-    header.typ = Some(TOKEN_TYP.into());
-    jsonwebtoken::encode(&header, claims, encoding).map_err(Error::internal)
+    // Header and payload JSON side by side in one buffer; serde_json writes the kid as
+    // `jsonwebtoken` did (both serialize the header with serde_json).
+    let mut json = Vec::with_capacity(320);
+    json.extend_from_slice(HEADER_START.as_bytes());
+    serde_json::to_writer(&mut json, &key.kid).map_err(Error::internal)?;
+    json.push(b'}');
+    let header_len = json.len();
+    serde_json::to_writer(&mut json, claims).map_err(Error::internal)?;
+    let (header, payload) = json.split_at(header_len);
+    let b64_len = |n: usize| (n * 4).div_ceil(3);
+    let mut token = String::with_capacity(b64_len(header.len()) + b64_len(payload.len()) + 88);
+    URL_SAFE_NO_PAD.encode_string(header, &mut token);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+    let signature = signing.sign(token.as_bytes());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+    Ok(token)
+}
+
+/// The three parts of a compact JWS, or `None` unless there are exactly two dots.
+fn parts(token: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(header), Some(payload), Some(signature), None) => Some((header, payload, signature)),
+        _ => None,
+    }
+}
+
+/// Decodes base64url (no padding) into `stack`, or into `heap` when it does not fit;
+/// `None` when `input` is not base64url.
+fn b64_decode<'b>(input: &str, stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Option<&'b [u8]> {
+    match URL_SAFE_NO_PAD.decode_slice(input, stack) {
+        Ok(len) => stack.get(..len),
+        Err(DecodeSliceError::OutputSliceTooSmall) => {
+            URL_SAFE_NO_PAD.decode_vec(input, heap).ok()?;
+            Some(heap)
+        }
+        Err(DecodeSliceError::DecodeError(_)) => None,
+    }
+}
+
+/// `found(kid)` for a header exactly as Sigil writes it (either `typ`, a kid of 1 to 64
+/// base64url characters, nothing else); `None` for any other header, which is then
+/// parsed in full. A header of this form passes every header check.
+fn plain_header<R>(header_b64: &str, found: impl FnOnce(&str) -> R) -> Option<R> {
+    // 256 bytes hold the longest such header (a 64-character kid) and then some.
+    let mut buf = [0u8; 256];
+    let len = URL_SAFE_NO_PAD.decode_slice(header_b64, &mut buf).ok()?;
+    let json = buf.get(..len)?;
+    let rest = json
+        .strip_prefix(HEADER_START.as_bytes())
+        .or_else(|| json.strip_prefix(LEGACY_HEADER_START.as_bytes()))?;
+    let kid = rest.strip_prefix(b"\"")?.strip_suffix(b"\"}")?;
+    let plain = (1..=64).contains(&kid.len())
+        && kid
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
+    if !plain {
+        return None;
+    }
+    std::str::from_utf8(kid).ok().map(found)
 }
 
 /// The unverified parts needed to pick the key: kid from the header and tenant from the
@@ -116,9 +214,27 @@ struct TenantOnly {
 }
 
 pub fn inspect(token: &str) -> std::result::Result<Unverified, ParseError> {
-    if token.len() > MAX_CREDENTIAL_LEN || token.bytes().filter(|b| *b == b'.').count() != 2 {
+    if token.len() > MAX_CREDENTIAL_LEN {
         return Err(ParseError::Malformed);
     }
+    let (header, payload, _) = parts(token).ok_or(ParseError::Malformed)?;
+    let kid = match plain_header(header, str::to_owned) {
+        Some(kid) => kid,
+        None => checked_header_kid(token)?,
+    };
+    let mut stack = [0u8; PAYLOAD_STACK];
+    let mut heap = Vec::new();
+    let bytes = b64_decode(payload, &mut stack, &mut heap).ok_or(ParseError::Malformed)?;
+    let claims: TenantOnly = serde_json::from_slice(bytes).map_err(|_| ParseError::Malformed)?;
+    Ok(Unverified {
+        kid,
+        tenant: claims.tid,
+    })
+}
+
+/// The kid of any header but Sigil's own form ([`plain_header`]), parsed in full: refused
+/// unless it is a plain EdDSA header with a kid.
+fn checked_header_kid(token: &str) -> std::result::Result<String, ParseError> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| ParseError::Malformed)?;
     // `sigil+jwt` since secrets got their recognisable shape; `JWT` before (and for the
     // operator token).
@@ -130,20 +246,15 @@ pub fn inspect(token: &str) -> std::result::Result<Unverified, ParseError> {
         && header.jwk.is_none()
         && header.x5c.is_none()
         && header.crit.is_none();
-    let kid = header
+    header
         .kid
-        .filter(|k| pinned && !k.is_empty() && k.len() <= 64);
-    let kid = kid.ok_or(ParseError::Malformed)?;
-    let payload = token.split('.').nth(1).ok_or(ParseError::Malformed)?;
-    let bytes = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| ParseError::Malformed)?;
-    let claims: TenantOnly = serde_json::from_slice(&bytes).map_err(|_| ParseError::Malformed)?;
-    Ok(Unverified {
-        kid,
-        tenant: claims.tid,
-    })
+        .filter(|k| pinned && !k.is_empty() && k.len() <= 64)
+        .ok_or(ParseError::Malformed)
 }
+
+/// Payloads up to this size (decoded) are decoded on the stack; every Sigil token's is
+/// far smaller (about 250 bytes), and larger ones go to the heap.
+const PAYLOAD_STACK: usize = 1024;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum VerifyError {
@@ -153,28 +264,642 @@ pub enum VerifyError {
     Malformed,
 }
 
+/// The payload as [`verify`] reads it: [`Claims`], and whether it names an audience.
+#[derive(Deserialize)]
+struct Payload {
+    iss: String,
+    sub: String,
+    tid: TenantId,
+    jti: String,
+    iat: i64,
+    nbf: i64,
+    #[serde(default)]
+    exp: Option<i64>,
+    typ: String,
+    #[serde(default)]
+    aud: Audience,
+}
+
+/// Whether the payload has an `aud` claim (a string or an array of strings; anything else
+/// counts as absent). Sigil names no audience, so a token that does is refused, as
+/// `jsonwebtoken` refuses one when no audience is expected.
+#[derive(Default)]
+struct Audience(bool);
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Named {
+            One(#[allow(dead_code)] String),
+            Many(#[allow(dead_code)] Vec<String>),
+        }
+        Ok(Self(matches!(
+            Option::<Named>::deserialize(deserializer),
+            Ok(Some(_))
+        )))
+    }
+}
+
+/// Verifies a token of `tenant` with `key` (chosen by the caller from the kid that
+/// [`inspect`] read) and returns its claims.
+///
+/// Accepts exactly what `jsonwebtoken::decode` accepted here (EdDSA pinned; `iss`, `sub`
+/// and `jti` required; `iss` the tenant's issuer; `nbf` checked with [`LEEWAY_SECS`]; no
+/// `aud`; `exp` not checked: online verification enforces the stored expiry, which an
+/// update after minting may have changed, and `exp` is for offline verifiers) plus the
+/// `tid` of `tenant`, and refuses with the same errors, in the same order: a header that
+/// does not parse or is not EdDSA and a signature that is not base64url are
+/// [`VerifyError::Malformed`], then a signature that does not verify is
+/// [`VerifyError::Signature`], then the claims are read.
+///
+/// The signature is checked with `verify_strict`, which also refuses small-order
+/// points; `jsonwebtoken` used `verify`, but the two differ only on signatures no holder
+/// of the tenant's (honestly generated) private key produces, and that no one else can
+/// produce either.
 pub fn verify(
     token: &str,
     key: &TenantKey,
     tenant: TenantId,
 ) -> std::result::Result<Claims, VerifyError> {
-    let mut validation = Validation::new(Algorithm::EdDSA);
-    validation.leeway = LEEWAY_SECS;
-    validation.validate_nbf = true;
-    // Online verification enforces the stored expiry (the stored token is the truth: an
-    // expiry changed after minting applies at once); `exp` is for offline verifiers.
-    validation.validate_exp = false;
-    validation.set_issuer(&[issuer(tenant)]);
-    validation.set_required_spec_claims(&["iss", "sub", "jti"]);
-    use jsonwebtoken::errors::ErrorKind;
-    match jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation) {
-        Ok(data) if data.claims.tid == tenant => Ok(data.claims),
-        Ok(_) => Err(VerifyError::Malformed),
-        Err(e) => Err(match e.kind() {
-            ErrorKind::InvalidSignature => VerifyError::Signature,
-            ErrorKind::ExpiredSignature => VerifyError::Expired,
-            ErrorKind::ImmatureSignature => VerifyError::NotYetValid,
-            _ => VerifyError::Malformed,
-        }),
+    let (header, payload, signature) = parts(token).ok_or(VerifyError::Malformed)?;
+    if plain_header(header, |_| ()).is_none() {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(VerifyError::Malformed);
+        }
+    }
+    let signature = decode_signature(signature)?;
+    // The signed part, `header.payload`, as it is in the token.
+    let message = token
+        .as_bytes()
+        .get(..header.len() + 1 + payload.len())
+        .ok_or(VerifyError::Malformed)?;
+    key.verifying
+        .verify_strict(message, &signature)
+        .map_err(|_| VerifyError::Signature)?;
+    let mut stack = [0u8; PAYLOAD_STACK];
+    let mut heap = Vec::new();
+    let json = b64_decode(payload, &mut stack, &mut heap).ok_or(VerifyError::Malformed)?;
+    let p: Payload = serde_json::from_slice(json).map_err(|_| VerifyError::Malformed)?;
+    // A negative `nbf` is no timestamp (refused as malformed before the other checks).
+    let nbf = u64::try_from(p.nbf).map_err(|_| VerifyError::Malformed)?;
+    if nbf > unix_now() + LEEWAY_SECS {
+        return Err(VerifyError::NotYetValid);
+    }
+    if !is_issuer(&p.iss, tenant) || p.aud.0 || p.tid != tenant {
+        return Err(VerifyError::Malformed);
+    }
+    Ok(Claims {
+        iss: p.iss,
+        sub: p.sub,
+        tid: p.tid,
+        jti: p.jti,
+        iat: p.iat,
+        nbf: p.nbf,
+        exp: p.exp,
+        typ: p.typ,
+    })
+}
+
+/// A signature part: not base64url is malformed; base64url of anything but 64 bytes is a
+/// signature that does not verify.
+fn decode_signature(b64: &str) -> std::result::Result<Signature, VerifyError> {
+    let mut bytes = [0u8; 64];
+    match URL_SAFE_NO_PAD.decode_slice(b64, &mut bytes) {
+        Ok(64) => Ok(Signature::from_bytes(&bytes)),
+        Ok(_) => Err(VerifyError::Signature),
+        Err(DecodeSliceError::OutputSliceTooSmall) => match URL_SAFE_NO_PAD.decode(b64) {
+            Ok(_) => Err(VerifyError::Signature),
+            Err(_) => Err(VerifyError::Malformed),
+        },
+        Err(DecodeSliceError::DecodeError(_)) => Err(VerifyError::Malformed),
+    }
+}
+
+/// Unix seconds now (the clock `nbf` is checked against).
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    use ed25519_dalek::SigningKey;
+    use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+    use serde_json::{json, Value};
+    use sigil_tenant::KeyState;
+
+    use super::*;
+
+    fn key(seed: u8, tenant: TenantId, kid: &str) -> TenantKey {
+        let signing = SigningKey::from_bytes(&[seed; 32]);
+        let der = signing.to_pkcs8_der().unwrap();
+        let x = URL_SAFE_NO_PAD.encode(signing.verifying_key().as_bytes());
+        TenantKey {
+            kid: kid.into(),
+            tenant_id: tenant,
+            state: KeyState::Active,
+            retire_after: None,
+            verifying: signing.verifying_key(),
+            decoding: DecodingKey::from_ed_components(&x).unwrap(),
+            encoding: Some(EncodingKey::from_ed_der(der.as_bytes())),
+            signing: Some(signing),
+        }
+    }
+
+    fn claims(tenant: TenantId) -> Claims {
+        let now = unix_now() as i64;
+        Claims {
+            iss: issuer(tenant),
+            sub: "0198c0de-0000-7000-8000-000000000001".into(),
+            tid: tenant,
+            jti: jti(TokenId::new(), 1),
+            iat: now,
+            nbf: now,
+            exp: Some(now + 3600),
+            typ: "personal".into(),
+        }
+    }
+
+    fn same(a: &Claims, b: &Claims) -> bool {
+        serde_json::to_value(a).unwrap() == serde_json::to_value(b).unwrap()
+    }
+
+    /// How tokens were signed before: through `jsonwebtoken`.
+    fn old_sign(key: &TenantKey, claims: &impl Serialize, typ: &str) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some(typ.into());
+        jsonwebtoken::encode(&header, claims, key.encoding.as_ref().unwrap()).unwrap()
+    }
+
+    /// How tokens were verified before: through `jsonwebtoken`.
+    fn old_verify(
+        token: &str,
+        key: &TenantKey,
+        tenant: TenantId,
+    ) -> std::result::Result<Claims, VerifyError> {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.validate_exp = false;
+        validation.set_issuer(&[issuer(tenant)]);
+        validation.set_required_spec_claims(&["iss", "sub", "jti"]);
+        use jsonwebtoken::errors::ErrorKind;
+        match jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation) {
+            Ok(data) if data.claims.tid == tenant => Ok(data.claims),
+            Ok(_) => Err(VerifyError::Malformed),
+            Err(e) => Err(match e.kind() {
+                ErrorKind::InvalidSignature => VerifyError::Signature,
+                ErrorKind::ExpiredSignature => VerifyError::Expired,
+                ErrorKind::ImmatureSignature => VerifyError::NotYetValid,
+                _ => VerifyError::Malformed,
+            }),
+        }
+    }
+
+    /// How tokens were inspected before.
+    fn old_inspect(token: &str) -> std::result::Result<(String, Option<TenantId>), ParseError> {
+        if token.len() > MAX_CREDENTIAL_LEN || token.bytes().filter(|b| *b == b'.').count() != 2 {
+            return Err(ParseError::Malformed);
+        }
+        let kid = checked_header_kid(token)?;
+        let payload = token.split('.').nth(1).ok_or(ParseError::Malformed)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| ParseError::Malformed)?;
+        let claims: TenantOnly =
+            serde_json::from_slice(&bytes).map_err(|_| ParseError::Malformed)?;
+        Ok((kid, claims.tid))
+    }
+
+    /// `header` and `payload` (any JSON text) signed with `key`.
+    fn forge(key: &TenantKey, header: &str, payload: &str) -> String {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let signature = key.signing.as_ref().unwrap().sign(message.as_bytes());
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+    }
+
+    fn new_inspect(token: &str) -> std::result::Result<(String, Option<TenantId>), ParseError> {
+        inspect(token).map(|u| (u.kid, u.tenant))
+    }
+
+    /// The new and old verification agree on `token` (claims or error), and so do the
+    /// new and old inspection; returns the verdict.
+    fn agree(
+        token: &str,
+        key: &TenantKey,
+        tenant: TenantId,
+    ) -> std::result::Result<Claims, VerifyError> {
+        let new = verify(token, key, tenant);
+        let old = old_verify(token, key, tenant);
+        match (&new, &old) {
+            (Ok(a), Ok(b)) => assert!(same(a, b), "{token}"),
+            (a, b) => assert_eq!(a.as_ref().err(), b.as_ref().err(), "{token}"),
+        }
+        assert_eq!(new_inspect(token), old_inspect(token), "{token}");
+        new
+    }
+
+    #[test]
+    fn the_header_start_is_the_secret_prefix() {
+        assert_eq!(HEADER_START.len(), 39);
+        assert_eq!(URL_SAFE_NO_PAD.encode(HEADER_START), SECRET_PREFIX);
+    }
+
+    #[test]
+    fn a_signed_token_verifies_and_has_the_secret_shape() {
+        let tenant = TenantId::new();
+        let key = key(1, tenant, "0123456789abcdef");
+        let c = claims(tenant);
+        let token = sign(&key, &c).unwrap();
+        assert!(token.starts_with(SECRET_PREFIX));
+        assert!(has_secret_shape(&token), "{token}");
+        assert!(same(&verify(&token, &key, tenant).unwrap(), &c));
+        let unverified = inspect(&token).unwrap();
+        assert_eq!(unverified.kid, "0123456789abcdef");
+        assert_eq!(unverified.tenant, Some(tenant));
+        // No expiry is fine too.
+        let c = Claims { exp: None, ..c };
+        let token = sign(&key, &c).unwrap();
+        assert!(same(&agree(&token, &key, tenant).unwrap(), &c));
+    }
+
+    #[test]
+    fn tokens_are_byte_for_byte_what_jsonwebtoken_signs_and_both_verify_each_other() {
+        let tenant = TenantId::new();
+        let key = key(2, tenant, "fedcba9876543210");
+        let c = claims(tenant);
+        let new = sign(&key, &c).unwrap();
+        let old = old_sign(&key, &c, TOKEN_TYP);
+        assert_eq!(new, old);
+        // Old-style tokens (`typ: JWT`) verify with the new code...
+        let legacy = old_sign(&key, &c, "JWT");
+        assert!(same(&verify(&legacy, &key, tenant).unwrap(), &c));
+        assert_eq!(inspect(&legacy).unwrap().kid, "fedcba9876543210");
+        // ... and new tokens with jsonwebtoken, as offline verifiers using the JWKS do.
+        assert!(same(&old_verify(&new, &key, tenant).unwrap(), &c));
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[issuer(tenant)]);
+        assert!(jsonwebtoken::decode::<Value>(&new, &key.decoding, &validation).is_ok());
+        // A kid that needs escaping is written as jsonwebtoken writes it.
+        let odd = self::key(2, tenant, "a\"b\\c/é");
+        assert_eq!(sign(&odd, &c).unwrap(), old_sign(&odd, &c, TOKEN_TYP));
+        assert!(same(
+            &agree(&sign(&odd, &c).unwrap(), &odd, tenant).unwrap(),
+            &c
+        ));
+    }
+
+    #[test]
+    fn a_key_without_its_private_half_cannot_sign() {
+        let tenant = TenantId::new();
+        let key = TenantKey {
+            signing: None,
+            encoding: None,
+            ..key(3, tenant, "k")
+        };
+        assert!(sign(&key, &claims(tenant)).is_err());
+    }
+
+    #[test]
+    fn tampering_is_a_bad_signature() {
+        let tenant = TenantId::new();
+        let key = key(4, tenant, "kid4");
+        let token = sign(&key, &claims(tenant)).unwrap();
+        let (header, payload, signature) = parts(&token).unwrap();
+        // Another payload under the same signature.
+        let mut other = claims(tenant);
+        other.sub = "someone-else".into();
+        let other_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other).unwrap());
+        let swapped = format!("{header}.{other_payload}.{signature}");
+        assert_eq!(
+            agree(&swapped, &key, tenant).err(),
+            Some(VerifyError::Signature)
+        );
+        // A changed signature (still 64 bytes of base64url).
+        let first = if signature.starts_with('A') { "B" } else { "A" };
+        let changed = format!("{header}.{payload}.{first}{}", &signature[1..]);
+        assert_eq!(
+            agree(&changed, &key, tenant).err(),
+            Some(VerifyError::Signature)
+        );
+        // Signatures of the wrong length, and none.
+        for sig in ["", "AAAA", &signature[..84], &format!("{signature}AAAA")] {
+            let t = format!("{header}.{payload}.{sig}");
+            assert_eq!(
+                agree(&t, &key, tenant).err(),
+                Some(VerifyError::Signature),
+                "{sig}"
+            );
+        }
+        // A signature that is not base64url is malformed.
+        for sig in ["!!!!", &format!("{}=", &signature[..85]), &"*".repeat(200)] {
+            let t = format!("{header}.{payload}.{sig}");
+            assert_eq!(
+                agree(&t, &key, tenant).err(),
+                Some(VerifyError::Malformed),
+                "{sig}"
+            );
+        }
+        // Another key's signature.
+        let stranger = self::key(5, tenant, "kid4");
+        assert_eq!(
+            agree(&sign(&stranger, &claims(tenant)).unwrap(), &key, tenant).err(),
+            Some(VerifyError::Signature)
+        );
+    }
+
+    #[test]
+    fn another_tenant_or_issuer_is_refused() {
+        let tenant = TenantId::new();
+        let other = TenantId::new();
+        let key = key(6, tenant, "kid6");
+        let token = sign(&key, &claims(tenant)).unwrap();
+        assert_eq!(
+            agree(&token, &key, other).err(),
+            Some(VerifyError::Malformed)
+        );
+        // Signed by the tenant's key, but naming another tenant, or another issuer.
+        let c = Claims {
+            tid: other,
+            ..claims(tenant)
+        };
+        let token = sign(&key, &c).unwrap();
+        assert_eq!(
+            agree(&token, &key, tenant).err(),
+            Some(VerifyError::Malformed)
+        );
+        for iss in [
+            issuer(other),
+            format!("{}x", issuer(tenant)),
+            issuer(tenant)[..20].to_owned(),
+            String::new(),
+            "sigil:platform".into(),
+            issuer(tenant).to_uppercase(),
+        ] {
+            let c = Claims {
+                iss,
+                ..claims(tenant)
+            };
+            let token = sign(&key, &c).unwrap();
+            assert_eq!(
+                agree(&token, &key, tenant).err(),
+                Some(VerifyError::Malformed)
+            );
+        }
+        assert!(is_issuer(&issuer(tenant), tenant));
+    }
+
+    #[test]
+    fn nbf_in_the_future_is_not_yet_valid_within_the_leeway_it_is() {
+        let tenant = TenantId::new();
+        let key = key(7, tenant, "kid7");
+        let now = unix_now() as i64;
+        for (nbf, verdict) in [
+            (now + 60, Err(VerifyError::NotYetValid)),
+            (now + LEEWAY_SECS as i64 - 1, Ok(())),
+            (now - 60, Ok(())),
+            (0, Ok(())),
+            (-1, Err(VerifyError::Malformed)),
+        ] {
+            let c = Claims {
+                nbf,
+                ..claims(tenant)
+            };
+            let token = sign(&key, &c).unwrap();
+            assert_eq!(
+                agree(&token, &key, tenant).map(|_| ()),
+                verdict,
+                "nbf {nbf}"
+            );
+        }
+        // nbf is checked before the issuer.
+        let c = Claims {
+            nbf: now + 60,
+            iss: "elsewhere".into(),
+            ..claims(tenant)
+        };
+        let token = sign(&key, &c).unwrap();
+        assert_eq!(
+            agree(&token, &key, tenant).err(),
+            Some(VerifyError::NotYetValid)
+        );
+        // An expiry in the past is not checked here (the stored expiry is).
+        let c = Claims {
+            exp: Some(now - 3600),
+            ..claims(tenant)
+        };
+        assert!(agree(&sign(&key, &c).unwrap(), &key, tenant).is_ok());
+    }
+
+    #[test]
+    fn headers_other_than_plain_eddsa_with_a_kid_are_refused() {
+        let tenant = TenantId::new();
+        let key = key(8, tenant, "kid8");
+        let payload = serde_json::to_string(&claims(tenant)).unwrap();
+        let refused_by_inspect = [
+            r#"{"typ":"sigil+jwt","alg":"EdDSA","kid":"kid8","jku":"https://evil.example/jwks"}"#,
+            r#"{"typ":"sigil+jwt","alg":"EdDSA","kid":"kid8","x5u":"https://evil.example/x"}"#,
+            r#"{"typ":"sigil+jwt","alg":"EdDSA","kid":"kid8","x5c":["MII"]}"#,
+            r#"{"typ":"sigil+jwt","alg":"EdDSA","kid":"kid8","crit":["exp"]}"#,
+            r#"{"typ":"sigil+jwt","alg":"EdDSA","kid":"kid8","jwk":{"kty":"OKP","crv":"Ed25519","x":"AAAA"}}"#,
+            r#"{"typ":"at+jwt","alg":"EdDSA","kid":"kid8"}"#,
+            r#"{"typ":"sigil+jwt","alg":"EdDSA"}"#,
+            r#"{"typ":"sigil+jwt","alg":"EdDSA","kid":""}"#,
+            r#"{"typ":"sigil+jwt","alg":"EdDSA","kid":"kid8kid8kid8kid8kid8kid8kid8kid8kid8kid8kid8kid8kid8kid8kid8kid8k"}"#,
+        ];
+        for header in refused_by_inspect {
+            let token = forge(&key, header, &payload);
+            assert_eq!(agree(&token, &key, tenant).err(), None, "{header}");
+            assert_eq!(
+                inspect(&token).err(),
+                Some(ParseError::Malformed),
+                "{header}"
+            );
+        }
+        let refused_by_both = [
+            r#"{"typ":"sigil+jwt","alg":"none","kid":"kid8"}"#,
+            r#"{"typ":"sigil+jwt","alg":"HS256","kid":"kid8"}"#,
+            r#"{"typ":"JWT","alg":"RS256","kid":"kid8"}"#,
+            r#"{"typ":"sigil+jwt","alg":"EdDSA","alg":"EdDSA","kid":"kid8"}"#,
+            r#"{"typ":"sigil+jwt","kid":"kid8"}"#,
+            r#"{"typ":"sigil+jwt","alg":"EdDSA","kid":"kid8"} x"#,
+            r#"not json"#,
+        ];
+        for header in refused_by_both {
+            let token = forge(&key, header, &payload);
+            assert_eq!(
+                agree(&token, &key, tenant).err(),
+                Some(VerifyError::Malformed),
+                "{header}"
+            );
+            assert_eq!(
+                inspect(&token).err(),
+                Some(ParseError::Malformed),
+                "{header}"
+            );
+        }
+        // alg none with no signature at all, and HS256 keyed with the public key.
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"typ":"sigil+jwt","alg":"none","kid":"kid8"}"#),
+            URL_SAFE_NO_PAD.encode(&payload)
+        );
+        assert_eq!(
+            agree(&none, &key, tenant).err(),
+            Some(VerifyError::Malformed)
+        );
+        let mut hs = Header::new(Algorithm::HS256);
+        hs.kid = Some("kid8".into());
+        let hs = jsonwebtoken::encode(
+            &hs,
+            &claims(tenant),
+            &EncodingKey::from_secret(key.verifying.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(agree(&hs, &key, tenant).err(), Some(VerifyError::Malformed));
+        assert_eq!(inspect(&hs).err(), Some(ParseError::Malformed));
+        // Headers of other shapes that pass: no typ, keys in another order, spaces.
+        for header in [
+            r#"{"alg":"EdDSA","kid":"kid8"}"#,
+            r#"{"kid":"kid8","alg":"EdDSA","typ":"sigil+jwt"}"#,
+            r#"{ "typ": "JWT", "alg": "EdDSA", "kid": "kid8" }"#,
+            r#"{"typ":"sigil+jwt","alg":"EdDSA","kid":"kid8","cty":"x","extra":[1]}"#,
+            r#"{"typ":"sigil+jwt","alg":"EdDSA","kid":"k\u0069d8"}"#,
+        ] {
+            let token = forge(&key, header, &payload);
+            assert!(agree(&token, &key, tenant).is_ok(), "{header}");
+            assert_eq!(inspect(&token).unwrap().kid, "kid8", "{header}");
+        }
+    }
+
+    #[test]
+    fn payloads_are_read_as_jsonwebtoken_read_them() {
+        let tenant = TenantId::new();
+        let key = key(9, tenant, "kid9");
+        let header = r#"{"typ":"sigil+jwt","alg":"EdDSA","kid":"kid9"}"#;
+        let base = serde_json::to_value(claims(tenant)).unwrap();
+        let with = |field: &str, value: Value| {
+            let mut v = base.clone();
+            v[field] = value;
+            v.to_string()
+        };
+        let without = |field: &str| {
+            let mut v = base.clone();
+            v.as_object_mut().unwrap().remove(field);
+            v.to_string()
+        };
+        let accepted = [
+            with("aud", Value::Null),
+            with("aud", json!(5)),
+            with("aud", json!(["a", 1])),
+            with("exp", Value::Null),
+            with("extra", json!({"x": [1, 2]})),
+            without("exp"),
+        ];
+        for payload in &accepted {
+            assert!(
+                agree(&forge(&key, header, payload), &key, tenant).is_ok(),
+                "{payload}"
+            );
+        }
+        let mut refused = vec![
+            with("aud", json!("somewhere")),
+            with("aud", json!(["a", "b"])),
+            with("aud", json!([])),
+            with("nbf", json!(1.5)),
+            with("nbf", json!("0")),
+            with("exp", json!(1.5)),
+            with("sub", json!(5)),
+            with("jti", Value::Null),
+            with("tid", json!("not-a-uuid")),
+            with("iat", json!(u64::MAX)),
+            without("sub"),
+            without("jti"),
+            without("iss"),
+            without("nbf"),
+            without("tid"),
+            without("typ"),
+            "[]".into(),
+            "{".into(),
+            format!("{} x", base),
+        ];
+        let text = base.to_string();
+        refused.push(format!(r#"{{"sub":"twice",{}"#, &text[1..]));
+        refused.push(format!(r#"{{"aud":"x","aud":"y",{}"#, &text[1..]));
+        for payload in &refused {
+            let verdict = agree(&forge(&key, header, payload), &key, tenant);
+            assert_eq!(verdict.err(), Some(VerifyError::Malformed), "{payload}");
+        }
+        // A payload that is not base64url, under a valid signature of it.
+        let message = format!("{}.e30*", URL_SAFE_NO_PAD.encode(header));
+        let signature = key.signing.as_ref().unwrap().sign(message.as_bytes());
+        let token = format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()));
+        assert_eq!(
+            agree(&token, &key, tenant).err(),
+            Some(VerifyError::Malformed)
+        );
+        // A large payload (decoded on the heap) still verifies.
+        let big = with("extra", json!("x".repeat(3000)));
+        assert!(agree(&forge(&key, header, &big), &key, tenant).is_ok());
+    }
+
+    #[test]
+    fn every_one_character_change_gets_the_verdict_it_got_before() {
+        let tenant = TenantId::new();
+        let key = key(11, tenant, "kid11");
+        let token = sign(&key, &claims(tenant)).unwrap();
+        for (i, original) in token.char_indices() {
+            for replacement in ['A', 'x', '_', '.', '=', ' '] {
+                if replacement == original {
+                    continue;
+                }
+                let mut changed = token.clone();
+                changed.replace_range(i..i + 1, replacement.encode_utf8(&mut [0; 4]));
+                assert!(agree(&changed, &key, tenant).is_err(), "{changed}");
+            }
+            let mut shorter = token.clone();
+            shorter.remove(i);
+            let _ = agree(&shorter, &key, tenant);
+        }
+    }
+
+    #[test]
+    fn the_framing_is_checked_as_before() {
+        let tenant = TenantId::new();
+        let key = key(10, tenant, "kid10");
+        let token = sign(&key, &claims(tenant)).unwrap();
+        for framed in [
+            String::new(),
+            ".".into(),
+            "..".into(),
+            "...".into(),
+            token.replacen('.', "", 1),
+            format!("{token}."),
+            format!(".{token}"),
+            token.replacen('.', "..", 1),
+        ] {
+            assert_eq!(
+                agree(&framed, &key, tenant).err(),
+                Some(VerifyError::Malformed),
+                "{framed}"
+            );
+        }
+        // Verification itself has no length limit (inspection, which comes first, has):
+        // an overlong signature is only a wrong one.
+        let long = format!("{token}{}", "A".repeat(MAX_CREDENTIAL_LEN));
+        assert_eq!(
+            agree(&long, &key, tenant).err(),
+            Some(VerifyError::Signature)
+        );
+        assert_eq!(inspect(&long).err(), Some(ParseError::Malformed));
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr};
 use sea_orm::{ColumnTrait, Condition, QueryFilter};
+use sigil_audit::Actor;
 use sigil_core::crypto::sha256_hex;
 use sigil_core::db::Db;
 use sigil_core::{Result, TenantId, TenantOwned, TokenId, UserId};
@@ -43,6 +44,32 @@ pub struct Revocation {
     pub first: bool,
 }
 
+/// A report of one secret: where it was found and who said so.
+#[derive(Clone, Debug)]
+pub struct LeakReport {
+    /// `{"url", "source", "reported_via"}`, carried by the `token.revoked` event and the
+    /// audit log.
+    pub found: serde_json::Value,
+    /// The secret type a scanner named.
+    pub secret_type: Option<String>,
+    /// Who reports, from where. A user of the token's tenant is named in its audit log;
+    /// anyone else (another tenant's user, a scanner) is `system_label` there, since
+    /// tenants never see each other's users.
+    pub by: Actor,
+    pub system_label: &'static str,
+}
+
+impl LeakReport {
+    /// Who the token's tenant sees as the reporter.
+    fn actor_in(&self, tenant: TenantId) -> Actor {
+        if self.by.tenant == Some(tenant) {
+            return self.by.clone();
+        }
+        Actor::system(self.system_label, tenant)
+            .from_client(self.by.client_ip.clone(), self.by.user_agent.clone())
+    }
+}
+
 #[derive(Clone)]
 pub struct Leaks {
     db: Db,
@@ -55,19 +82,10 @@ impl Leaks {
         Self { db, keys, changes }
     }
 
-    /// Revokes the token whose secret `secret` is. `None` when `secret` is not a real
-    /// secret (malformed, forged, unknown, deleted, replaced): nothing happens then.
-    pub async fn report(&self, secret: &str) -> Result<Option<Revocation>> {
-        self.report_found(secret, serde_json::Value::Null).await
-    }
-
-    /// [`Leaks::report`], with where the secret was found (`{"url", "source", ...}`) for
-    /// the `token.leaked` event.
-    pub async fn report_found(
-        &self,
-        secret: &str,
-        found: serde_json::Value,
-    ) -> Result<Option<Revocation>> {
+    /// Revokes the token whose secret `secret` is, and files the `token.leaked` audit
+    /// event with the revocation. `None` when `secret` is not a real secret (malformed,
+    /// forged, unknown, deleted, replaced): nothing happens then.
+    pub async fn report(&self, secret: &str, report: &LeakReport) -> Result<Option<Revocation>> {
         use sea_orm::TransactionTrait;
         let secret = secret.trim();
         let Some((tenant, token, generation)) = self.signed(secret).await? else {
@@ -104,7 +122,25 @@ impl Leaks {
             .await?;
         let first = res.rows_affected == 1;
         if first {
-            crate::events::revoked(&txn, &row, LEAKED, found).await?;
+            crate::events::revoked(&txn, &row, LEAKED, report.found.clone()).await?;
+            let mut after = serde_json::json!({
+                "name": row.name,
+                "kind": row.kind,
+                "owner_id": row.owner_id.0,
+                "generation": generation,
+                "revoked": true,
+                "reason": LEAKED,
+                "secret_type": report.secret_type,
+            });
+            if let (Some(after), Some(found)) = (after.as_object_mut(), report.found.as_object()) {
+                after.extend(found.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            let event = report
+                .actor_in(tenant)
+                .event("token.leaked", "token")
+                .target(token)
+                .after(after);
+            sigil_audit::write(&txn, event).await?;
         }
         txn.commit().await?;
         if first {

@@ -2,6 +2,7 @@
 //! them on the hot path (cache, precise refusal codes, usage counting, change feed).
 
 pub mod addresses;
+pub mod audit;
 pub mod ceiling;
 pub mod credits;
 pub mod entity;

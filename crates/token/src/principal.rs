@@ -28,10 +28,10 @@ pub struct Principal {
     pub token_kind: TokenKind,
     pub expires_at: Option<DateTime<Utc>>,
     pub elevated_until: Option<DateTime<Utc>>,
-    /// The token's own scope, compiled.
-    pub scope: MethodSet,
-    /// scope ∩ what the owner's role allows now.
-    pub rights: MethodSet,
+    /// The token's own scope, compiled (shared by the principals with the same scope).
+    pub scope: Arc<MethodSet>,
+    /// scope ∩ what the owner's role allows now (shared likewise).
+    pub rights: Arc<MethodSet>,
     /// The token's IP filter; `None` when the stored filter is unreadable (refuses all).
     pub ip_filter: Option<Box<[IpNet]>>,
     /// The tenant's allowlist, parsed once and shared by the tenant's principals.
@@ -126,8 +126,8 @@ pub(crate) mod fixture {
             token_kind: kind,
             expires_at: None,
             elevated_until: None,
-            scope: MethodSet::empty(),
-            rights: MethodSet::empty(),
+            scope: Arc::default(),
+            rights: Arc::default(),
             ip_filter: Some(Box::new([])),
             tenant_nets: Arc::new([]),
             policy: Arc::new(TenantPolicy::default()),

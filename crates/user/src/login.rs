@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, QueryFilter};
+use sigil_audit::Actor;
 use sigil_core::{Error, Result, TenantId, TenantOwned, UserId};
 use sigil_tenant::{Tenant, TenantPolicy, TenantService};
 
@@ -188,16 +189,19 @@ impl LoginService {
     }
 
     /// The second step of a login with a second factor: the challenge `sign_in` answered
-    /// and a code. A wrong code counts toward the same throttle as a wrong password.
+    /// and a code. A wrong code counts toward the same throttle as a wrong password. A
+    /// spent recovery code is audited as the user's, from the client (`client_ip`,
+    /// `user_agent`), with no credential yet.
     pub async fn complete(
         &self,
         challenge: &str,
         factor: &SecondFactor,
         client_ip: Option<IpAddr>,
+        user_agent: Option<String>,
     ) -> Completion {
         let mut note = None;
         let result = self
-            .completed(challenge, factor, client_ip, &mut note)
+            .completed(challenge, factor, client_ip, user_agent, &mut note)
             .await;
         Completion { note, result }
     }
@@ -207,6 +211,7 @@ impl LoginService {
         text: &str,
         factor: &SecondFactor,
         client_ip: Option<IpAddr>,
+        user_agent: Option<String>,
         note: &mut Option<FactorNote>,
     ) -> Result<SignedIn> {
         let challenge = challenge::open(self.two_factor.master(), text).map_err(|why| {
@@ -243,7 +248,10 @@ impl LoginService {
         let attempt = self
             .attempt(tenant.id, &user.username, client_ip, &tenant.policy)
             .inspect_err(|_| *note = Some(FactorNote::Throttled))?;
-        match self.two_factor.verify(&user, factor).await? {
+        // At login there is no credential yet: filed under the tenant, by the user.
+        let actor = Actor::user(tenant.id, user.id, &user.username, None)
+            .from_client(client_ip.map(|ip| ip.to_string()), user_agent);
+        match self.two_factor.verify(&actor, &user, factor).await? {
             Ok(verified) => {
                 attempt.succeeded();
                 *note = Some(FactorNote::Accepted {
@@ -374,7 +382,11 @@ mod tests {
         )
         .unwrap();
         let code = app.generate_current().unwrap();
-        w.two_factor.confirm(user, &code).await.unwrap().unwrap()
+        w.two_factor
+            .confirm(&w.actor_of(user), user, &code)
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     #[tokio::test]
@@ -410,7 +422,8 @@ mod tests {
     async fn the_gates_after_the_password() {
         let w = World::new().await;
         let bob = w.user("bob", UserKind::Person).await;
-        let patch = |p: UserPatch| w.users.update(w.tenant.id, bob.id, p);
+        let actor = w.actor();
+        let patch = |p: UserPatch| w.users.update(&actor, w.tenant.id, bob.id, p);
         patch(UserPatch {
             api_access: Some(false),
             ..UserPatch::default()
@@ -436,7 +449,10 @@ mod tests {
             code(w.logins.sign_in(login("bob", PASSWORD)).await),
             "user_deactivated"
         );
-        w.tenants.disable(w.tenant.id).await.unwrap();
+        w.tenants
+            .disable(&Actor::operator(), w.tenant.id)
+            .await
+            .unwrap();
         for password in [PASSWORD, "wrong-password-1"] {
             assert_eq!(
                 code(w.logins.sign_in(login("admin", password)).await),
@@ -472,7 +488,10 @@ mod tests {
             require_two_factor: true,
             ..w.tenant.policy.clone()
         };
-        w.tenants.update_policy(w.tenant.id, policy).await.unwrap();
+        w.tenants
+            .update_policy(&Actor::operator(), w.tenant.id, policy)
+            .await
+            .unwrap();
         assert!(signed_in(w.logins.sign_in(login("bob", PASSWORD)).await).enrol_only);
         // Api users have no second factor to enrol.
         assert!(!signed_in(w.logins.sign_in(login("ci", PASSWORD)).await).enrol_only);
@@ -500,13 +519,14 @@ mod tests {
                 "not-a-challenge",
                 &SecondFactor::Totp("123456".into()),
                 None,
+                None,
             )
             .await;
         assert!(matches!(forged.note, Some(FactorNote::ChallengeInvalid)));
         assert_eq!(code(forged.result), "challenge_invalid");
 
         let wrong = SecondFactor::RecoveryCode("AAAAA-AAAAA".into());
-        let refused = w.logins.complete(&challenge.text, &wrong, None).await;
+        let refused = w.logins.complete(&challenge.text, &wrong, None, None).await;
         assert!(matches!(
             refused.note,
             Some(FactorNote::Refused(CodeRefused::Invalid))
@@ -514,7 +534,11 @@ mod tests {
         assert_eq!(code(refused.result), "invalid_code");
 
         let right = SecondFactor::RecoveryCode(recovery[0].clone());
-        let done = w.logins.complete(&challenge.text, &right, None).await;
+        let ip = Some("192.0.2.9".parse().unwrap());
+        let done = w
+            .logins
+            .complete(&challenge.text, &right, ip, Some("app/1".into()))
+            .await;
         match done.note {
             Some(FactorNote::Accepted { user, verified }) => {
                 assert_eq!(user.id, bob.id);
@@ -523,13 +547,33 @@ mod tests {
             other => panic!("expected an accepted code, got {other:?}"),
         }
         assert_eq!(done.result.unwrap().user.id, bob.id);
+        // The spent code is audited as bob's, from his client, with no credential yet.
+        let spent = w.events().await.pop().unwrap();
+        assert_eq!(spent.action, "user.two_factor.recovery_code_used");
+        assert_eq!(
+            (spent.tenant, spent.actor, spent.actor_label.as_str()),
+            (Some(w.tenant.id), Some(bob.id), "bob")
+        );
+        assert_eq!(spent.credential, None);
+        assert_eq!(spent.target_id, Some(bob.id.to_string()));
+        assert_eq!(
+            spent.after,
+            Some(serde_json::json!({"recovery_codes_left": 9}))
+        );
+        assert_eq!(
+            (spent.client_ip.as_deref(), spent.user_agent.as_deref()),
+            (Some("192.0.2.9"), Some("app/1"))
+        );
+        let before_reuse = w.events().await.len();
 
-        let again = w.logins.complete(&challenge.text, &right, None).await;
+        let again = w.logins.complete(&challenge.text, &right, None, None).await;
         assert!(matches!(
             again.note,
             Some(FactorNote::Refused(CodeRefused::Reused))
         ));
         assert_eq!(code(again.result), "code_already_used");
+        // A refused code is not an event.
+        assert_eq!(w.events().await.len(), before_reuse);
     }
 
     #[tokio::test]

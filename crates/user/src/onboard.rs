@@ -2,6 +2,7 @@
 //! one transaction.
 
 use sea_orm::TransactionTrait;
+use sigil_audit::Actor;
 use sigil_core::db::Db;
 use sigil_core::{crypto, Result};
 use sigil_tenant::{KeyRing, NewTenant, Tenant, TenantService};
@@ -16,6 +17,8 @@ pub struct Onboarded {
     pub admin_password: String,
 }
 
+/// Onboards a tenant and writes no audit event (the command line's onboarding):
+/// [`onboard_tenant_by`] files `tenant.create`.
 pub async fn onboard_tenant(
     db: &Db,
     tenants: &TenantService,
@@ -24,6 +27,36 @@ pub async fn onboard_tenant(
     new: NewTenant,
     admin_username: Option<String>,
     admin_password: Option<String>,
+) -> Result<Onboarded> {
+    let admin = (admin_username, admin_password);
+    onboard(None, db, tenants, keys, users, new, admin).await
+}
+
+/// [`onboard_tenant`] by `actor`, whose `tenant.create` event (filed under the new tenant)
+/// is written in the onboarding transaction.
+#[allow(clippy::too_many_arguments)]
+pub async fn onboard_tenant_by(
+    actor: &Actor,
+    db: &Db,
+    tenants: &TenantService,
+    keys: &KeyRing,
+    users: &UserService,
+    new: NewTenant,
+    admin_username: Option<String>,
+    admin_password: Option<String>,
+) -> Result<Onboarded> {
+    let admin = (admin_username, admin_password);
+    onboard(Some(actor), db, tenants, keys, users, new, admin).await
+}
+
+async fn onboard(
+    actor: Option<&Actor>,
+    db: &Db,
+    tenants: &TenantService,
+    keys: &KeyRing,
+    users: &UserService,
+    new: NewTenant,
+    (admin_username, admin_password): (Option<String>, Option<String>),
 ) -> Result<Onboarded> {
     let username = admin_username.unwrap_or_else(|| "admin".to_owned());
     let password = admin_password.unwrap_or_else(|| crypto::random_password(24));
@@ -49,6 +82,9 @@ pub async fn onboard_tenant(
             },
         )
         .await?;
+    if let Some(actor) = actor {
+        sigil_audit::write(&txn, tenant.created_event(actor, &admin.username)).await?;
+    }
     txn.commit().await?;
     Ok(Onboarded {
         tenant,

@@ -1,5 +1,6 @@
 //! The use cases of a tenant's users: create, read, change (a new password too), delete.
-//! Each owns its transaction and publishes its change to the caches. Every query is
+//! Each owns its transaction, writes its audit event in it (`sigil_audit::write`, for the
+//! [`Actor`] it is given) and publishes its change to the caches. Every query is
 //! scoped by tenant: a user id of another tenant is simply not found.
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
+use sigil_audit::{Actor, NewEvent};
 use sigil_core::db::Db;
 use sigil_core::page::{Page, PageRequest};
 use sigil_core::{Change, ChangeFeed, Error, Result, TenantId, TenantOwned, TokenId, UserId};
@@ -42,6 +44,14 @@ pub struct UserPatch {
     pub password: Option<String>,
     /// The user's rate limits, shared by all of their tokens (an empty list removes them).
     pub rate_limits: Option<Vec<sigil_limits::RateLimit>>,
+}
+
+/// What a user changes of their own profile.
+#[derive(Clone, Debug, Default)]
+pub struct ProfilePatch {
+    pub display_name: Option<String>,
+    /// `Some(None)` clears the address.
+    pub email: Option<Option<String>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -112,6 +122,62 @@ async fn keep_an_admin(
     Ok(())
 }
 
+/// A new user that passed the checks, their password hashed.
+struct CheckedUser {
+    username: String,
+    display_name: String,
+    email: Option<String>,
+    kind: UserKind,
+    role: Role,
+    api_access: bool,
+    password_hash: Option<String>,
+}
+
+/// Inserts a checked user unless the username is taken in the tenant.
+async fn insert_checked(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    new: CheckedUser,
+) -> Result<User> {
+    let taken = Entity::find_in(tenant)
+        .filter(Column::Username.eq(new.username.as_str()))
+        .count(conn)
+        .await?;
+    if taken > 0 {
+        return Err(Error::conflict(
+            "user_exists",
+            "a user with this username exists",
+        ));
+    }
+    let now = sigil_core::now();
+    let model = entity::ActiveModel {
+        id: Set(UserId::new()),
+        tenant_id: Set(tenant),
+        username: Set(new.username),
+        display_name: Set(new.display_name),
+        email: Set(new.email),
+        kind: Set(new.kind.as_str().to_owned()),
+        role: Set(new.role.as_str().to_owned()),
+        api_access: Set(new.api_access),
+        active: Set(true),
+        is_system: Set(false),
+        password_hash: Set(new.password_hash),
+        created_at: Set(now),
+        updated_at: Set(now),
+        two_factor_enabled_at: Set(None),
+        rate_limits: Set(None),
+    }
+    .insert(conn)
+    .await
+    .map_err(|e| match Error::from(e) {
+        Error::Conflict { .. } => {
+            Error::conflict("user_exists", "a user with this username exists")
+        }
+        other => other,
+    })?;
+    User::try_from(&model)
+}
+
 #[derive(Clone)]
 pub struct UserService {
     db: Db,
@@ -143,13 +209,21 @@ impl UserService {
         &self.db
     }
 
-    /// Creates a user inside the caller's transaction or connection.
+    /// Creates a user inside the caller's transaction or connection (onboarding, where
+    /// the tenant's creation is the audited change).
     pub async fn insert(
         &self,
         conn: &impl ConnectionTrait,
         tenant: TenantId,
         new: NewUser,
     ) -> Result<User> {
+        let checked = self.check_new(new).await?;
+        insert_checked(conn, tenant, checked).await
+    }
+
+    /// Checks a new user and hashes their password: everything of a creation that needs
+    /// no database.
+    async fn check_new(&self, new: NewUser) -> Result<CheckedUser> {
         validate_username(&new.username)?;
         if new.username.eq_ignore_ascii_case(SYSTEM_USERNAME) {
             return Err(Error::conflict(
@@ -167,47 +241,31 @@ impl UserService {
             }
             None => None,
         };
-        let taken = Entity::find_in(tenant)
-            .filter(Column::Username.eq(new.username.as_str()))
-            .count(conn)
-            .await?;
-        if taken > 0 {
-            return Err(Error::conflict(
-                "user_exists",
-                "a user with this username exists",
-            ));
-        }
-        let now = sigil_core::now();
-        let model = entity::ActiveModel {
-            id: Set(UserId::new()),
-            tenant_id: Set(tenant),
-            username: Set(new.username),
-            display_name: Set(display_name),
-            email: Set(new.email),
-            kind: Set(new.kind.as_str().to_owned()),
-            role: Set(new.role.as_str().to_owned()),
-            api_access: Set(new.api_access),
-            active: Set(true),
-            is_system: Set(false),
-            password_hash: Set(password_hash),
-            created_at: Set(now),
-            updated_at: Set(now),
-            two_factor_enabled_at: Set(None),
-            rate_limits: Set(None),
-        }
-        .insert(conn)
-        .await
-        .map_err(|e| match Error::from(e) {
-            Error::Conflict { .. } => {
-                Error::conflict("user_exists", "a user with this username exists")
-            }
-            other => other,
-        })?;
-        User::try_from(&model)
+        Ok(CheckedUser {
+            username: new.username,
+            display_name,
+            email: new.email,
+            kind: new.kind,
+            role: new.role,
+            api_access: new.api_access,
+            password_hash,
+        })
     }
 
-    pub async fn create(&self, tenant: TenantId, new: NewUser) -> Result<User> {
-        self.insert(&self.db, tenant, new).await
+    /// `actor` creates a user (`user.create`, in the same transaction).
+    pub async fn create(&self, actor: &Actor, tenant: TenantId, new: NewUser) -> Result<User> {
+        // Checked and hashed before the transaction (on SQLite it holds the only connection).
+        let checked = self.check_new(new).await?;
+        let txn = self.db.begin().await?;
+        let user = insert_checked(&txn, tenant, checked).await?;
+        let event = actor
+            .event("user.create", "user")
+            .in_tenant(tenant)
+            .target(user.id)
+            .after(user.audit_view());
+        sigil_audit::write(&txn, event).await?;
+        txn.commit().await?;
+        Ok(user)
     }
 
     pub async fn get(&self, tenant: TenantId, id: UserId) -> Result<User> {
@@ -269,27 +327,114 @@ impl UserService {
         Ok(Page { items, total })
     }
 
-    /// Applies a patch; refuses to change the system user or to leave the tenant without an
-    /// active admin. A new password in the patch ends every login session of the user in
-    /// the same transaction.
-    pub async fn update(&self, tenant: TenantId, id: UserId, patch: UserPatch) -> Result<User> {
-        if let Some(limits) = &patch.rate_limits {
-            sigil_limits::spec::validate_rate_limits("rate_limits", limits)?;
+    /// An admin's change to a user (`user.update`, with the user before and after). Your
+    /// own password is refused here: it goes through [`UserService::change_own_password`],
+    /// which checks the current one.
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        tenant: TenantId,
+        id: UserId,
+        patch: UserPatch,
+    ) -> Result<User> {
+        if actor.user == Some(id) && patch.password.is_some() {
+            return Err(Error::conflict(
+                "use_change_password",
+                "change your own password with changePassword",
+            ));
         }
+        self.apply(tenant, id, patch, |before, after| {
+            actor
+                .event("user.update", "user")
+                .in_tenant(tenant)
+                .target(id)
+                .before(before.audit_view())
+                .after(after.audit_view())
+        })
+        .await
+    }
+
+    /// Deactivates a user: their logins and tokens stop working at once
+    /// (`user.deactivate`). Nobody deactivates themselves.
+    pub async fn deactivate(&self, actor: &Actor, tenant: TenantId, id: UserId) -> Result<User> {
+        if actor.user == Some(id) {
+            return Err(Error::conflict(
+                "cannot_deactivate_self",
+                "you cannot deactivate yourself",
+            ));
+        }
+        let patch = UserPatch {
+            active: Some(false),
+            ..UserPatch::default()
+        };
+        self.apply(tenant, id, patch, |_, after| {
+            actor
+                .event("user.deactivate", "user")
+                .in_tenant(tenant)
+                .target(id)
+                .after(after.audit_view())
+        })
+        .await
+    }
+
+    /// A user changes their own display name or email (`user.update`, with the profile
+    /// before and after).
+    pub async fn update_profile(
+        &self,
+        actor: &Actor,
+        tenant: TenantId,
+        id: UserId,
+        profile: ProfilePatch,
+    ) -> Result<User> {
+        let patch = UserPatch {
+            display_name: profile.display_name,
+            email: profile.email,
+            ..UserPatch::default()
+        };
+        self.apply(tenant, id, patch, |before, after| {
+            actor
+                .event("user.update", "user")
+                .in_tenant(tenant)
+                .target(id)
+                .before(before.profile_view())
+                .after(after.profile_view())
+        })
+        .await
+    }
+
+    /// Applies a patch and writes the audit event `event` makes of the user before and
+    /// after, in one transaction; refuses to change the system user or to leave the tenant
+    /// without an active admin. A new password in the patch ends every login session of
+    /// the user in the same transaction.
+    async fn apply(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        patch: UserPatch,
+        event: impl FnOnce(&User, &User) -> NewEvent,
+    ) -> Result<User> {
+        // Refused once the user is found (a missing user is answered first).
+        let limits_checked = match &patch.rate_limits {
+            Some(limits) => sigil_limits::spec::validate_rate_limits("rate_limits", limits),
+            None => Ok(()),
+        };
         let loses_admin = patch.role.is_some_and(|r| r != Role::Admin)
             || patch.active == Some(false)
             || patch.api_access == Some(false);
         // Hashed before the transaction (on SQLite it holds the only connection); its
         // refusal waits until the patch itself has been checked, which is refused first.
         let new_hash = match &patch.password {
-            Some(password) => Some(self.new_password_hash(tenant, id, password.clone()).await),
-            None => None,
+            Some(password) if limits_checked.is_ok() => {
+                Some(self.new_password_hash(tenant, id, password.clone()).await)
+            }
+            _ => None,
         };
         let txn = self.db.begin().await?;
         // Always first: on SQLite a transaction that reads before it writes fails (busy
         // snapshot) when any other write lands in between.
         lock_admin_changes(&txn, tenant).await?;
         let current = model_in(&txn, tenant, id).await?;
+        limits_checked?;
         if current.is_system {
             return Err(Error::forbidden(
                 "system_user",
@@ -304,6 +449,7 @@ impl UserService {
         let email = patch.email.clone().unwrap_or(current.email.clone());
         validate_contact(&display_name, email.as_deref())?;
         let new_hash = new_hash.transpose()?;
+        let before = User::try_from(&current)?;
         let deactivated = current.active && patch.active == Some(false);
         let mut model: entity::ActiveModel = current.into();
         model.display_name = Set(display_name);
@@ -344,14 +490,23 @@ impl UserService {
         if new_hash.is_some() {
             self.sessions.end_sessions(&txn, tenant, id, None).await?;
         }
+        let after = User::try_from(&updated)?;
+        sigil_audit::write(&txn, event(&before, &after)).await?;
         txn.commit().await?;
         self.user_changed(tenant, id).await;
-        User::try_from(&updated)
+        Ok(after)
     }
 
-    /// Deletes a user; their tokens go with them in the same statement (the tokens'
-    /// foreign key cascades), so nothing of theirs outlives them.
-    pub async fn delete(&self, tenant: TenantId, id: UserId) -> Result<User> {
+    /// Deletes a user (`user.delete`, with the user before); their tokens go with them in
+    /// the same statement (the tokens' foreign key cascades), so nothing of theirs
+    /// outlives them. Nobody deletes themselves.
+    pub async fn delete(&self, actor: &Actor, tenant: TenantId, id: UserId) -> Result<User> {
+        if actor.user == Some(id) {
+            return Err(Error::conflict(
+                "cannot_delete_self",
+                "you cannot delete yourself",
+            ));
+        }
         let txn = self.db.begin().await?;
         lock_admin_changes(&txn, tenant).await?;
         let current = model_in(&txn, tenant, id).await?;
@@ -367,6 +522,12 @@ impl UserService {
             .filter(Column::Id.eq(id))
             .exec(&txn)
             .await?;
+        let event = actor
+            .event("user.delete", "user")
+            .in_tenant(tenant)
+            .target(id)
+            .before(user.audit_view());
+        sigil_audit::write(&txn, event).await?;
         txn.commit().await?;
         self.user_changed(tenant, id).await;
         Ok(user)
@@ -382,10 +543,12 @@ impl UserService {
         self.hasher.verify(password, model.password_hash).await
     }
 
-    /// The user changes their own password: every other login session of theirs ends
-    /// (all but `keep`, the session they change it with), in the same transaction.
-    pub async fn change_password(
+    /// The user changes their own password (`user.change_password`): every other login
+    /// session of theirs ends (all but `keep`, the session they change it with), in the
+    /// same transaction.
+    pub async fn change_own_password(
         &self,
+        actor: &Actor,
         tenant: TenantId,
         id: UserId,
         password: String,
@@ -403,9 +566,27 @@ impl UserService {
             return Err(Error::not_found("user"));
         }
         self.sessions.end_sessions(&txn, tenant, id, keep).await?;
+        let event = actor
+            .event("user.change_password", "user")
+            .in_tenant(tenant)
+            .target(id);
+        sigil_audit::write(&txn, event).await?;
         txn.commit().await?;
         self.user_changed(tenant, id).await;
         Ok(())
+    }
+
+    /// [`UserService::change_own_password`] outside a request (tools and tests): filed as
+    /// the platform operator's change.
+    pub async fn change_password(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        password: String,
+        keep: Option<TokenId>,
+    ) -> Result<()> {
+        self.change_own_password(&Actor::operator(), tenant, id, password, keep)
+            .await
     }
 
     /// The hash of a new password of user `id`, once it passes the policy.
@@ -520,7 +701,11 @@ mod tests {
             password: Some(NEW_PASSWORD.into()),
             ..UserPatch::default()
         };
-        let user = w.users.update(w.tenant.id, bob.id, patch).await.unwrap();
+        let user = w
+            .users
+            .update(&w.actor(), w.tenant.id, bob.id, patch)
+            .await
+            .unwrap();
         assert_eq!(user.display_name, "Bob B.");
         assert!(password_is(&w, bob.id, NEW_PASSWORD).await);
         assert_eq!(w.ended(), [(bob.id, None)]);
@@ -530,7 +715,10 @@ mod tests {
             display_name: Some("Bob".into()),
             ..UserPatch::default()
         };
-        w.users.update(w.tenant.id, bob.id, patch).await.unwrap();
+        w.users
+            .update(&w.actor(), w.tenant.id, bob.id, patch)
+            .await
+            .unwrap();
         assert_eq!(w.ended().len(), 1);
     }
 
@@ -544,7 +732,11 @@ mod tests {
             ..UserPatch::default()
         };
         assert_eq!(
-            code(w.users.update(w.tenant.id, bob.id, bad_email).await),
+            code(
+                w.users
+                    .update(&w.actor(), w.tenant.id, bob.id, bad_email)
+                    .await
+            ),
             "invalid_user"
         );
         let weak = UserPatch {
@@ -553,7 +745,7 @@ mod tests {
             ..UserPatch::default()
         };
         assert_eq!(
-            code(w.users.update(w.tenant.id, bob.id, weak).await),
+            code(w.users.update(&w.actor(), w.tenant.id, bob.id, weak).await),
             "weak_password"
         );
         let bob = w.users.get(w.tenant.id, bob.id).await.unwrap();
@@ -576,7 +768,11 @@ mod tests {
             ..UserPatch::default()
         };
         assert_eq!(
-            code(w.users.update(w.tenant.id, system.id, patch).await),
+            code(
+                w.users
+                    .update(&w.actor(), w.tenant.id, system.id, patch)
+                    .await
+            ),
             "system_user"
         );
         assert_eq!(
@@ -613,7 +809,10 @@ mod tests {
             .await
             .unwrap();
         let mut feed = w.changes.subscribe();
-        w.users.delete(w.tenant.id, bob.id).await.unwrap();
+        w.users
+            .delete(&w.actor(), w.tenant.id, bob.id)
+            .await
+            .unwrap();
         assert_eq!(
             feed.try_recv().unwrap(),
             Change::User {
@@ -640,14 +839,242 @@ mod tests {
     async fn the_last_admin_stays() {
         let w = World::new().await;
         let admin = w.admin.id;
-        assert_eq!(code(w.users.delete(w.tenant.id, admin).await), "last_admin");
+        assert_eq!(
+            code(w.users.delete(&Actor::operator(), w.tenant.id, admin).await),
+            "last_admin"
+        );
         let step_down = UserPatch {
             role: Some(Role::Member),
             ..UserPatch::default()
         };
         assert_eq!(
-            code(w.users.update(w.tenant.id, admin, step_down).await),
+            code(
+                w.users
+                    .update(&Actor::operator(), w.tenant.id, admin, step_down)
+                    .await
+            ),
             "last_admin"
         );
+    }
+
+    fn carol() -> NewUser {
+        NewUser {
+            username: "carol".into(),
+            display_name: Some("Carol".into()),
+            email: None,
+            kind: UserKind::Person,
+            role: Role::Member,
+            api_access: true,
+            password: Some(PASSWORD.into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_creation_and_a_deletion_each_write_one_event_by_the_actor() {
+        let w = World::new().await;
+        assert!(w.events().await.is_empty(), "onboarding writes none here");
+        let actor = w.actor();
+        let carol = w.users.create(&actor, w.tenant.id, carol()).await.unwrap();
+        let events = w.events().await;
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(
+            (e.action.as_str(), e.target_type.as_str()),
+            ("user.create", "user")
+        );
+        assert_eq!(e.tenant, Some(w.tenant.id));
+        assert_eq!(e.actor, Some(w.admin.id));
+        assert_eq!(e.actor_label, "admin");
+        assert_eq!(e.credential, actor.credential);
+        assert_eq!(e.client_ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(e.user_agent.as_deref(), Some("tests"));
+        assert_eq!(e.target_id, Some(carol.id.to_string()));
+        assert_eq!(e.before, None);
+        assert_eq!(
+            e.after,
+            Some(serde_json::json!({
+                "username": "carol", "display_name": "Carol", "email": null, "kind": "person",
+                "role": "member", "api_access": true, "active": true, "rate_limits": [],
+            }))
+        );
+
+        w.users.delete(&actor, w.tenant.id, carol.id).await.unwrap();
+        let events = w.events().await;
+        assert_eq!(events.len(), 2);
+        let e = &events[1];
+        assert_eq!(e.action, "user.delete");
+        assert_eq!(e.actor, Some(w.admin.id));
+        assert_eq!(e.target_id, Some(carol.id.to_string()));
+        assert_eq!(e.before, Some(carol.audit_view()));
+        assert_eq!(e.after, None);
+    }
+
+    #[tokio::test]
+    async fn a_refused_use_case_writes_no_event() {
+        let w = World::new().await;
+        let actor = w.actor();
+        let taken = NewUser {
+            username: "admin".into(),
+            ..carol()
+        };
+        assert_eq!(
+            code(w.users.create(&actor, w.tenant.id, taken).await),
+            "user_exists"
+        );
+        let bob = w.user("bob", UserKind::Person).await;
+        let events = w.events().await.len();
+        let weak = UserPatch {
+            display_name: Some("Bobby".into()),
+            password: Some("short".into()),
+            ..UserPatch::default()
+        };
+        assert_eq!(
+            code(w.users.update(&actor, w.tenant.id, bob.id, weak).await),
+            "weak_password"
+        );
+        let bad_limits = || UserPatch {
+            rate_limits: Some(vec![sigil_limits::RateLimit::new("", 0, 0)]),
+            ..UserPatch::default()
+        };
+        assert_eq!(
+            code(
+                w.users
+                    .update(&actor, w.tenant.id, bob.id, bad_limits())
+                    .await
+            ),
+            "invalid_rate_limits"
+        );
+        // A missing user is answered first, as before the use case read it itself.
+        assert_eq!(
+            code(
+                w.users
+                    .update(&actor, w.tenant.id, UserId::new(), bad_limits())
+                    .await
+            ),
+            "not_found"
+        );
+        assert_eq!(
+            code(w.users.delete(&actor, w.tenant.id, UserId::new()).await),
+            "not_found"
+        );
+        // The sessions cannot end: the password stays, and so does the log.
+        w.ender.refuse.store(true, Ordering::Relaxed);
+        let failed = w
+            .users
+            .change_own_password(
+                &w.actor_of(&bob),
+                w.tenant.id,
+                bob.id,
+                NEW_PASSWORD.into(),
+                None,
+            )
+            .await;
+        assert!(failed.is_err());
+        assert!(password_is(&w, bob.id, PASSWORD).await);
+        assert_eq!(w.events().await.len(), events);
+    }
+
+    #[tokio::test]
+    async fn nobody_deactivates_deletes_or_resets_the_password_of_themselves() {
+        let w = World::new().await;
+        let actor = w.actor();
+        let me = w.admin.id;
+        assert_eq!(
+            code(w.users.deactivate(&actor, w.tenant.id, me).await),
+            "cannot_deactivate_self"
+        );
+        assert_eq!(
+            code(w.users.delete(&actor, w.tenant.id, me).await),
+            "cannot_delete_self"
+        );
+        let password = UserPatch {
+            password: Some(NEW_PASSWORD.into()),
+            ..UserPatch::default()
+        };
+        assert_eq!(
+            code(w.users.update(&actor, w.tenant.id, me, password).await),
+            "use_change_password"
+        );
+        assert!(w.events().await.is_empty());
+        assert!(password_is(&w, me, PASSWORD).await);
+    }
+
+    #[tokio::test]
+    async fn an_update_files_the_user_before_and_after() {
+        let w = World::new().await;
+        let bob = w.user("bob", UserKind::Person).await;
+        let patch = UserPatch {
+            role: Some(Role::TokenManager),
+            ..UserPatch::default()
+        };
+        let after = w
+            .users
+            .update(&w.actor(), w.tenant.id, bob.id, patch)
+            .await
+            .unwrap();
+        let e = w.events().await.pop().unwrap();
+        assert_eq!(e.action, "user.update");
+        assert_eq!(e.before, Some(bob.audit_view()));
+        assert_eq!(e.after, Some(after.audit_view()));
+        assert_eq!(e.after.unwrap()["role"], "token_manager");
+
+        // Their own profile: the profile only.
+        let profile = ProfilePatch {
+            email: Some(Some("bob@example.com".into())),
+            ..ProfilePatch::default()
+        };
+        w.users
+            .update_profile(&w.actor_of(&bob), w.tenant.id, bob.id, profile)
+            .await
+            .unwrap();
+        let e = w.events().await.pop().unwrap();
+        assert_eq!((e.action.as_str(), e.actor), ("user.update", Some(bob.id)));
+        assert_eq!(
+            e.before,
+            Some(serde_json::json!({"display_name": "bob", "email": null}))
+        );
+        assert_eq!(
+            e.after,
+            Some(serde_json::json!({"display_name": "bob", "email": "bob@example.com"}))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_operators_deactivation_is_filed_under_the_tenant() {
+        let w = World::new().await;
+        let bob = w.user("bob", UserKind::Person).await;
+        let user = w
+            .users
+            .deactivate(&Actor::operator(), w.tenant.id, bob.id)
+            .await
+            .unwrap();
+        assert!(!user.active);
+        let e = w.events().await.pop().unwrap();
+        assert_eq!(e.action, "user.deactivate");
+        assert_eq!(e.tenant, Some(w.tenant.id));
+        assert_eq!((e.actor, e.actor_label.as_str()), (None, "operator"));
+        assert_eq!(e.before, None);
+        assert_eq!(e.after.unwrap()["active"], false);
+    }
+
+    #[tokio::test]
+    async fn a_password_change_is_filed_as_the_users() {
+        let w = World::new().await;
+        let bob = w.user("bob", UserKind::Person).await;
+        w.users
+            .change_own_password(
+                &w.actor_of(&bob),
+                w.tenant.id,
+                bob.id,
+                NEW_PASSWORD.into(),
+                None,
+            )
+            .await
+            .unwrap();
+        let e = w.events().await.pop().unwrap();
+        assert_eq!(e.action, "user.change_password");
+        assert_eq!(e.actor, Some(bob.id));
+        assert_eq!(e.target_id, Some(bob.id.to_string()));
+        assert_eq!((e.before, e.after), (None, None));
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use sigil_audit::{Actor, AuditEvent, AuditFilter, AuditLog};
 use sigil_core::crypto::MasterKey;
 use sigil_core::db::Db;
 use sigil_core::{ChangeFeed, Error, Result, TenantId, TokenId, UserId};
@@ -89,7 +90,7 @@ impl World {
         )
         .await
         .unwrap();
-        let two_factor = TwoFactorService::new(db.clone(), master).unwrap();
+        let two_factor = TwoFactorService::new(db.clone(), master, changes.clone()).unwrap();
         let logins = LoginService::new(
             users.clone(),
             tenants.clone(),
@@ -109,10 +110,41 @@ impl World {
         }
     }
 
-    /// A member of the tenant with [`PASSWORD`].
+    /// The tenant's admin, acting from a client.
+    pub fn actor(&self) -> Actor {
+        Actor::user(self.tenant.id, self.admin.id, "admin", Some(TokenId::new()))
+            .from_client(Some("192.0.2.1".into()), Some("tests".into()))
+    }
+
+    /// `user` acting for themselves, with no credential.
+    pub fn actor_of(&self, user: &User) -> Actor {
+        Actor::user(self.tenant.id, user.id, &user.username, None)
+    }
+
+    /// Every audit event written so far, oldest first.
+    pub async fn events(&self) -> Vec<AuditEvent> {
+        let filter = AuditFilter {
+            limit: 200,
+            ..AuditFilter::default()
+        };
+        let mut events = AuditLog::new(self.db.clone())
+            .list(None, filter)
+            .await
+            .unwrap();
+        events.reverse();
+        events
+    }
+
+    /// The actions of the audit events written so far, oldest first.
+    pub async fn actions(&self) -> Vec<String> {
+        self.events().await.into_iter().map(|e| e.action).collect()
+    }
+
+    /// A member of the tenant with [`PASSWORD`], created by the admin.
     pub async fn user(&self, username: &str, kind: UserKind) -> User {
         self.users
             .create(
+                &self.actor(),
                 self.tenant.id,
                 NewUser {
                     username: username.into(),

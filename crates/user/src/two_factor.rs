@@ -1,14 +1,19 @@
 //! Two-factor sign-in for people: TOTP enrolment (pending until a first code confirms
 //! it), code checks where each time step is accepted once, single-use recovery codes,
 //! and turning it off. `api` users (and the system user) have no second factor: they sign
-//! in with tokens. Knows no HTTP.
+//! in with tokens. Each change (and each spent recovery code) files its audit event in its
+//! own transaction. Knows no HTTP.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    QueryFilter, Set, TransactionTrait,
 };
+use sigil_audit::Actor;
+use sigil_core::changes::{Change, ChangeFeed};
 use sigil_core::crypto::MasterKey;
 use sigil_core::db::Db;
 use sigil_core::{Error, Result, TenantId, TenantOwned, UserId};
@@ -84,6 +89,8 @@ pub struct TwoFactorService {
     db: Db,
     master: MasterKey,
     recovery_key: [u8; 32],
+    /// Where a change of a user's two-factor state is published (cached profiles).
+    changes: Arc<ChangeFeed>,
 }
 
 fn seal_context(user: UserId) -> String {
@@ -98,14 +105,46 @@ fn step_value(step: u64) -> i64 {
     i64::try_from(step).unwrap_or(i64::MAX)
 }
 
+/// Turns two-factor sign-in off in `txn` (and drops a pending enrolment and the recovery
+/// codes). Whether it was on.
+async fn turn_off(txn: &DatabaseTransaction, tenant: TenantId, user: UserId) -> Result<bool> {
+    let was_on = entity::Entity::update_many_in(tenant)
+        .col_expr(
+            entity::Column::TwoFactorEnabledAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(entity::Column::Id.eq(user))
+        .filter(entity::Column::TwoFactorEnabledAt.is_not_null())
+        .exec(txn)
+        .await?
+        .rows_affected
+        > 0;
+    totp_row::Entity::delete_many_in(tenant)
+        .filter(totp_row::Column::UserId.eq(user))
+        .exec(txn)
+        .await?;
+    recovery_code::Entity::delete_many_in(tenant)
+        .filter(recovery_code::Column::UserId.eq(user))
+        .exec(txn)
+        .await?;
+    Ok(was_on)
+}
+
 impl TwoFactorService {
-    pub fn new(db: Db, master: MasterKey) -> Result<Self> {
+    pub fn new(db: Db, master: MasterKey, changes: Arc<ChangeFeed>) -> Result<Self> {
         let recovery_key = master.derive_key("sigil:recovery-codes:v1")?;
         Ok(Self {
             db,
             master,
             recovery_key,
+            changes,
         })
+    }
+
+    /// Tells the caches (here and on every replica) that the user's two-factor state
+    /// changed.
+    async fn changed(&self, tenant: TenantId, user: UserId) {
+        self.changes.publish(Change::User { tenant, user }).await;
     }
 
     /// The key login challenges are sealed with.
@@ -175,13 +214,15 @@ impl TwoFactorService {
             other => other,
         })?;
         txn.commit().await?;
+        self.changed(user.tenant_id, user.id).await;
         Ok(enrolment)
     }
 
-    /// Turns the pending enrolment on with a first code; answers the new recovery codes
-    /// (shown once: only their hashes are kept).
+    /// Turns the pending enrolment on with a first code (`user.two_factor.enable`);
+    /// answers the new recovery codes (shown once: only their hashes are kept).
     pub async fn confirm(
         &self,
+        actor: &Actor,
         user: &User,
         code: &str,
     ) -> Result<std::result::Result<Vec<String>, CodeRefused>> {
@@ -232,7 +273,15 @@ impl TwoFactorService {
             .filter(entity::Column::Id.eq(user.id))
             .exec(&txn)
             .await?;
+        let event = actor
+            .event("user.two_factor.enable", "user")
+            .in_tenant(user.tenant_id)
+            .target(user.id)
+            .before(serde_json::json!({"two_factor": false}))
+            .after(serde_json::json!({"two_factor": true, "method": "totp"}));
+        sigil_audit::write(&txn, event).await?;
         txn.commit().await?;
+        self.changed(user.tenant_id, user.id).await;
         Ok(Ok(codes))
     }
 
@@ -268,9 +317,11 @@ impl TwoFactorService {
 
     /// Checks a second factor of a user with TOTP on. A TOTP code is accepted once: its
     /// time step must be later than the last one accepted (a conditional update, so two
-    /// requests with one code cannot both pass). A recovery code is spent by the check.
+    /// requests with one code cannot both pass). A recovery code is spent by the check,
+    /// which `actor` files (`user.two_factor.recovery_code_used`) in the same transaction.
     pub async fn verify(
         &self,
+        actor: &Actor,
         user: &User,
         factor: &SecondFactor,
     ) -> Result<std::result::Result<Verified, CodeRefused>> {
@@ -314,6 +365,7 @@ impl TwoFactorService {
                     recovery_code::Entity::find_in(user.tenant_id)
                         .filter(recovery_code::Column::UserId.eq(user.id))
                 };
+                let txn = self.db.begin().await?;
                 let done = recovery_code::Entity::update_many_in(user.tenant_id)
                     .col_expr(
                         recovery_code::Column::UsedAt,
@@ -322,19 +374,29 @@ impl TwoFactorService {
                     .filter(recovery_code::Column::UserId.eq(user.id))
                     .filter(recovery_code::Column::CodeHash.eq(hash.as_str()))
                     .filter(recovery_code::Column::UsedAt.is_null())
-                    .exec(&self.db)
+                    .exec(&txn)
                     .await?;
                 if done.rows_affected == 1 {
                     let left = of_user()
                         .filter(recovery_code::Column::UsedAt.is_null())
-                        .count(&self.db)
+                        .count(&txn)
                         .await?;
+                    let event = actor
+                        .event("user.two_factor.recovery_code_used", "user")
+                        .in_tenant(user.tenant_id)
+                        .target(user.id)
+                        .after(serde_json::json!({"recovery_codes_left": left}));
+                    sigil_audit::write(&txn, event).await?;
+                    txn.commit().await?;
+                    self.changed(user.tenant_id, user.id).await;
                     return Ok(Ok(Verified::RecoveryCode { left }));
                 }
+                // Nothing was spent: was it spent before?
                 let spent = of_user()
                     .filter(recovery_code::Column::CodeHash.eq(hash.as_str()))
-                    .count(&self.db)
+                    .count(&txn)
                     .await?;
+                txn.rollback().await?;
                 Ok(Err(if spent > 0 {
                     CodeRefused::Reused
                 } else {
@@ -344,31 +406,56 @@ impl TwoFactorService {
         }
     }
 
-    /// Turns two-factor sign-in off (and drops a pending enrolment and the recovery
-    /// codes). Whether it was on.
-    pub async fn disable(&self, tenant: TenantId, user: UserId) -> Result<bool> {
+    /// The user turns their own two-factor sign-in off (`user.two_factor.disable`, when
+    /// it was on), dropping a pending enrolment and the recovery codes. Answers the user
+    /// as they are now.
+    pub async fn disable(&self, actor: &Actor, tenant: TenantId, user: UserId) -> Result<User> {
         let txn = self.db.begin().await?;
-        let was_on = entity::Entity::update_many_in(tenant)
-            .col_expr(
-                entity::Column::TwoFactorEnabledAt,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .filter(entity::Column::Id.eq(user))
-            .filter(entity::Column::TwoFactorEnabledAt.is_not_null())
-            .exec(&txn)
-            .await?
-            .rows_affected
-            > 0;
-        totp_row::Entity::delete_many_in(tenant)
-            .filter(totp_row::Column::UserId.eq(user))
-            .exec(&txn)
-            .await?;
-        recovery_code::Entity::delete_many_in(tenant)
-            .filter(recovery_code::Column::UserId.eq(user))
-            .exec(&txn)
-            .await?;
+        if turn_off(&txn, tenant, user).await? {
+            let event = actor
+                .event("user.two_factor.disable", "user")
+                .in_tenant(tenant)
+                .target(user)
+                .before(serde_json::json!({"two_factor": true}))
+                .after(serde_json::json!({"two_factor": false}));
+            sigil_audit::write(&txn, event).await?;
+        }
+        let now = User::try_from(&crate::service::model_in(&txn, tenant, user).await?)?;
         txn.commit().await?;
-        Ok(was_on)
+        self.changed(tenant, user).await;
+        Ok(now)
+    }
+
+    /// An admin turns off another person's two-factor sign-in, e.g. when their app is
+    /// lost (`user.two_factor.reset`). Your own goes through [`TwoFactorService::disable`];
+    /// refused when it is off. Answers the user as they are now.
+    pub async fn reset(&self, actor: &Actor, user: &User) -> Result<User> {
+        if actor.user == Some(user.id) {
+            return Err(Error::conflict(
+                "use_disable_totp",
+                "turn off your own two-factor sign-in with disableTotp",
+            ));
+        }
+        Self::require_person(user)?;
+        let tenant = user.tenant_id;
+        let txn = self.db.begin().await?;
+        if !turn_off(&txn, tenant, user.id).await? {
+            return Err(Error::conflict(
+                "two_factor_not_enabled",
+                "the user's two-factor sign-in is off",
+            ));
+        }
+        let event = actor
+            .event("user.two_factor.reset", "user")
+            .in_tenant(tenant)
+            .target(user.id)
+            .before(serde_json::json!({"two_factor": true}))
+            .after(serde_json::json!({"two_factor": false}));
+        sigil_audit::write(&txn, event).await?;
+        let now = User::try_from(&crate::service::model_in(&txn, tenant, user.id).await?)?;
+        txn.commit().await?;
+        self.changed(tenant, user.id).await;
+        Ok(now)
     }
 
     pub async fn status(&self, user: &User) -> Result<Status> {
@@ -387,5 +474,152 @@ impl TwoFactorService {
             pending: row.is_some_and(|r| r.confirmed_at.is_none()),
             recovery_codes_left,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{code, World};
+
+    /// A current code of the pending or confirmed secret behind `enrolment`.
+    fn code_of(enrolment: &Enrolment) -> String {
+        let secret = totp_rs::Secret::Encoded(enrolment.secret.clone())
+            .to_bytes()
+            .unwrap();
+        totp_rs::TOTP::new(
+            totp_rs::Algorithm::SHA1,
+            6,
+            1,
+            30,
+            secret,
+            None,
+            String::new(),
+        )
+        .unwrap()
+        .generate_current()
+        .unwrap()
+    }
+
+    /// Turns `user`'s second factor on, as they do; answers their recovery codes.
+    async fn enrol(w: &World, user: &User) -> Vec<String> {
+        let enrolment = w.two_factor.begin(user, "acme").await.unwrap();
+        w.two_factor
+            .confirm(&w.actor_of(user), user, &code_of(&enrolment))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn enabling_and_disabling_each_write_one_event() {
+        let w = World::new().await;
+        let bob = w.user("bob", UserKind::Person).await;
+        let enrolment = w.two_factor.begin(&bob, "acme").await.unwrap();
+        let bob_actor = w.actor_of(&bob);
+        // Not a code at all: refused, and not filed.
+        let wrong = w
+            .two_factor
+            .confirm(&bob_actor, &bob, "abcdef")
+            .await
+            .unwrap();
+        assert_eq!(wrong, Err(CodeRefused::Invalid));
+        assert_eq!(w.actions().await, ["user.create"]);
+        w.two_factor
+            .confirm(&bob_actor, &bob, &code_of(&enrolment))
+            .await
+            .unwrap()
+            .unwrap();
+        let e = w.events().await.pop().unwrap();
+        assert_eq!(e.action, "user.two_factor.enable");
+        assert_eq!((e.actor, e.tenant), (Some(bob.id), Some(w.tenant.id)));
+        assert_eq!(e.target_id, Some(bob.id.to_string()));
+        assert_eq!(e.before, Some(serde_json::json!({"two_factor": false})));
+        assert_eq!(
+            e.after,
+            Some(serde_json::json!({"two_factor": true, "method": "totp"}))
+        );
+
+        let user = w
+            .two_factor
+            .disable(&bob_actor, w.tenant.id, bob.id)
+            .await
+            .unwrap();
+        assert_eq!(user.two_factor_enabled_at, None);
+        let e = w.events().await.pop().unwrap();
+        assert_eq!(e.action, "user.two_factor.disable");
+        assert_eq!(e.before, Some(serde_json::json!({"two_factor": true})));
+        assert_eq!(e.after, Some(serde_json::json!({"two_factor": false})));
+        // Already off: nothing changes, nothing is filed.
+        let n = w.events().await.len();
+        w.two_factor
+            .disable(&bob_actor, w.tenant.id, bob.id)
+            .await
+            .unwrap();
+        assert_eq!(w.events().await.len(), n);
+    }
+
+    #[tokio::test]
+    async fn a_spent_recovery_code_is_filed_with_what_is_left() {
+        let w = World::new().await;
+        let bob = w.user("bob", UserKind::Person).await;
+        let codes = enrol(&w, &bob).await;
+        let bob = w.users.get(w.tenant.id, bob.id).await.unwrap();
+        let actor = w.actor_of(&bob);
+        let n = w.events().await.len();
+        let wrong = SecondFactor::RecoveryCode("AAAAA-AAAAA".into());
+        assert_eq!(
+            w.two_factor.verify(&actor, &bob, &wrong).await.unwrap(),
+            Err(CodeRefused::Invalid)
+        );
+        assert_eq!(w.events().await.len(), n, "a refused code is no event");
+        let right = SecondFactor::RecoveryCode(codes[3].clone());
+        assert_eq!(
+            w.two_factor.verify(&actor, &bob, &right).await.unwrap(),
+            Ok(Verified::RecoveryCode { left: 9 })
+        );
+        let e = w.events().await.pop().unwrap();
+        assert_eq!(e.action, "user.two_factor.recovery_code_used");
+        assert_eq!(e.actor, Some(bob.id));
+        assert_eq!(e.after, Some(serde_json::json!({"recovery_codes_left": 9})));
+        assert_eq!(
+            w.two_factor.verify(&actor, &bob, &right).await.unwrap(),
+            Err(CodeRefused::Reused)
+        );
+        assert_eq!(w.events().await.len(), n + 1);
+    }
+
+    #[tokio::test]
+    async fn an_admins_reset_is_filed_and_refused_for_themselves_or_when_off() {
+        let w = World::new().await;
+        let bob = w.user("bob", UserKind::Person).await;
+        enrol(&w, &bob).await;
+        let bob = w.users.get(w.tenant.id, bob.id).await.unwrap();
+        let admin = w.actor();
+        assert_eq!(
+            code(w.two_factor.reset(&admin, &w.admin).await),
+            "use_disable_totp"
+        );
+        let ci = w.user("ci", UserKind::Api).await;
+        assert_eq!(
+            code(w.two_factor.reset(&admin, &ci).await),
+            "two_factor_not_for_api_users"
+        );
+        let n = w.events().await.len();
+        let user = w.two_factor.reset(&admin, &bob).await.unwrap();
+        assert_eq!(user.two_factor_enabled_at, None);
+        let events = w.events().await;
+        assert_eq!(events.len(), n + 1);
+        let e = events.last().unwrap();
+        assert_eq!(e.action, "user.two_factor.reset");
+        assert_eq!(e.actor, Some(w.admin.id));
+        assert_eq!(e.target_id, Some(bob.id.to_string()));
+        assert_eq!(e.before, Some(serde_json::json!({"two_factor": true})));
+        assert_eq!(e.after, Some(serde_json::json!({"two_factor": false})));
+        assert_eq!(
+            code(w.two_factor.reset(&admin, &bob).await),
+            "two_factor_not_enabled"
+        );
+        assert_eq!(w.events().await.len(), n + 1);
     }
 }

@@ -105,6 +105,20 @@ impl User {
             && self.kind == UserKind::Person
             && self.two_factor_enabled_at.is_none()
     }
+
+    /// What the audit log keeps of a user before and after an admin's change.
+    pub fn audit_view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "username": self.username, "display_name": self.display_name, "email": self.email,
+            "kind": self.kind.as_str(), "role": self.role.as_str(), "api_access": self.api_access,
+            "active": self.active, "rate_limits": self.rate_limits,
+        })
+    }
+
+    /// What the audit log keeps of a user's change to their own profile.
+    pub fn profile_view(&self) -> serde_json::Value {
+        serde_json::json!({"display_name": self.display_name, "email": self.email})
+    }
 }
 
 impl TryFrom<&entity::Model> for User {

@@ -388,6 +388,10 @@ mod tests {
         }
     }
 
+    fn admin(tenant: TenantId) -> sigil_audit::Actor {
+        sigil_audit::Actor::user(tenant, sigil_core::UserId::new(), "alice", None)
+    }
+
     async fn endpoint(
         s: &Setup,
         tenant: TenantId,
@@ -402,7 +406,12 @@ mod tests {
             secret: None,
             enabled,
         };
-        s.hooks.create(tenant, new).await.unwrap().0.id
+        s.hooks
+            .create(&admin(tenant), tenant, new)
+            .await
+            .unwrap()
+            .0
+            .id
     }
 
     #[tokio::test]
@@ -475,7 +484,7 @@ mod tests {
         let s = setup(500).await;
         let acme = TenantId::new();
         let hook = endpoint(&s, acme, "https://acme.example/all", &[], true).await;
-        s.hooks.send_test(acme, hook).await.unwrap();
+        s.hooks.send_test(&admin(acme), acme, hook).await.unwrap();
         assert_eq!(s.dispatcher.run_once().await.unwrap(), 1);
         let log = s
             .hooks
@@ -527,7 +536,7 @@ mod tests {
             enabled: Some(false),
             ..Default::default()
         };
-        s.hooks.update(acme, hook, off).await.unwrap();
+        s.hooks.update(&admin(acme), acme, hook, off).await.unwrap();
         s.dispatcher.deliver_due().await.unwrap();
         assert!(s.recorder.sent.lock().unwrap().is_empty());
         let log = s

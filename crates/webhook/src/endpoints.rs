@@ -1,12 +1,14 @@
 //! A tenant's webhook endpoints and their delivery log. Every query is scoped to the
 //! tenant; another tenant's endpoint is not found. The signing secret is sealed with the
 //! master key and leaves this module only once, in the answer that created or replaced it.
+//! Each change writes its audit event in its own transaction.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
 };
+use sigil_audit::Actor;
 use sigil_core::crypto::MasterKey;
 use sigil_core::db::Db;
 use sigil_core::outbox::{self, events};
@@ -36,6 +38,20 @@ pub struct Endpoint {
 impl Endpoint {
     fn from_model(m: &endpoint::Model) -> Self {
         Self::from_model_ref(m)
+    }
+
+    /// What the audit log keeps of an endpoint (never its secret).
+    fn audit_view(&self) -> serde_json::Value {
+        let event_types: Vec<&str> = self
+            .event_types
+            .iter()
+            .map(String::as_str)
+            .filter(|t| events::ALL.contains(t) && *t != events::WEBHOOK_TEST)
+            .collect();
+        serde_json::json!({
+            "url": self.url, "description": self.description, "enabled": self.enabled,
+            "event_types": event_types,
+        })
     }
 
     /// Whether the endpoint wants events of this type.
@@ -191,15 +207,14 @@ impl WebhookService {
     }
 
     async fn model(&self, tenant: TenantId, id: Uuid) -> Result<endpoint::Model> {
-        endpoint::Entity::find_by_id_in(tenant, id)
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| Error::not_found("webhook"))
+        model(&self.db, tenant, id).await
     }
 
-    /// Registers an endpoint; returns it with its secret (shown this once).
+    /// Registers an endpoint (`webhook.create`, by `actor`); returns it with its secret
+    /// (shown this once).
     pub async fn create(
         &self,
+        actor: &Actor,
         tenant: TenantId,
         new: NewEndpoint,
     ) -> Result<(Endpoint, WebhookSecret)> {
@@ -210,7 +225,8 @@ impl WebhookService {
             Some(s) => WebhookSecret::parse(s)?,
             None => WebhookSecret::generate(),
         };
-        if endpoint::Entity::find_in(tenant).count(&self.db).await? >= MAX_ENDPOINTS {
+        let txn = self.db.begin().await?;
+        if endpoint::Entity::find_in(tenant).count(&txn).await? >= MAX_ENDPOINTS {
             return Err(Error::conflict(
                 "webhook_limit_reached",
                 format!("a tenant may register at most {MAX_ENDPOINTS} webhook endpoints"),
@@ -229,9 +245,17 @@ impl WebhookService {
             created_at: Set(now),
             updated_at: Set(now),
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await?;
-        Ok((Endpoint::from_model(&model), secret))
+        let created = Endpoint::from_model(&model);
+        let event = actor
+            .event("webhook.create", "webhook")
+            .in_tenant(tenant)
+            .target(id)
+            .after(created.audit_view());
+        sigil_audit::write(&txn, event).await?;
+        txn.commit().await?;
+        Ok((created, secret))
     }
 
     pub async fn list(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Endpoint>> {
@@ -254,15 +278,17 @@ impl WebhookService {
         Ok(Endpoint::from_model(&self.model(tenant, id).await?))
     }
 
-    /// Changes an endpoint; returns it as it was and as it is, and the new secret when it
-    /// was replaced.
+    /// Changes an endpoint (`webhook.update`, by `actor`); returns it as it was and as it
+    /// is, and the new secret when it was replaced.
     pub async fn update(
         &self,
+        actor: &Actor,
         tenant: TenantId,
         id: Uuid,
         patch: EndpointPatch,
     ) -> Result<EndpointChange> {
-        let current = self.model(tenant, id).await?;
+        let txn = self.db.begin().await?;
+        let current = model(&txn, tenant, id).await?;
         let before = Endpoint::from_model(&current);
         let mut model: endpoint::ActiveModel = current.into();
         if let Some(url) = &patch.url {
@@ -294,18 +320,29 @@ impl WebhookService {
             model.secret_sealed = Set(self.master.seal(s.bytes(), &seal_context(id))?);
         }
         model.updated_at = Set(sigil_core::now());
-        let updated = model.update(&self.db).await?;
+        let after = Endpoint::from_model(&model.update(&txn).await?);
+        let mut after_view = after.audit_view();
+        after_view["secret_replaced"] = serde_json::Value::Bool(secret.is_some());
+        let event = actor
+            .event("webhook.update", "webhook")
+            .in_tenant(tenant)
+            .target(id)
+            .before(before.audit_view())
+            .after(after_view);
+        sigil_audit::write(&txn, event).await?;
+        txn.commit().await?;
         Ok(EndpointChange {
             before,
-            after: Endpoint::from_model(&updated),
+            after,
             secret,
         })
     }
 
-    /// Removes an endpoint and its delivery log; its pending deliveries are dropped.
-    pub async fn delete(&self, tenant: TenantId, id: Uuid) -> Result<Endpoint> {
-        let current = self.model(tenant, id).await?;
+    /// Removes an endpoint and its delivery log (`webhook.delete`, by `actor`); its pending
+    /// deliveries are dropped.
+    pub async fn delete(&self, actor: &Actor, tenant: TenantId, id: Uuid) -> Result<Endpoint> {
         let txn = self.db.begin().await?;
+        let current = Endpoint::from_model(&model(&txn, tenant, id).await?);
         delivery::Entity::delete_many_in(tenant)
             .filter(delivery::Column::EndpointId.eq(id))
             .exec(&txn)
@@ -317,13 +354,19 @@ impl WebhookService {
         if res.rows_affected == 0 {
             return Err(Error::not_found("webhook"));
         }
+        let event = actor
+            .event("webhook.delete", "webhook")
+            .in_tenant(tenant)
+            .target(id)
+            .before(current.audit_view());
+        sigil_audit::write(&txn, event).await?;
         txn.commit().await?;
-        Ok(Endpoint::from_model(&current))
+        Ok(current)
     }
 
-    /// Queues a `webhook.test` event for this endpoint only (enabled or not); the
-    /// delivery is sent by the worker like any other.
-    pub async fn send_test(&self, tenant: TenantId, id: Uuid) -> Result<Delivery> {
+    /// Queues a `webhook.test` event for this endpoint only (enabled or not), audited as
+    /// `webhook.test` by `actor`; the delivery is sent by the worker like any other.
+    pub async fn send_test(&self, actor: &Actor, tenant: TenantId, id: Uuid) -> Result<Delivery> {
         let endpoint = self.get(tenant, id).await?;
         let data = serde_json::json!({
             "tenant_id": tenant.0,
@@ -344,6 +387,12 @@ impl WebhookService {
         let model = new_delivery(tenant, id, event, events::WEBHOOK_TEST, now)
             .insert(&txn)
             .await?;
+        let audit = actor
+            .event("webhook.test", "webhook")
+            .in_tenant(tenant)
+            .target(id)
+            .after(serde_json::json!({"delivery_id": model.id}));
+        sigil_audit::write(&txn, audit).await?;
         txn.commit().await?;
         Ok(Delivery::from_model(&model, None))
     }
@@ -388,6 +437,13 @@ impl WebhookService {
     }
 }
 
+async fn model(conn: &impl ConnectionTrait, tenant: TenantId, id: Uuid) -> Result<endpoint::Model> {
+    endpoint::Entity::find_by_id_in(tenant, id)
+        .one(conn)
+        .await?
+        .ok_or_else(|| Error::not_found("webhook"))
+}
+
 /// A new pending delivery, due now.
 pub(crate) fn new_delivery(
     tenant: TenantId,
@@ -416,12 +472,21 @@ pub(crate) fn new_delivery(
 
 #[cfg(test)]
 mod tests {
+    use sigil_audit::entity as audit;
+    use sigil_core::{TokenId, UserId};
+
     use super::*;
 
     async fn service() -> WebhookService {
         let db = sigil_core::db::connect("sqlite::memory:", 1).await.unwrap();
         sigil_migrations::migrate(&db).await.unwrap();
         WebhookService::new(db, MasterKey::generate(), false)
+    }
+
+    /// An admin of `tenant`, from 192.0.2.7.
+    fn admin(tenant: TenantId) -> Actor {
+        Actor::user(tenant, UserId::new(), "alice", Some(TokenId::new()))
+            .from_client(Some("192.0.2.7".into()), Some("sdk/1".into()))
     }
 
     fn new_endpoint(url: &str) -> NewEndpoint {
@@ -443,10 +508,13 @@ mod tests {
         let hooks = service().await;
         let (owner, stranger) = (TenantId::new(), TenantId::new());
         let (endpoint, _) = hooks
-            .create(owner, new_endpoint("https://a.example/hook"))
+            .create(&admin(owner), owner, new_endpoint("https://a.example/hook"))
             .await
             .unwrap();
-        hooks.send_test(owner, endpoint.id).await.unwrap();
+        hooks
+            .send_test(&admin(owner), owner, endpoint.id)
+            .await
+            .unwrap();
         let id = endpoint.id;
         assert!(is_not_found(hooks.get(stranger, id).await));
         let patch = EndpointPatch {
@@ -454,9 +522,15 @@ mod tests {
             rotate_secret: true,
             ..EndpointPatch::default()
         };
-        assert!(is_not_found(hooks.update(stranger, id, patch).await));
-        assert!(is_not_found(hooks.delete(stranger, id).await));
-        assert!(is_not_found(hooks.send_test(stranger, id).await));
+        assert!(is_not_found(
+            hooks.update(&admin(stranger), stranger, id, patch).await
+        ));
+        assert!(is_not_found(
+            hooks.delete(&admin(stranger), stranger, id).await
+        ));
+        assert!(is_not_found(
+            hooks.send_test(&admin(stranger), stranger, id).await
+        ));
         assert!(is_not_found(
             hooks
                 .deliveries(stranger, id, None, PageRequest::default())
@@ -485,7 +559,11 @@ mod tests {
         let hooks = service().await;
         let tenant = TenantId::new();
         let (endpoint, first_secret) = hooks
-            .create(tenant, new_endpoint("https://a.example/hook"))
+            .create(
+                &admin(tenant),
+                tenant,
+                new_endpoint("https://a.example/hook"),
+            )
             .await
             .unwrap();
         let patch = EndpointPatch {
@@ -497,7 +575,10 @@ mod tests {
             rotate_secret: true,
             ..EndpointPatch::default()
         };
-        let changed = hooks.update(tenant, endpoint.id, patch).await.unwrap();
+        let changed = hooks
+            .update(&admin(tenant), tenant, endpoint.id, patch)
+            .await
+            .unwrap();
         assert_eq!(changed.before.description, "");
         assert!(changed.before.event_types.is_empty());
         assert_eq!(changed.after.description, "billing");
@@ -508,7 +589,12 @@ mod tests {
         );
         assert!(changed.secret.is_some_and(|s| s != first_secret));
         let unchanged = hooks
-            .update(tenant, endpoint.id, EndpointPatch::default())
+            .update(
+                &admin(tenant),
+                tenant,
+                endpoint.id,
+                EndpointPatch::default(),
+            )
             .await
             .unwrap();
         assert!(unchanged.secret.is_none());
@@ -517,7 +603,9 @@ mod tests {
             rotate_secret: true,
             ..EndpointPatch::default()
         };
-        let refused = hooks.update(tenant, endpoint.id, both).await;
+        let refused = hooks
+            .update(&admin(tenant), tenant, endpoint.id, both)
+            .await;
         assert!(matches!(
             refused,
             Err(Error::Invalid {
@@ -532,16 +620,37 @@ mod tests {
         let hooks = service().await;
         let tenant = TenantId::new();
         let (gone, _) = hooks
-            .create(tenant, new_endpoint("https://a.example/gone"))
+            .create(
+                &admin(tenant),
+                tenant,
+                new_endpoint("https://a.example/gone"),
+            )
             .await
             .unwrap();
         let (kept, _) = hooks
-            .create(tenant, new_endpoint("https://a.example/kept"))
+            .create(
+                &admin(tenant),
+                tenant,
+                new_endpoint("https://a.example/kept"),
+            )
             .await
             .unwrap();
-        hooks.send_test(tenant, gone.id).await.unwrap();
-        hooks.send_test(tenant, kept.id).await.unwrap();
-        assert_eq!(hooks.delete(tenant, gone.id).await.unwrap().id, gone.id);
+        hooks
+            .send_test(&admin(tenant), tenant, gone.id)
+            .await
+            .unwrap();
+        hooks
+            .send_test(&admin(tenant), tenant, kept.id)
+            .await
+            .unwrap();
+        assert_eq!(
+            hooks
+                .delete(&admin(tenant), tenant, gone.id)
+                .await
+                .unwrap()
+                .id,
+            gone.id
+        );
         assert!(is_not_found(hooks.get(tenant, gone.id).await));
         let left = delivery::Entity::find_in(tenant)
             .all(&hooks.db)
@@ -557,10 +666,13 @@ mod tests {
         let (full, other) = (TenantId::new(), TenantId::new());
         for n in 0..MAX_ENDPOINTS {
             let url = format!("https://a.example/{n}");
-            hooks.create(full, new_endpoint(&url)).await.unwrap();
+            hooks
+                .create(&admin(full), full, new_endpoint(&url))
+                .await
+                .unwrap();
         }
         let over = hooks
-            .create(full, new_endpoint("https://a.example/over"))
+            .create(&admin(full), full, new_endpoint("https://a.example/over"))
             .await;
         assert!(matches!(
             over,
@@ -570,7 +682,7 @@ mod tests {
             })
         ));
         assert!(hooks
-            .create(other, new_endpoint("https://b.example/1"))
+            .create(&admin(other), other, new_endpoint("https://b.example/1"))
             .await
             .is_ok());
     }
@@ -584,7 +696,7 @@ mod tests {
                 event_types: vec![bad.into()],
                 ..new_endpoint("https://a.example/hook")
             };
-            let refused = hooks.create(tenant, new).await;
+            let refused = hooks.create(&admin(tenant), tenant, new).await;
             assert!(
                 matches!(
                     refused,
@@ -596,5 +708,148 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Every audit event written, oldest first.
+    async fn audited(hooks: &WebhookService) -> Vec<audit::Model> {
+        audit::Entity::find()
+            .order_by_asc(audit::Column::Id)
+            .all(&hooks.db)
+            .await
+            .unwrap()
+    }
+
+    fn json(text: &Option<String>) -> serde_json::Value {
+        serde_json::from_str(text.as_deref().unwrap()).unwrap()
+    }
+
+    /// The fields every event of `actor` carries.
+    fn assert_by(e: &audit::Model, actor: &Actor, tenant: TenantId, action: &str, id: Uuid) {
+        assert_eq!(e.action, action);
+        assert_eq!(e.target_type, "webhook");
+        assert_eq!(e.target_id, Some(id.to_string()));
+        assert_eq!(e.tenant_id, Some(tenant));
+        assert_eq!(e.actor_id, actor.user);
+        assert_eq!(e.actor_label, "alice");
+        assert_eq!(e.credential_id, actor.credential);
+        assert_eq!(e.client_ip.as_deref(), Some("192.0.2.7"));
+        assert_eq!(e.user_agent.as_deref(), Some("sdk/1"));
+    }
+
+    #[tokio::test]
+    async fn each_change_is_one_event_by_its_actor_without_the_secret() {
+        let hooks = service().await;
+        let tenant = TenantId::new();
+        let by = admin(tenant);
+        let new = NewEndpoint {
+            description: "billing".into(),
+            event_types: vec![events::TOKEN_CREATED.into(), events::TOKEN_LEAKED.into()],
+            ..new_endpoint("https://a.example/hook")
+        };
+        let (endpoint, secret) = hooks.create(&by, tenant, new).await.unwrap();
+        let id = endpoint.id;
+        let view = serde_json::json!({
+            "url": "https://a.example/hook", "description": "billing", "enabled": true,
+            "event_types": [events::TOKEN_CREATED, events::TOKEN_LEAKED],
+        });
+        let events = audited(&hooks).await;
+        assert_eq!(events.len(), 1, "{events:#?}");
+        assert_by(&events[0], &by, tenant, "webhook.create", id);
+        assert_eq!(events[0].before, None);
+        assert_eq!(json(&events[0].after), view);
+
+        let patch = EndpointPatch {
+            enabled: Some(false),
+            rotate_secret: true,
+            ..EndpointPatch::default()
+        };
+        let changed = hooks.update(&by, tenant, id, patch).await.unwrap();
+        let events = audited(&hooks).await;
+        assert_eq!(events.len(), 2, "{events:#?}");
+        assert_by(&events[1], &by, tenant, "webhook.update", id);
+        assert_eq!(json(&events[1].before), view);
+        let mut after = view.clone();
+        after["enabled"] = false.into();
+        after["secret_replaced"] = true.into();
+        assert_eq!(json(&events[1].after), after);
+        let unchanged = hooks
+            .update(&by, tenant, id, EndpointPatch::default())
+            .await
+            .unwrap();
+        assert!(unchanged.secret.is_none());
+        let events = audited(&hooks).await;
+        assert_eq!(json(&events[2].after)["secret_replaced"], false);
+
+        let delivery = hooks.send_test(&by, tenant, id).await.unwrap();
+        let events = audited(&hooks).await;
+        assert_eq!(events.len(), 4, "{events:#?}");
+        assert_by(&events[3], &by, tenant, "webhook.test", id);
+        assert_eq!(
+            json(&events[3].after),
+            serde_json::json!({"delivery_id": delivery.id})
+        );
+
+        hooks.delete(&by, tenant, id).await.unwrap();
+        let events = audited(&hooks).await;
+        assert_eq!(events.len(), 5, "{events:#?}");
+        assert_by(&events[4], &by, tenant, "webhook.delete", id);
+        let mut before = view;
+        before["enabled"] = false.into();
+        assert_eq!(json(&events[4].before), before);
+        assert_eq!(events[4].after, None);
+
+        let secrets = [secret.expose(), changed.secret.unwrap().expose()];
+        for e in &events {
+            let text = format!("{:?} {:?}", e.before, e.after);
+            assert!(secrets.iter().all(|s| !text.contains(s.as_str())), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_change_writes_no_event() {
+        let hooks = service().await;
+        let tenant = TenantId::new();
+        let by = admin(tenant);
+        let bad = NewEndpoint {
+            event_types: vec!["token.nonsense".into()],
+            ..new_endpoint("https://a.example/hook")
+        };
+        assert!(hooks.create(&by, tenant, bad).await.is_err());
+        let internal = new_endpoint("http://127.0.0.1/hook");
+        assert!(hooks.create(&by, tenant, internal).await.is_err());
+        assert!(audited(&hooks).await.is_empty());
+
+        let (endpoint, _) = hooks
+            .create(&by, tenant, new_endpoint("https://a.example/hook"))
+            .await
+            .unwrap();
+        let both = EndpointPatch {
+            secret: Some(WebhookSecret::generate().expose()),
+            rotate_secret: true,
+            ..EndpointPatch::default()
+        };
+        assert!(hooks.update(&by, tenant, endpoint.id, both).await.is_err());
+        let long = EndpointPatch {
+            description: Some("x".repeat(501)),
+            ..EndpointPatch::default()
+        };
+        assert!(hooks.update(&by, tenant, endpoint.id, long).await.is_err());
+        let stranger = TenantId::new();
+        let other = admin(stranger);
+        assert!(hooks.delete(&other, stranger, endpoint.id).await.is_err());
+        assert!(hooks
+            .send_test(&other, stranger, endpoint.id)
+            .await
+            .is_err());
+        let unknown = Uuid::now_v7();
+        assert!(hooks.delete(&by, tenant, unknown).await.is_err());
+        let events = audited(&hooks).await;
+        assert_eq!(events.len(), 1, "only the creation: {events:#?}");
+        assert_eq!(events[0].action, "webhook.create");
+        // The refused transactions were rolled back: the endpoint is as it was.
+        assert_eq!(
+            hooks.get(tenant, endpoint.id).await.unwrap().description,
+            ""
+        );
     }
 }

@@ -8,9 +8,8 @@ use poem::Request;
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Form, Json};
 use poem_openapi::{ApiRequest, ApiResponse, Object, OpenApi};
-use sigil_audit::NewEvent;
 use sigil_core::Error;
-use sigil_user::{Account, Credentials, Login, LoginAttempt, SignedIn, UserPatch};
+use sigil_user::{Account, Credentials, Login, LoginAttempt, ProfilePatch, SignedIn};
 
 use super::caller::TenantCaller;
 use super::dto::{RoleDto, UserDto};
@@ -20,7 +19,7 @@ use super::ApiTags;
 use crate::auth::client_ip;
 use crate::metrics::LoginOutcome;
 use crate::problem::ApiResult;
-use crate::state::{AppState, AuditBy};
+use crate::state::AppState;
 
 pub struct AuthApi(pub Arc<AppState>);
 
@@ -292,8 +291,9 @@ impl AuthApi {
         let attempt =
             checked_password(&self.0, req, &p, body.password, "the password is wrong").await?;
         if let Some(factor) = factor {
-            match self.0.two_factor.verify(&user, &factor).await? {
-                Ok(v) => two_factor::accepted(&self.0, req, Some(&p), &user, v).await,
+            let actor = self.0.actor(req, Some(&p));
+            match self.0.two_factor.verify(&actor, &user, &factor).await? {
+                Ok(v) => two_factor::accepted(&self.0, v),
                 Err(why) => {
                     // A wrong code keeps the slot too.
                     drop(attempt);
@@ -313,16 +313,13 @@ impl AuthApi {
     async fn current_user(&self, caller: TenantCaller) -> ApiResult<CurrentUserResponse> {
         let p = caller.0;
 
-        let user = self.0.users.get(p.tenant_id, p.user_id).await?;
+        let profile = self.0.profiles.get(p.tenant_id, p.user_id).await?;
+        let user = &profile.user;
         let snapshot = self.0.registry.load();
         let methods = snapshot.method_ids(&p.rights).map(str::to_owned).collect();
-        let recovery_codes_left = if user.has_two_factor() {
-            Some(self.0.two_factor.status(&user).await?.recovery_codes_left)
-        } else {
-            None
-        };
+        let recovery_codes_left = profile.recovery_codes_left;
         Ok(CurrentUserResponse::Ok(Json(CurrentUser {
-            user: UserDto::from(&user),
+            user: UserDto::from(user),
             tenant: p.tenant_slug.to_string(),
             role: p.role.into(),
             token_id: p.token_id.0,
@@ -349,19 +346,16 @@ impl AuthApi {
         body: Json<UpdateCurrentUserBody>,
     ) -> ApiResult<UserResponse> {
         let p = caller.0;
-        let before = self.0.users.get(p.tenant_id, p.user_id).await?;
-        let patch = UserPatch {
+        let profile = ProfilePatch {
             display_name: body.0.display_name,
             email: body.0.email.map(|e| Some(e).filter(|e| !e.is_empty())),
-            ..UserPatch::default()
         };
-        let user = self.0.users.update(p.tenant_id, p.user_id, patch).await?;
-        let event = NewEvent::of("user.update", "user")
-            .by_caller(&p)
-            .target(user.id)
-            .before(serde_json::json!({"display_name": before.display_name, "email": before.email}))
-            .after(serde_json::json!({"display_name": user.display_name, "email": user.email}));
-        self.0.audit(req, event).await;
+        let actor = self.0.actor(req, Some(&p));
+        let user = self
+            .0
+            .users
+            .update_profile(&actor, p.tenant_id, p.user_id, profile)
+            .await?;
         Ok(UserResponse::Ok(Json(UserDto::from(&user))))
     }
 
@@ -391,18 +385,11 @@ impl AuthApi {
         attempt.succeeded();
         // Every other session ends with the change; the one in use stays.
         let keep = p.is_session().then_some(p.token_id);
+        let actor = self.0.actor(req, Some(&p));
         self.0
             .users
-            .change_password(p.tenant_id, p.user_id, body.new_password, keep)
+            .change_own_password(&actor, p.tenant_id, p.user_id, body.new_password, keep)
             .await?;
-        self.0
-            .audit(
-                req,
-                NewEvent::of("user.change_password", "user")
-                    .by_caller(&p)
-                    .target(p.user_id),
-            )
-            .await;
         Ok(NoContent::Done)
     }
 }
@@ -489,9 +476,13 @@ impl AuthApi {
         let state = &self.0;
         let factor = two_factor::factor_from(body.code, body.recovery_code)?;
         let ip = client_ip(req, state.verifier.trusted_proxies());
-        let done = state.logins.complete(&body.challenge, &factor, ip).await;
+        let agent = crate::auth::user_agent(req);
+        let done = state
+            .logins
+            .complete(&body.challenge, &factor, ip, agent)
+            .await;
         if let Some(note) = done.note {
-            two_factor::noted(state, req, note).await;
+            two_factor::noted(state, note);
         }
         self.session(&done.result?).await
     }

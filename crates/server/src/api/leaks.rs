@@ -26,16 +26,15 @@ use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaR
 use poem_openapi::{ApiExtractor, ApiExtractorType, ApiResponse, Enum, ExtractParamOptions};
 use poem_openapi::{Object, OpenApi};
 use serde::Deserialize;
-use sigil_audit::NewEvent;
 use sigil_core::Error;
 use sigil_token::jwt;
-use sigil_token::leaks::{Leaks, Revocation, MAX_SECRETS};
+use sigil_token::leaks::{self, Leaks, MAX_SECRETS};
 use sigil_token::Principal;
 
 use super::caller::TenantCaller;
 use super::ApiTags;
 use crate::problem::ApiResult;
-use crate::state::{AppState, AuditBy};
+use crate::state::AppState;
 
 pub struct LeaksApi(pub Arc<AppState>);
 
@@ -223,9 +222,9 @@ impl LeaksApi {
         )
     }
 
-    /// Revokes the secret's token if it is real; audits a new revocation in the token's
-    /// tenant. A storage failure fails the report (reports may be retried: they are
-    /// idempotent).
+    /// Revokes the secret's token if it is real (the use case audits a new revocation in
+    /// the token's tenant). A storage failure fails the report (reports may be retried:
+    /// they are idempotent).
     async fn report(
         &self,
         req: &Request,
@@ -233,48 +232,21 @@ impl LeaksApi {
         secret: &str,
         found: &Found<'_>,
     ) -> Result<(), Error> {
-        let where_found = serde_json::json!({
-            "url": clip(found.url),
-            "source": clip(found.source),
-            "reported_via": found.via,
-        });
-        if let Some(revoked) = leaks
-            .report_found(secret, where_found)
-            .await?
-            .filter(|r| r.first)
-        {
-            self.audit(req, &revoked, found).await;
-        }
-        Ok(())
-    }
-
-    async fn audit(&self, req: &Request, r: &Revocation, found: &Found<'_>) {
-        // A reporter of the same tenant is named; one of another tenant is not (tenants
-        // never see each other's users).
-        let reporter = found.reporter.filter(|p| p.tenant_id == r.tenant);
-        let label = match found.via {
-            "secret_scanning" => "secret scanning",
-            _ => "leak report",
+        let report = leaks::LeakReport {
+            found: serde_json::json!({
+                "url": clip(found.url),
+                "source": clip(found.source),
+                "reported_via": found.via,
+            }),
+            secret_type: clip(found.secret_type),
+            by: self.0.actor(req, found.reporter),
+            system_label: match found.via {
+                "secret_scanning" => "secret scanning",
+                _ => "leak report",
+            },
         };
-        let event = NewEvent::of("token.leaked", "token");
-        let event = match reporter {
-            Some(p) => event.by_caller(p),
-            None => event.by_system(label, r.tenant),
-        }
-        .target(r.token)
-        .after(serde_json::json!({
-            "name": r.name,
-            "kind": r.kind.as_str(),
-            "owner_id": r.owner.0,
-            "generation": r.generation,
-            "revoked": true,
-            "reason": sigil_token::leaks::LEAKED,
-            "url": clip(found.url),
-            "source": clip(found.source),
-            "secret_type": clip(found.secret_type),
-            "reported_via": found.via,
-        }));
-        self.0.audit(req, event).await;
+        leaks.report(secret, &report).await?;
+        Ok(())
     }
 }
 

@@ -5,17 +5,16 @@ use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use sigil_audit::NewEvent;
 use sigil_core::page::PageRequest;
 use sigil_core::TenantId;
-use sigil_tenant::{NewTenant, Tenant, TenantChange, TenantPatch, TenantPolicy};
+use sigil_tenant::{NewTenant, Tenant, TenantPatch, TenantPolicy};
 use uuid::Uuid;
 
 use super::caller::{OperatorCaller, TenantCaller};
 use super::limits::{rate_limits_from, rate_limits_to, RateLimitDto};
 use super::ApiTags;
 use crate::problem::ApiResult;
-use crate::state::{AppState, AuditBy};
+use crate::state::AppState;
 
 pub struct TenantsApi(pub Arc<AppState>);
 
@@ -290,7 +289,9 @@ impl TenantsApi {
     ) -> ApiResult<CreateTenantResponse> {
         let body = body.0;
         let s = &self.0;
-        let onboarded = sigil_user::onboard_tenant(
+        let actor = s.actor(req, None);
+        let onboarded = sigil_user::onboard::onboard_tenant_by(
+            &actor,
             &s.db,
             &s.tenants,
             &s.keys,
@@ -304,22 +305,8 @@ impl TenantsApi {
             body.admin_password,
         )
         .await?;
-        let dto = TenantDto::from(&onboarded.tenant);
-        s.audit(
-            req,
-            NewEvent::of("tenant.create", "tenant")
-                .by_operator(Some(onboarded.tenant.id))
-                .target(dto.id)
-                .after(serde_json::json!({
-                    "slug": dto.slug,
-                    "name": dto.name,
-                    "enabled": dto.enabled,
-                    "admin_username": onboarded.admin.username,
-                })),
-        )
-        .await;
         Ok(CreateTenantResponse::Created(Json(CreatedTenant {
-            tenant: dto,
+            tenant: TenantDto::from(&onboarded.tenant),
             admin_username: onboarded.admin.username,
             admin_password: onboarded.admin_password,
         })))
@@ -377,23 +364,14 @@ impl TenantsApi {
         tenant_id: Path<Uuid>,
         body: Json<UpdateTenantBody>,
     ) -> ApiResult<TenantResponse> {
-        let id = TenantId(tenant_id.0);
         let patch = TenantPatch {
             name: body.0.name,
             enabled: body.0.enabled,
         };
-        let TenantChange { before, after } = self.0.tenants.update(id, patch).await?;
-        self.0
-            .audit(
-                req,
-                NewEvent::of("tenant.update", "tenant")
-                    .by_operator(Some(id))
-                    .target(id)
-                    .before(serde_json::json!({"name": before.name, "enabled": before.enabled}))
-                    .after(serde_json::json!({"name": after.name, "enabled": after.enabled})),
-            )
-            .await;
-        Ok(TenantResponse::Ok(Json(TenantDto::from(&after))))
+        let actor = self.0.actor(req, None);
+        let id = TenantId(tenant_id.0);
+        let changed = self.0.tenants.update(&actor, id, patch).await?;
+        Ok(TenantResponse::Ok(Json(TenantDto::from(&changed.after))))
     }
 
     /// Disable a tenant: its logins and tokens stop working at once (operator).
@@ -408,19 +386,10 @@ impl TenantsApi {
         _caller: OperatorCaller,
         tenant_id: Path<Uuid>,
     ) -> ApiResult<TenantResponse> {
+        let actor = self.0.actor(req, None);
         let id = TenantId(tenant_id.0);
-        let TenantChange { before, after } = self.0.tenants.disable(id).await?;
-        self.0
-            .audit(
-                req,
-                NewEvent::of("tenant.disable", "tenant")
-                    .by_operator(Some(id))
-                    .target(id)
-                    .before(serde_json::json!({"enabled": before.enabled}))
-                    .after(serde_json::json!({"enabled": after.enabled})),
-            )
-            .await;
-        Ok(TenantResponse::Ok(Json(TenantDto::from(&after))))
+        let changed = self.0.tenants.disable(&actor, id).await?;
+        Ok(TenantResponse::Ok(Json(TenantDto::from(&changed.after))))
     }
 
     /// Your tenant and its policy.
@@ -451,30 +420,19 @@ impl TenantsApi {
         body: Json<PolicyDto>,
     ) -> ApiResult<TenantResponse> {
         let p = caller.0;
-        let before = PolicyDto::from(p.policy.as_ref());
-        let requires_two_factor = !before.require_two_factor && body.0.require_two_factor;
+        let requires_two_factor = !p.policy.require_two_factor && body.0.require_two_factor;
         if requires_two_factor {
             super::two_factor::check_can_require(&self.0, &p).await?;
         }
+        let actor = self.0.actor(req, Some(&p));
         let tenant = self
             .0
             .tenants
-            .update_policy(p.tenant_id, body.0.into())
+            .update_policy(&actor, p.tenant_id, body.0.into())
             .await?;
         if requires_two_factor {
             super::two_factor::end_sessions_without_two_factor(&self.0, p.tenant_id).await?;
         }
-        let after = PolicyDto::from(&tenant.policy);
-        self.0
-            .audit(
-                req,
-                NewEvent::of("tenant.update_policy", "tenant")
-                    .by_caller(&p)
-                    .target(p.tenant_id)
-                    .before_opt(serde_json::to_value(policy_json(&before)).ok())
-                    .after_opt(serde_json::to_value(policy_json(&after)).ok()),
-            )
-            .await;
         Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
     }
 
@@ -519,21 +477,13 @@ impl TenantsApi {
     ) -> ApiResult<RotateKeyResponse> {
         let p = caller.0;
         let overlap = body.0.overlap_secs.unwrap_or(p.policy.key_overlap_secs);
-        let overlap_period = std::time::Duration::from_secs(u64::from(overlap));
+        let overlap = std::time::Duration::from_secs(u64::from(overlap));
+        let actor = self.0.actor(req, Some(&p));
         let key = self
             .0
             .signing_keys
-            .rotate(p.tenant_id, overlap_period)
+            .rotate(&actor, p.tenant_id, overlap)
             .await?;
-        self.0
-            .audit(
-                req,
-                NewEvent::of("signing_key.rotate", "signing_key")
-                    .by_caller(&p)
-                    .target(key.kid.clone())
-                    .after(serde_json::json!({"kid": key.kid, "overlap_secs": overlap})),
-            )
-            .await;
         Ok(RotateKeyResponse::Created(Json(SigningKeyDto::from(key))))
     }
 
@@ -567,25 +517,4 @@ impl TenantsApi {
             "public, max-age=300".into(),
         ))
     }
-}
-
-fn policy_json(p: &PolicyDto) -> serde_json::Value {
-    serde_json::json!({
-        "max_token_lifetime_days": p.max_token_lifetime_days,
-        "allow_non_expiring_tokens": p.allow_non_expiring_tokens,
-        "session_lifetime_secs": p.session_lifetime_secs,
-        "allow_query_credentials": p.allow_query_credentials,
-        "ip_allowlist": p.ip_allowlist,
-        "require_password_confirmation": p.require_password_confirmation,
-        "password_confirmation_secs": p.password_confirmation_secs,
-        "login_max_failures": p.login_max_failures,
-        "login_lockout_secs": p.login_lockout_secs,
-        "max_tokens_per_user": p.max_tokens_per_user,
-        "key_overlap_secs": p.key_overlap_secs,
-        "detect_reuse_after_rotation": p.detect_reuse_after_rotation,
-        "detect_reuse_after_regeneration": p.detect_reuse_after_regeneration,
-        "require_two_factor": p.require_two_factor,
-        "default_token_rate_limits": p.default_token_rate_limits,
-        "default_owner_rate_limits": p.default_owner_rate_limits,
-    })
 }

@@ -7,7 +7,6 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
-use sigil_audit::NewEvent;
 use sigil_core::page::PageRequest;
 use sigil_core::{Error, TokenId, UserId};
 use sigil_token::service::TokenSort;
@@ -20,7 +19,7 @@ use super::limits::{rate_limits_from, rate_limits_to, CreditsInput, CreditsView,
 use super::optional_body::OptionalJson;
 use super::ApiTags;
 use crate::problem::ApiResult;
-use crate::state::{AppState, AuditBy};
+use crate::state::AppState;
 
 pub struct TokensApi(pub Arc<AppState>);
 
@@ -396,32 +395,6 @@ impl TokensApi {
             .unwrap_or_default()
     }
 
-    /// The answer (and audit event) of a token that got a new secret.
-    async fn renewed(
-        &self,
-        req: &Request,
-        p: &Principal,
-        action: &str,
-        minted: &sigil_token::Minted,
-        grace: u32,
-    ) -> RegeneratedResponse {
-        let dto = self.minted(p, minted).await;
-        self.0
-            .audit(
-                req,
-                NewEvent::of(action, "token")
-                    .by_caller(p)
-                    .target(dto.token.id)
-                    .after(serde_json::json!({
-                        "generation": dto.token.generation,
-                        "grace_period_secs": grace,
-                        "expires_at": dto.token.expires_at,
-                    })),
-            )
-            .await;
-        RegeneratedResponse::Ok(Json(dto))
-    }
-
     async fn minted(&self, p: &Principal, m: &sigil_token::Minted) -> MintedTokenDto {
         let names = self.set_name_of(p, &m.token).await;
         MintedTokenDto {
@@ -430,21 +403,6 @@ impl TokensApi {
             warning: WARNING.into(),
         }
     }
-}
-
-fn audit_view(t: &TokenDto) -> serde_json::Value {
-    serde_json::json!({
-        "name": t.name, "description": t.description, "kind": t.kind, "owner_id": t.owner_id,
-        "scope_set": t.scope.set, "methods": t.scope.methods, "expires_at": t.expires_at,
-        "ip_filter": t.ip_filter, "enabled": t.enabled, "generation": t.generation,
-        "rate_limits": t.rate_limits,
-        "credits": t.credits.as_ref().map(|c| serde_json::json!({
-            "remaining": c.remaining,
-            "refill": c.refill.as_ref().map(|r| serde_json::json!({
-                "interval": r.interval.as_str(), "amount": r.amount, "day": r.day,
-            })),
-        })),
-    })
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Tokens")]
@@ -471,11 +429,13 @@ impl TokensApi {
                 "give scope_set, methods, or read/change",
             )
         })?;
+        let by = self.0.actor(req, Some(&p));
         let minted = self
             .0
             .tokens
             .create(
                 &p,
+                &by,
                 NewToken {
                     kind: b.kind.unwrap_or(TokenKindDto::Personal).into(),
                     owner: b.owner_id.map(UserId),
@@ -490,17 +450,9 @@ impl TokensApi {
                 },
             )
             .await?;
-        let dto = self.minted(&p, &minted).await;
-        self.0
-            .audit(
-                req,
-                NewEvent::of("token.create", "token")
-                    .by_caller(&p)
-                    .target(dto.token.id)
-                    .after(audit_view(&dto.token)),
-            )
-            .await;
-        Ok(MintedResponse::Created(Json(dto)))
+        Ok(MintedResponse::Created(Json(
+            self.minted(&p, &minted).await,
+        )))
     }
 
     /// List tokens: your own, or all of the tenant for admins and token managers.
@@ -637,7 +589,6 @@ impl TokensApi {
         let b = body.0;
         let id = TokenId(token_id.0);
         let names = self.set_names(&p).await;
-        let before = self.dto(&self.0.tokens.get(&p, id).await?, &names);
         let patch = TokenPatch {
             name: b.name,
             description: b.description,
@@ -656,19 +607,9 @@ impl TokensApi {
                 MaybeUndefined::Value(c) => Some(Some(c.into())),
             },
         };
-        let token = self.0.tokens.update(&p, id, patch).await?;
-        let dto = self.dto(&token, &names);
-        self.0
-            .audit(
-                req,
-                NewEvent::of("token.update", "token")
-                    .by_caller(&p)
-                    .target(id)
-                    .before(audit_view(&before))
-                    .after(audit_view(&dto)),
-            )
-            .await;
-        Ok(TokenResponse::Ok(Json(dto)))
+        let by = self.0.actor(req, Some(&p));
+        let token = self.0.tokens.update(&p, &by, id, patch).await?;
+        Ok(TokenResponse::Ok(Json(self.dto(&token, &names))))
     }
 
     /// New secret for the token; the old one stops working at once (or after the grace
@@ -714,10 +655,11 @@ impl TokensApi {
             }
             (q, b) => q.or(b).unwrap_or(0),
         };
-        let minted = self.0.tokens.regenerate(&p, id, grace, expiry).await?;
-        Ok(self
-            .renewed(req, &p, "token.regenerate", &minted, grace)
-            .await)
+        let by = self.0.actor(req, Some(&p));
+        let minted = self.0.tokens.regenerate(&p, &by, id, grace, expiry).await?;
+        Ok(RegeneratedResponse::Ok(Json(
+            self.minted(&p, &minted).await,
+        )))
     }
 
     /// The calling token rotates itself: a new secret for the same token (generation + 1),
@@ -741,8 +683,11 @@ impl TokensApi {
             .0
             .and_then(|b| b.grace_period_secs)
             .unwrap_or(ROTATION_GRACE_SECS);
-        let minted = self.0.tokens.rotate_current(&p, grace).await?;
-        Ok(self.renewed(req, &p, "token.rotate", &minted, grace).await)
+        let by = self.0.actor(req, Some(&p));
+        let minted = self.0.tokens.rotate_current(&p, &by, grace).await?;
+        Ok(RegeneratedResponse::Ok(Json(
+            self.minted(&p, &minted).await,
+        )))
     }
 
     /// A new token with the same parameters and a new secret.
@@ -762,19 +707,15 @@ impl TokensApi {
     ) -> ApiResult<MintedResponse> {
         let p = caller.0;
         p.require_confirmation()?;
-        let minted = self.0.tokens.copy(&p, TokenId(token_id.0), name.0).await?;
-        let dto = self.minted(&p, &minted).await;
-        self.0
-            .audit(
-                req,
-                NewEvent::of("token.copy", "token")
-                    .by_caller(&p)
-                    .target(dto.token.id)
-                    .before(serde_json::json!({"source": token_id.0}))
-                    .after(audit_view(&dto.token)),
-            )
-            .await;
-        Ok(MintedResponse::Created(Json(dto)))
+        let by = self.0.actor(req, Some(&p));
+        let minted = self
+            .0
+            .tokens
+            .copy(&p, &by, TokenId(token_id.0), name.0)
+            .await?;
+        Ok(MintedResponse::Created(Json(
+            self.minted(&p, &minted).await,
+        )))
     }
 
     /// Delete a token; it stops working at once.
@@ -792,17 +733,8 @@ impl TokensApi {
         let p = caller.0;
         p.require_confirmation()?;
         let id = TokenId(token_id.0);
-        let token = self.0.tokens.delete(&p, id).await?;
-        let names = self.set_name_of(&p, &token).await;
-        self.0
-            .audit(
-                req,
-                NewEvent::of("token.delete", "token")
-                    .by_caller(&p)
-                    .target(id)
-                    .before(audit_view(&self.dto(&token, &names))),
-            )
-            .await;
+        let by = self.0.actor(req, Some(&p));
+        self.0.tokens.delete(&p, &by, id).await?;
         Ok(DeletedResponse::Deleted)
     }
 
@@ -821,23 +753,8 @@ impl TokensApi {
         let p = caller.0;
         p.require_confirmation()?;
         let ids: Vec<TokenId> = body.0.ids.into_iter().map(TokenId).collect();
-        let removed = self.0.tokens.delete_many(&p, &ids).await?;
-        // One event per removed token, so each token's history (and its owner's view of
-        // the log) stays complete.
-        let names = self.set_names(&p).await;
-        for t in &removed {
-            let mut before = audit_view(&self.dto(t, &names));
-            before["bulk"] = serde_json::Value::Bool(true);
-            self.0
-                .audit(
-                    req,
-                    NewEvent::of("token.delete", "token")
-                        .by_caller(&p)
-                        .target(t.id)
-                        .before(before),
-                )
-                .await;
-        }
+        let by = self.0.actor(req, Some(&p));
+        let removed = self.0.tokens.delete_many(&p, &by, &ids).await?;
         Ok(BulkDeletedResponse::Ok(Json(DeletedTokens {
             count: removed.len() as u64,
             removed: removed

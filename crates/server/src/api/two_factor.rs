@@ -9,7 +9,6 @@ use poem::Request;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use sigil_audit::NewEvent;
 use sigil_core::page::PageRequest;
 use sigil_core::{Error, TenantId, UserId};
 use sigil_token::Principal;
@@ -24,7 +23,7 @@ use super::dto::UserDto;
 use super::ApiTags;
 use crate::metrics::SecondFactorOutcome;
 use crate::problem::{ApiError, ApiResult};
-use crate::state::{AppState, AuditBy};
+use crate::state::AppState;
 
 pub struct TwoFactorApi(pub Arc<AppState>);
 
@@ -123,17 +122,15 @@ pub fn factor_from(
     }
 }
 
-/// Counts (and, for a spent recovery code, audits) what became of the second factor of a
-/// login completed with `completeLogin`.
-pub async fn noted(state: &AppState, req: &Request, note: FactorNote) {
+/// Counts what became of the second factor of a login completed with `completeLogin` (a
+/// spent recovery code is audited by the check itself).
+pub fn noted(state: &AppState, note: FactorNote) {
     match note {
         FactorNote::ChallengeInvalid => state
             .metrics
             .second_factor(SecondFactorOutcome::ChallengeInvalid),
         FactorNote::Throttled => state.metrics.second_factor(SecondFactorOutcome::Throttled),
-        FactorNote::Accepted { user, verified } => {
-            accepted(state, req, None, &user, verified).await
-        }
+        FactorNote::Accepted { verified, .. } => accepted(state, verified),
         FactorNote::Refused(why) => count_refused(state, why),
     }
 }
@@ -152,44 +149,12 @@ pub fn refused(state: &AppState, why: CodeRefused) -> Error {
     why.error(false)
 }
 
-/// Counts an accepted code and audits a spent recovery code.
-pub async fn accepted(
-    state: &AppState,
-    req: &Request,
-    actor: Option<&Principal>,
-    user: &User,
-    v: Verified,
-) {
-    match v {
-        Verified::Totp => state.metrics.second_factor(SecondFactorOutcome::Success),
-        Verified::RecoveryCode { left } => {
-            state
-                .metrics
-                .second_factor(SecondFactorOutcome::RecoveryCode);
-            let after = serde_json::json!({"recovery_codes_left": left});
-            match actor {
-                Some(p) => {
-                    state
-                        .audit(
-                            req,
-                            NewEvent::of("user.two_factor.recovery_code_used", "user")
-                                .by_caller(p)
-                                .target(user.id)
-                                .after(after),
-                        )
-                        .await
-                }
-                // At login there is no credential yet: filed under the tenant, by the user.
-                None => {
-                    let event = NewEvent::of("user.two_factor.recovery_code_used", "user")
-                        .by_user(user.tenant_id, user.id, &user.username, None)
-                        .target(user.id)
-                        .after(after);
-                    state.audit(req, event).await;
-                }
-            }
-        }
-    }
+/// Counts an accepted code (a spent recovery code was audited by the check itself).
+pub fn accepted(state: &AppState, v: Verified) {
+    state.metrics.second_factor(match v {
+        Verified::Totp => SecondFactorOutcome::Success,
+        Verified::RecoveryCode { .. } => SecondFactorOutcome::RecoveryCode,
+    });
 }
 
 fn require_session(p: &Principal) -> Result<(), Error> {
@@ -361,7 +326,8 @@ impl TwoFactorApi {
         let attempt =
             super::auth::checked_password(&self.0, req, &p, body.password, "the password is wrong")
                 .await?;
-        let codes = match self.0.two_factor.confirm(&user, &body.code).await? {
+        let actor = self.0.actor(req, Some(&p));
+        let codes = match self.0.two_factor.confirm(&actor, &user, &body.code).await? {
             Ok(codes) => codes,
             Err(why) => {
                 drop(attempt);
@@ -373,16 +339,6 @@ impl TwoFactorApi {
         self.0.tokens.lift_session_ceiling(&p).await?;
         let user = self.0.users.get(p.tenant_id, p.user_id).await?;
         let enabled_at = user.two_factor_enabled_at.unwrap_or_else(Utc::now);
-        self.0
-            .audit(
-                req,
-                NewEvent::of("user.two_factor.enable", "user")
-                    .by_caller(&p)
-                    .target(user.id)
-                    .before(serde_json::json!({"two_factor": false}))
-                    .after(serde_json::json!({"two_factor": true, "method": "totp"})),
-            )
-            .await;
         Ok(EnabledResponse::Ok(Json(TotpEnabled {
             two_factor_enabled_at: enabled_at,
             recovery_codes: codes,
@@ -424,28 +380,22 @@ impl TwoFactorApi {
         let attempt =
             super::auth::checked_password(&self.0, req, &p, body.password, "the password is wrong")
                 .await?;
-        match self.0.two_factor.verify(&user, &factor).await? {
+        let actor = self.0.actor(req, Some(&p));
+        match self.0.two_factor.verify(&actor, &user, &factor).await? {
             Ok(v) => {
                 attempt.succeeded();
-                accepted(&self.0, req, Some(&p), &user, v).await;
+                accepted(&self.0, v);
             }
             Err(why) => {
                 drop(attempt);
                 return Err(refused(&self.0, why).into());
             }
         }
-        self.0.two_factor.disable(p.tenant_id, p.user_id).await?;
-        self.0
-            .audit(
-                req,
-                NewEvent::of("user.two_factor.disable", "user")
-                    .by_caller(&p)
-                    .target(user.id)
-                    .before(serde_json::json!({"two_factor": true}))
-                    .after(serde_json::json!({"two_factor": false})),
-            )
-            .await;
-        let user = self.0.users.get(p.tenant_id, p.user_id).await?;
+        let user = self
+            .0
+            .two_factor
+            .disable(&actor, p.tenant_id, p.user_id)
+            .await?;
         Ok(UserResponse::Ok(Json(UserDto::from(&user))))
     }
 }
@@ -471,35 +421,11 @@ impl TwoFactorAdminApi {
         user_id: Path<Uuid>,
     ) -> ApiResult<UserResponse> {
         let p = caller.0;
-        let id = UserId(user_id.0);
-        let user = self.0.users.get(p.tenant_id, id).await?;
+        let user = self.0.users.get(p.tenant_id, UserId(user_id.0)).await?;
+        // An unknown user (or one of another tenant) is not found before confirmation is asked.
         p.require_confirmation()?;
-        if id == p.user_id {
-            return Err(Error::conflict(
-                "use_disable_totp",
-                "turn off your own two-factor sign-in with disableTotp",
-            )
-            .into());
-        }
-        TwoFactorService::require_person(&user)?;
-        if !self.0.two_factor.disable(p.tenant_id, id).await? {
-            return Err(Error::conflict(
-                "two_factor_not_enabled",
-                "the user's two-factor sign-in is off",
-            )
-            .into());
-        }
-        self.0
-            .audit(
-                req,
-                NewEvent::of("user.two_factor.reset", "user")
-                    .by_caller(&p)
-                    .target(id)
-                    .before(serde_json::json!({"two_factor": true}))
-                    .after(serde_json::json!({"two_factor": false})),
-            )
-            .await;
-        let user = self.0.users.get(p.tenant_id, id).await?;
+        let actor = self.0.actor(req, Some(&p));
+        let user = self.0.two_factor.reset(&actor, &user).await?;
         Ok(UserResponse::Ok(Json(UserDto::from(&user))))
     }
 }

@@ -4,9 +4,8 @@ use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use sigil_audit::NewEvent;
 use sigil_core::page::PageRequest;
-use sigil_core::{Error, UserId};
+use sigil_core::UserId;
 use sigil_user::{NewUser, UserFilter, UserPatch};
 use uuid::Uuid;
 
@@ -14,7 +13,7 @@ use super::caller::TenantCaller;
 use super::dto::{RoleDto, UserDto, UserKindDto};
 use super::ApiTags;
 use crate::problem::ApiResult;
-use crate::state::{AppState, AuditBy};
+use crate::state::AppState;
 
 pub struct UsersApi(pub Arc<AppState>);
 
@@ -88,14 +87,6 @@ pub enum DeleteUserResponse {
     Deleted,
 }
 
-fn snapshot(u: &sigil_user::User) -> serde_json::Value {
-    serde_json::json!({
-        "username": u.username, "display_name": u.display_name, "email": u.email,
-        "kind": u.kind.as_str(), "role": u.role.as_str(), "api_access": u.api_access, "active": u.active,
-        "rate_limits": u.rate_limits,
-    })
-}
-
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Users")]
 impl UsersApi {
     /// Create a user (admin).
@@ -108,10 +99,12 @@ impl UsersApi {
     ) -> ApiResult<CreateUserResponse> {
         let p = caller.0;
         let b = body.0;
+        let actor = self.0.actor(req, Some(&p));
         let user = self
             .0
             .users
             .create(
+                &actor,
                 p.tenant_id,
                 NewUser {
                     username: b.username,
@@ -124,15 +117,6 @@ impl UsersApi {
                 },
             )
             .await?;
-        self.0
-            .audit(
-                req,
-                NewEvent::of("user.create", "user")
-                    .by_caller(&p)
-                    .target(user.id)
-                    .after(snapshot(&user)),
-            )
-            .await;
         Ok(CreateUserResponse::Created(Json(UserDto::from(&user))))
     }
 
@@ -198,15 +182,6 @@ impl UsersApi {
         let p = caller.0;
         let id = UserId(user_id.0);
         let b = body.0;
-        if id == p.user_id && b.password.is_some() {
-            // Your own password goes through changePassword, which checks the current one.
-            return Err(Error::conflict(
-                "use_change_password",
-                "change your own password with changePassword",
-            )
-            .into());
-        }
-        let before = self.0.users.get(p.tenant_id, id).await?;
         let patch = UserPatch {
             display_name: b.display_name,
             email: b.email.map(|e| Some(e).filter(|e| !e.is_empty())),
@@ -216,17 +191,8 @@ impl UsersApi {
             password: b.password,
             rate_limits: b.rate_limits.map(super::limits::rate_limits_from),
         };
-        let user = self.0.users.update(p.tenant_id, id, patch).await?;
-        self.0
-            .audit(
-                req,
-                NewEvent::of("user.update", "user")
-                    .by_caller(&p)
-                    .target(id)
-                    .before(snapshot(&before))
-                    .after(snapshot(&user)),
-            )
-            .await;
+        let actor = self.0.actor(req, Some(&p));
+        let user = self.0.users.update(&actor, p.tenant_id, id, patch).await?;
         Ok(UserResponse::Ok(Json(UserDto::from(&user))))
     }
 
@@ -243,35 +209,12 @@ impl UsersApi {
         user_id: Path<Uuid>,
     ) -> ApiResult<UserResponse> {
         let p = caller.0;
-        let id = UserId(user_id.0);
-        if id == p.user_id {
-            return Err(Error::conflict(
-                "cannot_deactivate_self",
-                "you cannot deactivate yourself",
-            )
-            .into());
-        }
+        let actor = self.0.actor(req, Some(&p));
         let user = self
             .0
             .users
-            .update(
-                p.tenant_id,
-                id,
-                UserPatch {
-                    active: Some(false),
-                    ..UserPatch::default()
-                },
-            )
+            .deactivate(&actor, p.tenant_id, UserId(user_id.0))
             .await?;
-        self.0
-            .audit(
-                req,
-                NewEvent::of("user.deactivate", "user")
-                    .by_caller(&p)
-                    .target(id)
-                    .after(snapshot(&user)),
-            )
-            .await;
         Ok(UserResponse::Ok(Json(UserDto::from(&user))))
     }
 
@@ -288,21 +231,12 @@ impl UsersApi {
         user_id: Path<Uuid>,
     ) -> ApiResult<DeleteUserResponse> {
         let p = caller.0;
-        let id = UserId(user_id.0);
-        if id == p.user_id {
-            return Err(Error::conflict("cannot_delete_self", "you cannot delete yourself").into());
-        }
+        let actor = self.0.actor(req, Some(&p));
         // Their tokens go with them, in the same transaction.
-        let user = self.0.users.delete(p.tenant_id, id).await?;
         self.0
-            .audit(
-                req,
-                NewEvent::of("user.delete", "user")
-                    .by_caller(&p)
-                    .target(id)
-                    .before(snapshot(&user)),
-            )
-            .await;
+            .users
+            .delete(&actor, p.tenant_id, UserId(user_id.0))
+            .await?;
         Ok(DeleteUserResponse::Deleted)
     }
 }

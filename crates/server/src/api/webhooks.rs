@@ -2,7 +2,6 @@
 //! send a test delivery, read the delivery log. Each delivery is signed with the endpoint's
 //! secret per Standard Webhooks; the secret is shown once (when created or replaced).
 
-use sigil_audit::NewEvent;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -18,7 +17,7 @@ use uuid::Uuid;
 use super::caller::TenantCaller;
 use super::ApiTags;
 use crate::problem::ApiResult;
-use crate::state::{AppState, AuditBy};
+use crate::state::AppState;
 
 pub struct WebhooksApi(pub Arc<AppState>);
 
@@ -292,14 +291,6 @@ pub enum DeliveriesResponse {
     Ok(Json<WebhookDeliveryList>),
 }
 
-/// What the audit log keeps of an endpoint (never its secret).
-fn audit_view(w: &WebhookDto) -> serde_json::Value {
-    serde_json::json!({
-        "url": w.url, "description": w.description, "enabled": w.enabled,
-        "event_types": w.event_types.iter().map(|t| type_name(*t)).collect::<Vec<_>>(),
-    })
-}
-
 fn names(types: Option<Vec<WebhookEventType>>) -> Option<Vec<String>> {
     types.map(|t| t.into_iter().map(type_name).collect())
 }
@@ -316,10 +307,12 @@ impl WebhooksApi {
     ) -> ApiResult<CreatedResponse> {
         let p = caller.0;
         let b = body.0;
+        let actor = self.0.actor(req, Some(&p));
         let (endpoint, secret) = self
             .0
             .webhooks
             .create(
+                &actor,
                 p.tenant_id,
                 NewEndpoint {
                     url: b.url,
@@ -330,18 +323,8 @@ impl WebhooksApi {
                 },
             )
             .await?;
-        let dto = WebhookDto::from(&endpoint);
-        self.0
-            .audit(
-                req,
-                NewEvent::of("webhook.create", "webhook")
-                    .by_caller(&p)
-                    .target(endpoint.id)
-                    .after(audit_view(&dto)),
-            )
-            .await;
         Ok(CreatedResponse::Created(Json(CreatedWebhookDto {
-            webhook: dto,
+            webhook: WebhookDto::from(&endpoint),
             secret: secret.expose(),
         })))
     }
@@ -400,11 +383,12 @@ impl WebhooksApi {
         let p = caller.0;
         let b = body.0;
         let generated = b.rotate_secret == Some(true);
-        let rotated = b.secret.is_some() || generated;
+        let actor = self.0.actor(req, Some(&p));
         let changed = self
             .0
             .webhooks
             .update(
+                &actor,
                 p.tenant_id,
                 webhook_id.0,
                 EndpointPatch {
@@ -417,22 +401,8 @@ impl WebhooksApi {
                 },
             )
             .await?;
-        let before = WebhookDto::from(&changed.before);
-        let dto = WebhookDto::from(&changed.after);
-        let mut after = audit_view(&dto);
-        after["secret_replaced"] = serde_json::Value::Bool(rotated);
-        self.0
-            .audit(
-                req,
-                NewEvent::of("webhook.update", "webhook")
-                    .by_caller(&p)
-                    .target(changed.after.id)
-                    .before(audit_view(&before))
-                    .after(after),
-            )
-            .await;
         Ok(UpdatedResponse::Ok(Json(UpdatedWebhookDto {
-            webhook: dto,
+            webhook: WebhookDto::from(&changed.after),
             // A generated secret is shown; one the admin gave is not echoed back.
             secret: changed.secret.filter(|_| generated).map(|s| s.expose()),
         })))
@@ -451,16 +421,11 @@ impl WebhooksApi {
         webhook_id: Path<Uuid>,
     ) -> ApiResult<DeletedResponse> {
         let p = caller.0;
-        let endpoint = self.0.webhooks.delete(p.tenant_id, webhook_id.0).await?;
+        let actor = self.0.actor(req, Some(&p));
         self.0
-            .audit(
-                req,
-                NewEvent::of("webhook.delete", "webhook")
-                    .by_caller(&p)
-                    .target(endpoint.id)
-                    .before(audit_view(&WebhookDto::from(&endpoint))),
-            )
-            .await;
+            .webhooks
+            .delete(&actor, p.tenant_id, webhook_id.0)
+            .await?;
         Ok(DeletedResponse::Deleted)
     }
 
@@ -477,16 +442,12 @@ impl WebhooksApi {
         webhook_id: Path<Uuid>,
     ) -> ApiResult<TestResponse> {
         let p = caller.0;
-        let delivery = self.0.webhooks.send_test(p.tenant_id, webhook_id.0).await?;
-        self.0
-            .audit(
-                req,
-                NewEvent::of("webhook.test", "webhook")
-                    .by_caller(&p)
-                    .target(webhook_id.0)
-                    .after(serde_json::json!({"delivery_id": delivery.id})),
-            )
-            .await;
+        let actor = self.0.actor(req, Some(&p));
+        let delivery = self
+            .0
+            .webhooks
+            .send_test(&actor, p.tenant_id, webhook_id.0)
+            .await?;
         Ok(TestResponse::Accepted(Json(WebhookDeliveryDto::from(
             &delivery,
         ))))

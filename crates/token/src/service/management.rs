@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, PaginatorTrait, QuerySelect, Set, TransactionTrait};
+use sigil_audit::Actor;
 use sigil_core::outbox::events;
 use sigil_core::page::{Page, PageRequest};
 use sigil_core::{Error, FieldError, Result, TenantId, TokenId, UserId};
@@ -112,12 +113,19 @@ impl TokenService {
         Ok(Page { items, total })
     }
 
-    pub async fn update(&self, actor: &Principal, id: TokenId, patch: TokenPatch) -> Result<Token> {
+    pub async fn update(
+        &self,
+        actor: &Principal,
+        by: &Actor,
+        id: TokenId,
+        patch: TokenPatch,
+    ) -> Result<Token> {
         validate_limits(
             patch.rate_limits.as_deref(),
             patch.credits.as_ref().map(Option::as_ref),
         )?;
         let current = self.managed(actor, id).await?;
+        let before = crate::audit::view(&Token::try_from(&current)?);
         let snapshot = self.registry.current();
         let (owner, owner_rights) = self.owner_of(&snapshot, actor, &current).await?;
         let current_scope =
@@ -217,12 +225,17 @@ impl TokenService {
             serde_json::json!({ "updated_by": actor.user_id.0, "enabled": updated.enabled }),
         )
         .await?;
+        let token = Token::try_from(&updated)?;
+        let event = crate::audit::event(by, "token.update", id)
+            .before(before)
+            .after(crate::audit::view(&token));
+        sigil_audit::write(&txn, event).await?;
         txn.commit().await?;
         self.token_changed(actor.tenant_id, id).await;
-        Token::try_from(&updated)
+        Ok(token)
     }
 
-    pub async fn delete(&self, actor: &Principal, id: TokenId) -> Result<Token> {
+    pub async fn delete(&self, actor: &Principal, by: &Actor, id: TokenId) -> Result<Token> {
         let current = self.managed(actor, id).await?;
         let token = Token::try_from(&current)?;
         let txn = self.db.begin().await?;
@@ -237,13 +250,22 @@ impl TokenService {
             serde_json::json!({ "deleted_by": actor.user_id.0 }),
         )
         .await?;
+        let event = crate::audit::event(by, "token.delete", id).before(crate::audit::view(&token));
+        sigil_audit::write(&txn, event).await?;
         txn.commit().await?;
         self.token_changed(actor.tenant_id, id).await;
         Ok(token)
     }
 
     /// Deletes all the given tokens or none: an unknown or foreign id aborts the lot.
-    pub async fn delete_many(&self, actor: &Principal, ids: &[TokenId]) -> Result<Vec<Token>> {
+    /// One audit event per removed token, so each token's history (and its owner's view
+    /// of the log) stays complete.
+    pub async fn delete_many(
+        &self,
+        actor: &Principal,
+        by: &Actor,
+        ids: &[TokenId],
+    ) -> Result<Vec<Token>> {
         let unique = bulk_ids(ids)?;
         let own_only = (!actor.role.manages_all_tokens()).then_some(actor.user_id);
         let txn = self.db.begin().await?;
@@ -261,7 +283,11 @@ impl TokenService {
             ));
         }
         store::delete_all(&txn, actor.tenant_id, &unique).await?;
-        for m in &found {
+        let removed = found
+            .iter()
+            .map(Token::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        for (m, token) in found.iter().zip(&removed) {
             crate::events::token_event(
                 &txn,
                 events::TOKEN_DELETED,
@@ -269,12 +295,16 @@ impl TokenService {
                 serde_json::json!({ "deleted_by": actor.user_id.0, "bulk": true }),
             )
             .await?;
+            let mut before = crate::audit::view(token);
+            before["bulk"] = serde_json::Value::Bool(true);
+            let event = crate::audit::event(by, "token.delete", m.id).before(before);
+            sigil_audit::write(&txn, event).await?;
         }
         txn.commit().await?;
         for m in &found {
             self.token_changed(actor.tenant_id, m.id).await;
         }
-        found.iter().map(Token::try_from).collect()
+        Ok(removed)
     }
 
     /// Number of tokens whose scope names the given set (to refuse deleting a set in use).

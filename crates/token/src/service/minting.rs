@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::TransactionTrait;
+use sigil_audit::{Actor, NewEvent};
 use sigil_core::outbox::events;
 use sigil_core::{Error, Result, TokenId, UserId};
 use sigil_limits::{Credits, RateLimit};
@@ -103,17 +104,21 @@ fn grace_until(
 }
 
 impl TokenService {
-    pub async fn create(&self, actor: &Principal, new: NewToken) -> Result<Minted> {
-        self.mint(actor, new, None).await
+    /// Creates a token; `by` is the actor as the audit log names it (with its client).
+    pub async fn create(&self, actor: &Principal, by: &Actor, new: NewToken) -> Result<Minted> {
+        let event = by.event("token.create", "token");
+        self.mint(actor, new, None, event).await
     }
 
     /// Creates a token (a copy when `copied_ceiling` is given: the source's stored
     /// ceiling, carried over). Every right and the expiry are decided by the one ceiling.
+    /// `event` is the audit event, completed with the new token and written with it.
     async fn mint(
         &self,
         actor: &Principal,
         new: NewToken,
         copied_ceiling: Option<Option<String>>,
+        event: NewEvent,
     ) -> Result<Minted> {
         validate_text(&new.name, &new.description)?;
         let ip_filter = validate_ip_filter(&new.ip_filter)?;
@@ -170,7 +175,8 @@ impl TokenService {
             secret: &secret,
             ceiling: stored_ceiling,
         })?;
-        self.insert_decided(txn, actor, &owner, row, secret).await
+        self.insert_decided(txn, actor, &owner, row, secret, event)
+            .await
     }
 
     /// Inserts a decided token under the owner's lock (within the per-user limit).
@@ -181,6 +187,7 @@ impl TokenService {
         owner: &User,
         row: entity::ActiveModel,
         secret: String,
+        event: NewEvent,
     ) -> Result<Minted> {
         let limit = actor.policy.max_tokens_per_user;
         let Some(stored) =
@@ -202,6 +209,10 @@ impl TokenService {
             serde_json::json!({ "created_by": actor.user_id.0 }),
         )
         .await?;
+        let event = event
+            .target(minted.token.id)
+            .after(crate::audit::view(&minted.token));
+        sigil_audit::write(&txn, event).await?;
         txn.commit().await?;
         Ok(minted)
     }
@@ -211,20 +222,27 @@ impl TokenService {
     pub async fn regenerate(
         &self,
         actor: &Principal,
+        by: &Actor,
         id: TokenId,
         grace_secs: u32,
         expiry: Expiry,
     ) -> Result<Minted> {
         check_grace(grace_secs)?;
         let current = self.managed(actor, id).await?;
-        self.renew(actor, current, grace_secs, expiry, false).await
+        self.renew(actor, by, current, grace_secs, expiry, false)
+            .await
     }
 
     /// The calling token rotates itself: a new secret for the same token (generation + 1),
     /// the old one valid for `grace_secs`. Only personal and application tokens rotate, and
     /// only with their newest secret. A secret replaced this way that comes back after its
     /// grace period revokes the token (reuse detection, crate::verifier).
-    pub async fn rotate_current(&self, actor: &Principal, grace_secs: u32) -> Result<Minted> {
+    pub async fn rotate_current(
+        &self,
+        actor: &Principal,
+        by: &Actor,
+        grace_secs: u32,
+    ) -> Result<Minted> {
         check_grace(grace_secs)?;
         if actor.is_session() {
             return Err(Error::forbidden(
@@ -239,7 +257,7 @@ impl TokenService {
             ));
         }
         let current = store::api_token(&self.db, actor.tenant_id, actor.token_id).await?;
-        self.renew(actor, current, grace_secs, Expiry::Keep, true)
+        self.renew(actor, by, current, grace_secs, Expiry::Keep, true)
             .await
     }
 
@@ -248,6 +266,7 @@ impl TokenService {
     async fn renew(
         &self,
         actor: &Principal,
+        by: &Actor,
         current: entity::Model,
         grace_secs: u32,
         expiry: Expiry,
@@ -331,6 +350,17 @@ impl TokenService {
             }),
         )
         .await?;
+        let action = if by_self {
+            "token.rotate"
+        } else {
+            "token.regenerate"
+        };
+        let event = crate::audit::event(by, action, id).after(serde_json::json!({
+            "generation": generation,
+            "grace_period_secs": grace_secs,
+            "expires_at": decision.expires_at,
+        }));
+        sigil_audit::write(&txn, event).await?;
         txn.commit().await?;
         self.token_changed(actor.tenant_id, id).await;
         let model = store::api_token(&self.db, actor.tenant_id, id).await?;
@@ -345,6 +375,7 @@ impl TokenService {
     pub async fn copy(
         &self,
         actor: &Principal,
+        by: &Actor,
         id: TokenId,
         name: Option<String>,
     ) -> Result<Minted> {
@@ -370,7 +401,10 @@ impl TokenService {
                 refill: c.refill,
             }),
         };
-        self.mint(actor, new, Some(stored_ceiling)).await
+        let event = by
+            .event("token.copy", "token")
+            .before(serde_json::json!({ "source": id.0 }));
+        self.mint(actor, new, Some(stored_ceiling), event).await
     }
 }
 

@@ -9,6 +9,7 @@
 //! differ only in the [`Target`] of their [`Attempt`].
 
 mod cache;
+mod interner;
 mod pipeline;
 mod refusal;
 mod stats;
@@ -33,6 +34,7 @@ pub use self::stats::{Outcome, VerifyStats};
 pub use crate::principal::{Caller, Principal};
 
 use self::cache::Caches;
+use self::interner::SetInterner;
 use crate::loader::MissLoader;
 use crate::usage::UsageRecorder;
 
@@ -54,6 +56,8 @@ pub struct Verifier {
     deps: VerifierDeps,
     loader: MissLoader,
     caches: Caches,
+    /// The scopes and rights of cached principals, shared.
+    sets: Arc<SetInterner>,
     trusted_proxies: Arc<[IpNet]>,
     stats: Arc<VerifyStats>,
     /// Where a revocation by reuse detection is published (every replica's caches). Weak:
@@ -68,6 +72,7 @@ impl Verifier {
             loader: MissLoader::new(deps.db.clone()),
             deps,
             caches: Caches::new(&cache),
+            sets: Arc::default(),
             trusted_proxies: trusted_proxies.into(),
             stats: Arc::default(),
             changes: None,

@@ -510,8 +510,8 @@ impl Verifier {
             token_kind,
             expires_at,
             elevated_until: record.elevated_until,
-            scope: token_scope,
-            rights,
+            scope: self.sets.intern(token_scope),
+            rights: self.sets.intern(rights),
             tenant_nets: Arc::clone(&tenant.nets),
             policy: Arc::clone(&tenant.policy),
             grace_until: record.prev_valid_until.filter(|_| in_grace),
@@ -909,9 +909,9 @@ mod tests {
         let mut p = principal();
         for (id, allowed) in [("me.get", true), ("tokens.list", false)] {
             let idx = snapshot.lookup(None, id).unwrap();
-            p.scope.insert(idx);
+            Arc::make_mut(&mut p.scope).insert(idx);
             if allowed {
-                p.rights.insert(idx);
+                Arc::make_mut(&mut p.rights).insert(idx);
             }
         }
         p
