@@ -19,7 +19,7 @@ use crate::event::NewEvent;
 /// audit event commit together or not at all.
 pub async fn write(conn: &impl ConnectionTrait, event: NewEvent) -> Result<()> {
     let to_text = |v: Option<serde_json::Value>| v.map(|v| v.to_string());
-    let span = tracing::info_span!("db", op = "audit.record");
+    let span = tracing::debug_span!("db", op = "audit.record");
     entity::Entity::insert(entity::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(event.tenant),
@@ -191,7 +191,7 @@ impl AuditLog {
         if n == 0 {
             return Ok(0);
         }
-        let span = tracing::info_span!("db", op = "audit.flush_refusals", rows = n);
+        let span = tracing::debug_span!("db", op = "audit.flush_refusals", rows = n);
         self.write_refusals(batch).instrument(span).await?;
         Ok(n)
     }

@@ -12,11 +12,11 @@
 //!   overlap; [`RegistryDiff`] tells what a change adds to existing scopes.
 //! - [`RegistryService`] holds the use cases: registering, upgrading and removing plugins
 //!   ([`plugins`]), finding methods ([`methods`]) and managing scope sets
-//!   ([`scope_sets`]). Each stores its change, rebuilds the live registry, publishes the
-//!   change on the [`sigil_core::ChangeFeed`] and returns the audit events to record.
+//!   ([`scope_sets`]). Each takes who acts ([`sigil_audit::Actor`]), stores its change
+//!   and writes its audit events in one transaction, then rebuilds the live registry and
+//!   publishes the change on the [`sigil_core::ChangeFeed`].
 
 pub mod access;
-pub mod actor;
 pub mod bitset;
 pub mod manifest;
 pub mod methods;
@@ -29,11 +29,12 @@ pub mod scope_sets;
 pub mod service;
 pub mod snapshot;
 pub mod store;
+#[cfg(test)]
+mod test_db;
 pub mod token_scopes;
 pub mod widening;
 
 pub use access::{Access, ParseAccessError};
-pub use actor::{Actor, TenantUser};
 pub use bitset::{MethodIdx, MethodSet};
 pub use manifest::{namespace_of, HttpRoute, ManifestMethod, ManifestScopeSet, PluginManifest};
 pub use methods::MethodQuery;
@@ -44,7 +45,7 @@ pub use plugins::widened::{TenantWidening, WidenedItem, WidenedKind, Widening};
 pub use plugins::{PluginView, Registered, RemovedPlugin};
 pub use registry::Registry;
 pub use routes::{RouteTable, HTTP_METHODS};
-pub use scope_sets::{ScopeSetChange, ScopeSetChanges, ScopeSetKind, ScopeSetView};
+pub use scope_sets::{ScopeSetChanges, ScopeSetKind, ScopeSetView};
 pub use service::RegistryService;
 pub use snapshot::{
     MethodInfo, PredefinedSet, RegisteredPlugin, Snapshot, READ_CHANGE_SET, READ_ONLY_SET,

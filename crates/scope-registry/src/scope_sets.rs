@@ -1,18 +1,18 @@
 //! Scope set use cases: the predefined and custom sets a tenant sees, and a tenant
-//! admin's changes to its custom sets. Each change is stored in one transaction
-//! ([`crate::store::ScopeSetStore`]), rebuilds the registry, publishes the change and
-//! returns the audit event to record.
+//! admin's changes to its custom sets. Each change is stored with its audit event in one
+//! transaction, then rebuilds the registry and publishes the change.
 
 use std::sync::Arc;
 
-use sigil_audit::NewEvent;
+use sea_orm::TransactionTrait;
+use sigil_audit::Actor;
 use sigil_core::{Error, FieldError, Result, TenantId};
 
 use crate::access::Access;
-use crate::actor::TenantUser;
 use crate::bitset::MethodSet;
 use crate::service::RegistryService;
 use crate::snapshot::{PredefinedSet, Snapshot};
+use crate::store::sets::{self, SetUpdate};
 use crate::store::{CustomSet, CustomSetInput};
 
 /// Most entries of a custom set.
@@ -86,13 +86,6 @@ impl ScopeSetView {
     }
 }
 
-/// What a change of a custom set leaves, and its audit event.
-#[derive(Debug)]
-pub struct ScopeSetChange {
-    pub set: ScopeSetView,
-    pub audit: Vec<NewEvent>,
-}
-
 /// A change of a custom set; what is `None` stays.
 #[derive(Clone, Debug, Default)]
 pub struct ScopeSetChanges {
@@ -147,14 +140,14 @@ impl RegistryService {
         Ok(ScopeSetView::custom(&snapshot, &set))
     }
 
-    /// Defines a custom set of the admin's tenant; its id may not be a predefined set's
-    /// and every entry must match a method.
+    /// Defines a custom set of `tenant` (`scope_set.create`, by `by`); its id may not be a
+    /// predefined set's and every entry must match a method.
     pub async fn create_scope_set(
         &self,
-        by: &TenantUser,
+        by: &Actor,
+        tenant: TenantId,
         input: CustomSetInput,
-    ) -> Result<ScopeSetChange> {
-        let tenant = by.tenant;
+    ) -> Result<ScopeSetView> {
         let snapshot = self.current();
         if snapshot
             .predefined_set(Some(tenant.0), &input.slug)
@@ -166,75 +159,72 @@ impl RegistryService {
             ));
         }
         check_entries(&snapshot, tenant, &input.entries, input.access)?;
-        let set = self.sets.create(tenant, input).await?;
+        let txn = self.db.begin().await?;
+        let set = sets::create(&txn, tenant, input).await?;
+        let event = by
+            .event("scope_set.create", "scope_set")
+            .in_tenant(tenant)
+            .target(&set.slug)
+            .after(set_json(&set));
+        sigil_audit::write(&txn, event).await?;
+        txn.commit().await?;
         self.changed(Some(tenant)).await?;
-        let event = by.sign(
-            NewEvent::of("scope_set.create", "scope_set")
-                .target(&set.slug)
-                .after(set_json(&set)),
-        );
-        Ok(ScopeSetChange {
-            set: ScopeSetView::custom(&snapshot, &set),
-            audit: vec![event],
-        })
+        Ok(ScopeSetView::custom(&snapshot, &set))
     }
 
-    /// Changes a custom set; tokens using it change with it. Only new entries are checked:
-    /// kept ones may name methods removed since, which simply grant nothing (as for the
-    /// tokens using the set).
+    /// Changes a custom set of `tenant` (`scope_set.update`, by `by`, with the set before
+    /// and after); tokens using it change with it. Only new entries are checked: kept ones
+    /// may name methods removed since, which simply grant nothing (as for the tokens using
+    /// the set).
     pub async fn update_scope_set(
         &self,
-        by: &TenantUser,
+        by: &Actor,
+        tenant: TenantId,
         id: &str,
         changes: ScopeSetChanges,
-    ) -> Result<ScopeSetChange> {
-        let tenant = by.tenant;
+    ) -> Result<ScopeSetView> {
         let snapshot = self.current();
-        let before = self
-            .sets
-            .find(tenant, id)
+        let txn = self.db.begin().await?;
+        let before = sets::find(&txn, tenant, id)
             .await?
             .ok_or(Error::not_found("scope set"))?;
         if let Some(entries) = &changes.entries {
             check_entries(&snapshot, tenant, entries, changes.access.or(before.access))?;
         }
-        let set = self
-            .sets
-            .update(
-                tenant,
-                id,
-                changes.name,
-                changes.description,
-                changes.entries,
-                changes.access.map(Some),
-            )
-            .await?;
+        let update = SetUpdate {
+            name: changes.name,
+            description: changes.description,
+            entries: changes.entries,
+            access: changes.access.map(Some),
+        };
+        let set = sets::update(&txn, &before, update).await?;
+        let event = by
+            .event("scope_set.update", "scope_set")
+            .in_tenant(tenant)
+            .target(&set.slug)
+            .before(set_json(&before))
+            .after(set_json(&set));
+        sigil_audit::write(&txn, event).await?;
+        txn.commit().await?;
         self.changed(Some(tenant)).await?;
-        let event = by.sign(
-            NewEvent::of("scope_set.update", "scope_set")
-                .target(&set.slug)
-                .before(set_json(&before))
-                .after(set_json(&set)),
-        );
-        Ok(ScopeSetChange {
-            set: ScopeSetView::custom(&snapshot, &set),
-            audit: vec![event],
-        })
+        Ok(ScopeSetView::custom(&snapshot, &set))
     }
 
-    /// Deletes a custom set; refused while tokens use it unless `force` (they are left
-    /// with no rights from it). Returns the audit event.
+    /// Deletes a custom set of `tenant` (`scope_set.delete`, by `by`); refused while tokens
+    /// use it unless `force` (they are left with no rights from it).
     pub async fn delete_scope_set(
         &self,
-        by: &TenantUser,
+        by: &Actor,
+        tenant: TenantId,
         id: &str,
         force: bool,
-    ) -> Result<Vec<NewEvent>> {
-        let tenant = by.tenant;
+    ) -> Result<()> {
         self.sets
             .find(tenant, id)
             .await?
             .ok_or(Error::not_found("scope set"))?;
+        // Counted before the transaction: the tokens are read through the token store,
+        // and on SQLite the transaction holds the only connection.
         let in_use = self.tokens.count_using_set(tenant, id).await?;
         if in_use > 0 && !force {
             return Err(Error::conflict(
@@ -242,13 +232,17 @@ impl RegistryService {
                 format!("{in_use} tokens use this set; delete with ?force=true to leave them with no rights from it"),
             ));
         }
-        let set = self.sets.delete(tenant, id).await?;
+        let txn = self.db.begin().await?;
+        let set = sets::delete(&txn, tenant, id).await?;
+        let event = by
+            .event("scope_set.delete", "scope_set")
+            .in_tenant(tenant)
+            .target(&set.slug)
+            .before(set_json(&set));
+        sigil_audit::write(&txn, event).await?;
+        txn.commit().await?;
         self.changed(Some(tenant)).await?;
-        Ok(vec![by.sign(
-            NewEvent::of("scope_set.delete", "scope_set")
-                .target(&set.slug)
-                .before(set_json(&set)),
-        )])
+        Ok(())
     }
 }
 
@@ -376,5 +370,157 @@ mod tests {
         let view = ScopeSetView::predefined(&snapshot, read_change);
         assert_eq!(view.kind, ScopeSetKind::Predefined);
         assert_eq!(view.method_ids(), ["crm.a", "crm.b"]);
+    }
+}
+
+/// The set use cases on a database: each writes exactly its event, by the admin, with its
+/// change; a refused one writes none.
+#[cfg(test)]
+mod use_case_tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::plugins::source::Registration;
+    use crate::plugins::test_support::manifest;
+    use crate::test_db::{alice, assert_by, events, json, operator, service};
+
+    fn input(slug: &str, entries: &[&str]) -> CustomSetInput {
+        CustomSetInput {
+            slug: slug.into(),
+            name: slug.to_uppercase(),
+            description: String::new(),
+            entries: entries.iter().map(|e| (*e).to_owned()).collect(),
+            access: None,
+        }
+    }
+
+    /// A registry service with a global `crm` plugin (its event is written first).
+    async fn with_crm() -> (RegistryService, std::sync::Arc<crate::test_db::Tokens>) {
+        let (s, tokens) = service().await;
+        let crm = Registration {
+            manifest: Some(manifest("crm", "1", &["crm.a", "crm.b"])),
+            ..Registration::default()
+        };
+        s.register_plugin(&operator(), crm).await.unwrap();
+        (s, tokens)
+    }
+
+    #[tokio::test]
+    async fn set_changes_are_audited_by_the_admin() {
+        let (s, tokens) = with_crm().await;
+        let acme = TenantId::new();
+        let admin = alice(acme);
+        let set = s
+            .create_scope_set(&admin, acme, input("mine", &["crm.a"]))
+            .await
+            .unwrap();
+        assert_eq!(set.method_ids(), ["crm.a"]);
+        let changes = ScopeSetChanges {
+            name: Some("Ours".into()),
+            entries: Some(vec!["crm.*".into()]),
+            ..ScopeSetChanges::default()
+        };
+        let set = s
+            .update_scope_set(&admin, acme, "mine", changes)
+            .await
+            .unwrap();
+        assert_eq!(set.method_ids(), ["crm.a", "crm.b"]);
+        *tokens.using_set.lock().unwrap() = 2;
+        s.delete_scope_set(&admin, acme, "mine", true)
+            .await
+            .unwrap();
+
+        let events = events(&s).await;
+        let events = &events[1..];
+        let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["scope_set.create", "scope_set.update", "scope_set.delete"]
+        );
+        for e in events {
+            assert_by(e, &admin);
+            assert_eq!(e.tenant_id, Some(acme));
+            assert_eq!(e.target_type, "scope_set");
+            assert_eq!(e.target_id.as_deref(), Some("mine"));
+        }
+        let created = json!({"name": "MINE", "entries": ["crm.a"]});
+        let updated = json!({"name": "Ours", "entries": ["crm.*"]});
+        assert_eq!(events[0].before, None);
+        assert_eq!(json(&events[0].after), created);
+        assert_eq!(json(&events[1].before), created);
+        assert_eq!(json(&events[1].after), updated);
+        assert_eq!(json(&events[2].before), updated);
+        assert_eq!(events[2].after, None);
+        assert!(s.sets.find(acme, "mine").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refused_set_change_writes_nothing() {
+        let (s, tokens) = with_crm().await;
+        let (acme, globex) = (TenantId::new(), TenantId::new());
+        let admin = alice(acme);
+        s.create_scope_set(&admin, acme, input("mine", &["crm.a"]))
+            .await
+            .unwrap();
+        let written = events(&s).await.len();
+        let version = s.plugins.version().await.unwrap();
+
+        let refused = [
+            // Taken, by a custom or a predefined set.
+            s.create_scope_set(&admin, acme, input("mine", &["crm.a"]))
+                .await
+                .map(drop),
+            s.create_scope_set(&admin, acme, input(crate::READ_ONLY_SET, &["crm.a"]))
+                .await
+                .map(drop),
+            // Not a slug; entries that match nothing.
+            s.create_scope_set(&admin, acme, input("Not A Slug", &["crm.a"]))
+                .await
+                .map(drop),
+            s.create_scope_set(&admin, acme, input("other", &["hr.*"]))
+                .await
+                .map(drop),
+            s.update_scope_set(
+                &admin,
+                acme,
+                "mine",
+                ScopeSetChanges {
+                    entries: Some(vec!["hr.a".into()]),
+                    ..ScopeSetChanges::default()
+                },
+            )
+            .await
+            .map(drop),
+            // Another tenant's set is not found.
+            s.update_scope_set(&alice(globex), globex, "mine", ScopeSetChanges::default())
+                .await
+                .map(drop),
+            s.delete_scope_set(&alice(globex), globex, "mine", true)
+                .await,
+        ];
+        for r in refused {
+            assert!(r.is_err());
+        }
+        // In use: refused without force.
+        *tokens.using_set.lock().unwrap() = 1;
+        let err = s
+            .delete_scope_set(&admin, acme, "mine", false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Conflict {
+                    code: "scope_set_in_use",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+
+        assert_eq!(events(&s).await.len(), written);
+        assert_eq!(s.plugins.version().await.unwrap(), version);
+        let mine = s.sets.find(acme, "mine").await.unwrap().unwrap();
+        assert_eq!(mine.entries, ["crm.a"]);
     }
 }

@@ -16,6 +16,8 @@ use crate::token_scopes::TokenScopes;
 
 #[derive(Clone)]
 pub struct RegistryService {
+    /// Where the use cases open their transactions.
+    pub(crate) db: Db,
     pub(crate) plugins: PluginStore,
     pub(crate) sets: ScopeSetStore,
     pub(crate) registry: Arc<Registry>,
@@ -34,7 +36,8 @@ impl RegistryService {
     ) -> Self {
         Self {
             plugins: PluginStore::new(db.clone()),
-            sets: ScopeSetStore::new(db),
+            sets: ScopeSetStore::new(db.clone()),
+            db,
             registry,
             builtin: Arc::default(),
             changes,
@@ -70,7 +73,7 @@ impl RegistryService {
         Ok(())
     }
 
-    /// After a stored change: this replica's snapshot is rebuilt before the answer, then
+    /// After a committed change: this replica's snapshot is rebuilt before the answer, then
     /// caches and other replicas learn of it.
     pub(crate) async fn changed(&self, tenant: Option<TenantId>) -> Result<()> {
         self.reload().await?;

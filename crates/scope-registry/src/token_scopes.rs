@@ -5,6 +5,10 @@
 use async_trait::async_trait;
 use sigil_core::{Result, TenantId, TokenId};
 
+/// The transaction a registry change reads tokens in (for implementors without their own
+/// dependency on sea-orm).
+pub use sea_orm::DatabaseTransaction;
+
 /// A live token with its own method list (no scope set).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CustomScopeToken {
@@ -26,17 +30,20 @@ pub trait TokenScopes: Send + Sync {
 
     /// Live tokens without a creator ceiling (those that gain what their set gains) using
     /// one of `sets`, of `tenant` (`None`: of every tenant), counted per tenant and set.
+    /// Read in `txn`, the registration's (on SQLite it holds the only connection).
     async fn count_using_sets(
         &self,
+        txn: &DatabaseTransaction,
         tenant: Option<TenantId>,
         sets: &[String],
     ) -> Result<Vec<(TenantId, String, u64)>>;
 
     /// Live tokens of `tenant` (`None`: of every tenant) with a custom method list that
     /// could match one of `new_ids`; over-inclusion is harmless (the caller matches
-    /// exactly).
+    /// exactly). Read in `txn`, the registration's.
     async fn with_custom_methods(
         &self,
+        txn: &DatabaseTransaction,
         tenant: Option<TenantId>,
         new_ids: &[&str],
     ) -> Result<Vec<CustomScopeToken>>;

@@ -101,10 +101,7 @@ async fn form_credential<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::R
         // Runs inside `limit_body`, so the body is already bounded.
         let bytes = req.take_body().into_bytes().await.unwrap_or_default();
         if let Ok(text) = std::str::from_utf8(&bytes) {
-            let token = crate::auth::form_urlencoded_pairs(text)
-                .into_iter()
-                .find(|(k, v)| k == "auth_token" && !v.is_empty())
-                .map(|(_, v)| v);
+            let token = crate::auth::form_value(text, "auth_token").filter(|v| !v.is_empty());
             if let Some(token) = token {
                 req.extensions_mut()
                     .insert(crate::auth::FormCredential(token));

@@ -103,15 +103,13 @@ fn malformed() -> ApiError {
     .into()
 }
 
-/// Minimal `application/x-www-form-urlencoded` decoding (also used for query strings).
-pub fn form_urlencoded_pairs(text: &str) -> Vec<(String, String)> {
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
+/// The first value of `key` in a form or query string, decoded; only that value is
+/// decoded (a body may carry a long token under another name).
+pub fn form_value(text: &str, key: &str) -> Option<String> {
+    text.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k.len() <= 3 * key.len() && percent_decode(k) == key).then(|| percent_decode(v))
+    })
 }
 
 fn percent_decode(text: &str) -> String {
@@ -202,4 +200,19 @@ pub fn user_agent(req: &Request) -> Option<String> {
         .get("user-agent")
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(400).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_form_value_is_found_by_its_decoded_name() {
+        let body = "token=eyJ0eXAi.abc&auth%5Ftoken=s%2Bcret+x&auth_token=second";
+        assert_eq!(form_value(body, "auth_token").as_deref(), Some("s+cret x"));
+        assert_eq!(form_value(body, "token").as_deref(), Some("eyJ0eXAi.abc"));
+        assert_eq!(form_value("flag&other=1", "flag").as_deref(), Some(""));
+        assert_eq!(form_value("token=x", "auth_token"), None);
+        assert_eq!(form_value("", "auth_token"), None);
+    }
 }

@@ -16,6 +16,7 @@ pub mod refusals;
 pub mod request_check;
 pub mod run;
 pub mod schema_check;
+pub mod scope_text;
 pub mod spec;
 pub mod state;
 pub mod telemetry;

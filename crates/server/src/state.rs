@@ -49,6 +49,8 @@ pub struct AppState {
     pub two_factor: sigil_user::TwoFactorService,
     /// Users as they see themselves (getCurrentUser), cached until they change.
     pub profiles: sigil_user::Profiles,
+    /// The method ids of each distinct set of rights, as introspection lists them.
+    pub scope_texts: crate::scope_text::ScopeTexts,
     /// Sigil's method of each route of the API (from the spec), for the caller check.
     pub route_methods: std::sync::OnceLock<crate::api::caller::RouteMethods>,
     pub metrics: crate::metrics::Metrics,
@@ -118,7 +120,6 @@ impl AppState {
             registry.clone(),
             changes.clone(),
             Arc::new(crate::api::registry::TokenScopesOfTokens::new(
-                db.clone(),
                 tokens.clone(),
             )),
         );
@@ -166,6 +167,7 @@ impl AppState {
             logins,
             two_factor,
             profiles,
+            scope_texts: crate::scope_text::ScopeTexts::default(),
             config,
             db,
             tenants,
@@ -231,10 +233,11 @@ impl AppState {
                         ),
                     )
                 })?;
-            if let Some(events) = self.scope_registry.store_plugin_file(&manifest).await? {
-                for event in events {
-                    self.record(event).await;
-                }
+            if self
+                .scope_registry
+                .store_plugin_file(&Actor::operator(), &manifest)
+                .await?
+            {
                 tracing::info!(plugin = %manifest.id, version = %manifest.version, "plugin loaded from file");
             }
         }

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::{filter_fn, FilterExt, Targets};
+use tracing_subscriber::filter::{filter_fn, FilterExt, FilterFn};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
@@ -63,9 +63,24 @@ pub fn metrics_enabled() -> bool {
 }
 
 /// Spans of Sigil's own crates go to OpenTelemetry (dependencies' spans do not).
-fn otel_filter() -> Targets {
-    Targets::new().with_target("sigil", Level::INFO)
+/// What reaches the OpenTelemetry layer. Exporting: Sigil's spans (the inner ones,
+/// `verify`, `db` and `argon2`, are debug spans) and its events from `info` up. Not
+/// exporting: the `request` span alone, whose trace id the log lines carry and the
+/// caller's `traceparent` continues; building the inner spans would cost every request
+/// for nothing.
+fn otel_filter(exporting: bool) -> FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    filter_fn(move |m| {
+        m.target().starts_with("sigil")
+            && if m.is_span() {
+                exporting || m.name() == REQUEST_SPAN
+            } else {
+                exporting && *m.level() <= Level::INFO
+            }
+    })
 }
+
+/// The name of the span of each request (crate::app).
+pub const REQUEST_SPAN: &str = "request";
 
 fn env_set(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.trim().is_empty())
@@ -132,6 +147,7 @@ pub fn init(format: &str, level: &str) -> Telemetry {
             }
         }
     }
+    let exporting = export_enabled("TRACES");
     let tracer = tracer.build();
     global::set_tracer_provider(tracer.clone());
 
@@ -164,10 +180,10 @@ pub fn init(format: &str, level: &str) -> Telemetry {
 
     let env_filter = EnvFilter::try_from_env("SIGIL_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx=warn,sea_orm=warn,poem=warn")));
-    // Sigil's spans are always seen by the log layer so that every line written during a
-    // request (whatever its level filter) carries the request and trace ids.
+    // The request span is always seen by the log layer so that every line written during
+    // a request (whatever its level filter) carries the request and trace ids.
     let log_filter = env_filter.or(filter_fn(|m| {
-        m.is_span() && m.target().starts_with("sigil")
+        m.is_span() && m.name() == REQUEST_SPAN && m.target().starts_with("sigil")
     }));
     let log_layer = if format == "json" {
         tracing_subscriber::fmt::layer()
@@ -186,7 +202,7 @@ pub fn init(format: &str, level: &str) -> Telemetry {
     };
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(tracer.tracer("sigil"))
-        .with_filter(otel_filter());
+        .with_filter(otel_filter(exporting));
     let subscriber = tracing_subscriber::registry()
         .with(otel_layer)
         .with(log_layer);
@@ -239,7 +255,7 @@ where
         METRICS_ON.store(true, Ordering::Relaxed);
         let layer = tracing_opentelemetry::layer()
             .with_tracer(tracer.tracer("sigil"))
-            .with_filter(otel_filter());
+            .with_filter(otel_filter(true));
         let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
         TestTelemetry { tracer, meter }
     })

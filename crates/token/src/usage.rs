@@ -135,7 +135,7 @@ impl UsageRecorder {
             return Ok(0);
         }
         let size = batch.len();
-        let span = tracing::info_span!("db", op = "usage.flush", tokens = size);
+        let span = tracing::debug_span!("db", op = "usage.flush", tokens = size);
         match write(db, &batch).instrument(span).await {
             Ok(()) => {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);

@@ -2,8 +2,10 @@
 //! whose own method list grants new methods, and how many tokens use each widened set.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
-use sigil_core::db::Db;
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Select,
+};
 use sigil_core::{Error, Result, TenantId, TenantOwned, TokenId};
 
 use crate::entity;
@@ -42,7 +44,7 @@ fn of_tenant(tenant: Option<TenantId>) -> Select<entity::Entity> {
 /// Over-inclusion is harmless (the caller matches exactly); with many new ids every
 /// custom list is returned.
 pub async fn tokens_with_custom_methods(
-    db: &Db,
+    db: &impl ConnectionTrait,
     tenant: Option<TenantId>,
     new_ids: &[&str],
 ) -> Result<Vec<CustomScopeToken>> {
@@ -96,7 +98,7 @@ pub async fn tokens_with_custom_methods(
 /// Live tokens without a creator ceiling (those that gain what their set gains) using one
 /// of `sets`, of `tenant` (`None`: of every tenant), counted per tenant and set.
 pub async fn count_using_sets(
-    db: &Db,
+    db: &impl ConnectionTrait,
     tenant: Option<TenantId>,
     sets: &[String],
 ) -> Result<Vec<(TenantId, String, u64)>> {

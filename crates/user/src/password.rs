@@ -110,7 +110,7 @@ impl PasswordHasher {
             .map_err(Error::internal)?
             .map_err(Error::internal)
         }
-        .instrument(tracing::info_span!("argon2", op = "hash"))
+        .instrument(tracing::debug_span!("argon2", op = "hash"))
         .await
     }
 
@@ -131,7 +131,7 @@ impl PasswordHasher {
             .map_err(Error::internal)?;
             Ok(ok && known)
         }
-        .instrument(tracing::info_span!("argon2", op = "verify"))
+        .instrument(tracing::debug_span!("argon2", op = "verify"))
         .await
     }
 }

@@ -1,10 +1,10 @@
 //! What a registration names: a manifest, or an OpenAPI document to import, and for whom
 //! the plugin is registered.
 
+use sigil_audit::Actor;
 use sigil_core::{Error, TenantId};
 
 use super::namespace::in_field;
-use crate::actor::Actor;
 use crate::manifest::PluginManifest;
 
 /// A registration request: exactly one of `manifest` and `openapi`.
@@ -24,7 +24,7 @@ pub struct Registration {
 impl Registration {
     /// The tenant the plugin is private to; `None` for a global plugin.
     pub(crate) fn target(&self, by: &Actor) -> Result<Option<TenantId>, Error> {
-        match (by.tenant(), self.global) {
+        match (by.tenant, self.global) {
             (None, Some(false)) => Err(Error::forbidden(
                 "tenant_required",
                 "the operator registers global plugins; a tenant's own plugins are registered by its admins",
@@ -87,16 +87,15 @@ impl Registration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actor::TenantUser;
     use crate::plugins::test_support::{manifest, TENANT};
 
     fn admin() -> Actor {
-        Actor::User(TenantUser {
-            tenant: TenantId(TENANT),
-            user: sigil_core::UserId(uuid::Uuid::nil()),
-            username: "admin".into(),
-            credential: sigil_core::TokenId(uuid::Uuid::nil()),
-        })
+        Actor::user(
+            TenantId(TENANT),
+            sigil_core::UserId(uuid::Uuid::nil()),
+            "admin",
+            Some(sigil_core::TokenId(uuid::Uuid::nil())),
+        )
     }
 
     fn code(err: Error) -> &'static str {
@@ -114,10 +113,10 @@ mod tests {
             global,
             ..Registration::default()
         };
-        assert_eq!(r(None).target(&Actor::Operator).unwrap(), None);
-        assert_eq!(r(Some(true)).target(&Actor::Operator).unwrap(), None);
+        assert_eq!(r(None).target(&Actor::operator()).unwrap(), None);
+        assert_eq!(r(Some(true)).target(&Actor::operator()).unwrap(), None);
         assert_eq!(
-            code(r(Some(false)).target(&Actor::Operator).unwrap_err()),
+            code(r(Some(false)).target(&Actor::operator()).unwrap_err()),
             "tenant_required"
         );
         assert_eq!(r(None).target(&admin()).unwrap(), Some(TenantId(TENANT)));

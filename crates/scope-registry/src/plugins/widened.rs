@@ -5,11 +5,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use sea_orm::DatabaseTransaction;
 use sigil_core::{Result, TenantId};
 
 use crate::service::RegistryService;
 use crate::snapshot::Snapshot;
-use crate::store::CustomSet;
+use crate::store::{sets, CustomSet};
 use crate::token_scopes::CustomScopeToken;
 use crate::widening::RegistryDiff;
 
@@ -269,9 +270,11 @@ fn by_set(rows: Vec<(TenantId, String, u64)>) -> HashMap<String, BTreeMap<Tenant
 
 impl RegistryService {
     /// Works out what a change from `before` to `after` widened, for the view of `target`
-    /// (a tenant's private plugin) or every tenant (a global plugin).
+    /// (a tenant's private plugin) or every tenant (a global plugin), reading the sets and
+    /// tokens in `txn`, the change's transaction.
     pub(crate) async fn widening(
         &self,
+        txn: &DatabaseTransaction,
         before: &Snapshot,
         after: &Snapshot,
         target: Option<TenantId>,
@@ -282,13 +285,13 @@ impl RegistryService {
             return Ok(out);
         }
         let custom = match target {
-            Some(t) => self.sets.list(t, None).await?,
-            None => self.sets.list_all().await?,
+            Some(t) => sets::list(txn, t, None).await?,
+            None => sets::list_all(txn).await?,
         };
         let custom = widened_custom(&diff, custom);
         let using = by_set(
             self.tokens
-                .count_using_sets(target, &counted_sets(&diff, &custom))
+                .count_using_sets(txn, target, &counted_sets(&diff, &custom))
                 .await?,
         );
         out.add_predefined(&diff, target, &using);
@@ -296,7 +299,9 @@ impl RegistryService {
         let new_ids: Vec<&str> = diff.new_method_ids().collect();
         out.add_tokens(
             &diff,
-            self.tokens.with_custom_methods(target, &new_ids).await?,
+            self.tokens
+                .with_custom_methods(txn, target, &new_ids)
+                .await?,
         );
         Ok(out)
     }

@@ -18,6 +18,18 @@ pub struct PluginRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+impl TryFrom<plugin::Model> for PluginRecord {
+    type Error = Error;
+    fn try_from(r: plugin::Model) -> Result<Self> {
+        Ok(PluginRecord {
+            tenant: r.tenant_id,
+            manifest: serde_json::from_str(&r.manifest).map_err(Error::internal)?,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
 fn uid(tenant: Option<TenantId>, id: &str) -> String {
     match tenant {
         Some(t) => format!("{t}/{id}"),
@@ -39,6 +51,103 @@ pub(crate) async fn bump_version(conn: &impl ConnectionTrait) -> Result<()> {
     Ok(())
 }
 
+/// The stored plugin `id` of `tenant` (`None`: the global one).
+pub(crate) async fn find(
+    conn: &impl ConnectionTrait,
+    tenant: Option<TenantId>,
+    id: &str,
+) -> Result<Option<PluginRecord>> {
+    plugin::Entity::find_by_id(uid(tenant, id))
+        .one(conn)
+        .await?
+        .map(PluginRecord::try_from)
+        .transpose()
+}
+
+/// Takes the registry write lock in the caller's transaction, then reads what a change of
+/// the plugin `id` of `tenant` is decided on: its stored record (if any) and every stored
+/// plugin, in registration order. Writing first (the version bump) takes the write lock
+/// (SQLite) or the version row lock (PostgreSQL) before anything is read, which
+/// serializes registry writers: concurrent changes cannot both decide on a stale state.
+pub(crate) async fn lock(
+    conn: &impl ConnectionTrait,
+    tenant: Option<TenantId>,
+    id: &str,
+) -> Result<(Option<PluginRecord>, Vec<RegisteredPlugin>)> {
+    bump_version(conn).await?;
+    let previous = find(conn, tenant, id).await?;
+    let stored = plugin::Entity::find()
+        .order_by_asc(plugin::Column::CreatedAt)
+        .all(conn)
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            serde_json::from_str(&r.manifest)
+                .ok()
+                .map(|manifest| RegisteredPlugin {
+                    tenant: r.tenant_id.map(|t| t.0),
+                    manifest,
+                })
+        })
+        .collect();
+    Ok((previous, stored))
+}
+
+/// Stores `manifest` as the plugin of `tenant`: replaces the stored one when `exists`,
+/// else inserts it. Run under [`lock`], which bumped the version.
+pub(crate) async fn put(
+    conn: &impl ConnectionTrait,
+    tenant: Option<TenantId>,
+    manifest: &PluginManifest,
+    exists: bool,
+) -> Result<()> {
+    let key = uid(tenant, &manifest.id);
+    let json = serde_json::to_string(manifest).map_err(Error::internal)?;
+    let now = sigil_core::now();
+    if exists {
+        plugin::Entity::update_many()
+            .col_expr(plugin::Column::Name, Expr::value(manifest.name.clone()))
+            .col_expr(
+                plugin::Column::Version,
+                Expr::value(manifest.version.clone()),
+            )
+            .col_expr(plugin::Column::Manifest, Expr::value(json))
+            .col_expr(plugin::Column::UpdatedAt, Expr::value(now))
+            .filter(plugin::Column::Uid.eq(key))
+            .exec(conn)
+            .await?;
+    } else {
+        plugin::Entity::insert(plugin::ActiveModel {
+            uid: Set(key),
+            plugin_id: Set(manifest.id.clone()),
+            tenant_id: Set(tenant),
+            name: Set(manifest.name.clone()),
+            version: Set(manifest.version.clone()),
+            manifest: Set(json),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .exec_without_returning(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Deletes the plugin `id` of `tenant`; whether it was stored. Run under [`lock`], which
+/// bumped the version.
+pub(crate) async fn delete(
+    conn: &impl ConnectionTrait,
+    tenant: Option<TenantId>,
+    id: &str,
+) -> Result<bool> {
+    let res = plugin::Entity::delete_by_id(uid(tenant, id))
+        .exec(conn)
+        .await?;
+    Ok(res.rows_affected > 0)
+}
+
+/// Reads of the stored plugins; the use cases change them in their own transactions
+/// (`lock`, `put`, `delete`).
 #[derive(Clone)]
 pub struct PluginStore {
     db: Db,
@@ -85,123 +194,6 @@ impl PluginStore {
     }
 
     pub async fn get(&self, tenant: Option<TenantId>, id: &str) -> Result<Option<PluginRecord>> {
-        let row = plugin::Entity::find_by_id(uid(tenant, id))
-            .one(&self.db)
-            .await?;
-        row.map(|r| {
-            Ok(PluginRecord {
-                tenant: r.tenant_id,
-                manifest: serde_json::from_str(&r.manifest).map_err(Error::internal)?,
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-            })
-        })
-        .transpose()
-    }
-
-    /// Inserts or replaces a plugin and bumps the registry version, atomically.
-    pub async fn upsert(
-        &self,
-        tenant: Option<TenantId>,
-        manifest: &PluginManifest,
-    ) -> Result<bool> {
-        self.upsert_checked(tenant, manifest, |_, _| Ok(()))
-            .await
-            .map(|previous| previous.is_none())
-    }
-
-    /// Like [`PluginStore::upsert`], but first lets `check` approve the change against the
-    /// stored state, read under the registry write lock so that concurrent registrations
-    /// cannot both decide on a stale state: the plugin's previous record (if any) and every
-    /// stored plugin. Nothing is written when `check` fails. Returns the previous record.
-    pub async fn upsert_checked<F>(
-        &self,
-        tenant: Option<TenantId>,
-        manifest: &PluginManifest,
-        check: F,
-    ) -> Result<Option<PluginRecord>>
-    where
-        F: FnOnce(Option<&PluginRecord>, &[RegisteredPlugin]) -> Result<()>,
-    {
-        let key = uid(tenant, &manifest.id);
-        let json = serde_json::to_string(manifest).map_err(Error::internal)?;
-        let now = sigil_core::now();
-        let txn = self.db.begin().await?;
-        // Writing first takes the write lock (SQLite) or the version row lock (PostgreSQL)
-        // before anything is read, which serializes registry writers.
-        bump_version(&txn).await?;
-        let existing = plugin::Entity::find_by_id(key.clone()).one(&txn).await?;
-        let previous = existing
-            .as_ref()
-            .map(|r| {
-                Ok::<_, Error>(PluginRecord {
-                    tenant: r.tenant_id,
-                    manifest: serde_json::from_str(&r.manifest).map_err(Error::internal)?,
-                    created_at: r.created_at,
-                    updated_at: r.updated_at,
-                })
-            })
-            .transpose()?;
-        let stored: Vec<RegisteredPlugin> = plugin::Entity::find()
-            .order_by_asc(plugin::Column::CreatedAt)
-            .all(&txn)
-            .await?
-            .into_iter()
-            .filter_map(|r| {
-                serde_json::from_str(&r.manifest)
-                    .ok()
-                    .map(|manifest| RegisteredPlugin {
-                        tenant: r.tenant_id.map(|t| t.0),
-                        manifest,
-                    })
-            })
-            .collect();
-        if let Err(e) = check(previous.as_ref(), &stored) {
-            txn.rollback().await?;
-            return Err(e);
-        }
-        match existing {
-            Some(row) => {
-                plugin::Entity::update_many()
-                    .col_expr(plugin::Column::Name, Expr::value(manifest.name.clone()))
-                    .col_expr(
-                        plugin::Column::Version,
-                        Expr::value(manifest.version.clone()),
-                    )
-                    .col_expr(plugin::Column::Manifest, Expr::value(json))
-                    .col_expr(plugin::Column::UpdatedAt, Expr::value(now))
-                    .filter(plugin::Column::Uid.eq(row.uid))
-                    .exec(&txn)
-                    .await?;
-            }
-            None => {
-                plugin::Entity::insert(plugin::ActiveModel {
-                    uid: Set(key),
-                    plugin_id: Set(manifest.id.clone()),
-                    tenant_id: Set(tenant),
-                    name: Set(manifest.name.clone()),
-                    version: Set(manifest.version.clone()),
-                    manifest: Set(json),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                })
-                .exec_without_returning(&txn)
-                .await?;
-            }
-        }
-        txn.commit().await?;
-        Ok(previous)
-    }
-
-    pub async fn delete(&self, tenant: Option<TenantId>, id: &str) -> Result<bool> {
-        let txn = self.db.begin().await?;
-        let res = plugin::Entity::delete_by_id(uid(tenant, id))
-            .exec(&txn)
-            .await?;
-        if res.rows_affected > 0 {
-            bump_version(&txn).await?;
-        }
-        txn.commit().await?;
-        Ok(res.rows_affected > 0)
+        find(&self.db, tenant, id).await
     }
 }

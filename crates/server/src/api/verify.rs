@@ -4,7 +4,6 @@ use std::sync::Arc;
 use poem::Request;
 use poem_openapi::param::Header;
 use poem_openapi::payload::{Form, Json};
-use poem_openapi::types::ParseFromJSON;
 use poem_openapi::{ApiRequest, ApiResponse, Enum, Object, OpenApi};
 use sigil_core::Error;
 use sigil_token::verifier::{
@@ -56,14 +55,27 @@ impl TryFrom<IntrospectForm> for IntrospectBody {
     type Error = ApiError;
 
     fn try_from(form: IntrospectForm) -> Result<Self, ApiError> {
-        let invalid = |detail: String| {
-            ApiError::bad_request(
-                "bad_request",
-                format!("parse request payload error: {detail}"),
-            )
-        };
-        let value = serde_json::to_value(form).map_err(|e| invalid(e.to_string()))?;
-        IntrospectBody::parse_from_json(Some(value)).map_err(|e| invalid(e.into_message()))
+        // The request check holds every form to its schema before the handler runs; the
+        // same bounds are kept here so the conversion never relies on that layer alone.
+        for (field, value, max) in [
+            ("token", Some(&form.token), 8192),
+            ("method", form.method.as_ref(), 200),
+            ("client_ip", form.client_ip.as_ref(), 64),
+        ] {
+            if value.is_some_and(|v| v.chars().count() > max) {
+                return Err(ApiError::bad_request(
+                    "bad_request",
+                    format!(
+                        "parse request payload error: {field} must have at most {max} characters"
+                    ),
+                ));
+            }
+        }
+        Ok(IntrospectBody {
+            token: form.token,
+            method: form.method,
+            client_ip: form.client_ip,
+        })
     }
 }
 
@@ -181,7 +193,7 @@ impl VerifyApi {
             tenant_id: Some(p.tenant_id.0),
             token_id: Some(p.token_id.0),
             token_type: Some(p.token_kind.as_str().to_owned()),
-            scope: Some(snapshot.method_ids(&p.rights).collect::<Vec<_>>().join(" ")),
+            scope: Some(self.0.scope_texts.text(&snapshot, &p.rights).to_string()),
             exp: p.expires_at.map(|t| t.timestamp()),
             client_ip_allowed: ip.map(|_| true),
             ..Introspection::default()

@@ -90,7 +90,7 @@ impl Verifier {
     /// outcome is counted and recorded on the `verify` span. Records the use when allowed.
     pub async fn verify(&self, attempt: Attempt<'_>) -> Result<Verified, Denied> {
         // Only static strings are recorded, so a cache hit allocates nothing for tracing.
-        let span = tracing::info_span!("verify", outcome = Empty, cache = Empty);
+        let span = tracing::debug_span!("verify", outcome = Empty, cache = Empty);
         let result = self.run(attempt).instrument(span.clone()).await;
         let outcome = match &result {
             Ok(_) => Some(Outcome::Allowed),

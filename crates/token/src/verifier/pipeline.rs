@@ -182,16 +182,7 @@ impl Verifier {
     /// The stages, in order (the entry point, [`Verifier::verify`], counts the outcome).
     pub(super) async fn run(&self, attempt: Attempt<'_>) -> Result<Verified, Denied> {
         let (credential, transport) = attempt.credential.ok_or(RefusalKind::CredentialMissing)?;
-        if let Target::Introspection { tenant, .. } = attempt.target {
-            // A token of another tenant is answered like an unknown one without being
-            // verified: the plugin learns nothing about it (not even why it would be
-            // refused), and no use or refusal is recorded for it.
-            let claimed = jwt::inspect(credential).ok().and_then(|u| u.tenant);
-            if claimed.is_some_and(|t| t != tenant) {
-                return Err(RefusalKind::TokenUnknown.into());
-            }
-        }
-        let Some(principal) = self.principal_for(credential).await? else {
+        let Some(principal) = self.principal_in_reach(credential, attempt.target).await? else {
             return self.operator(credential, attempt.target);
         };
         let (routed_method, cost) = self
@@ -326,6 +317,35 @@ impl Verifier {
         })
     }
 
+    /// Stage 1 within the target's reach. Introspection reaches the caller's tenant only:
+    /// a token of another tenant is answered like an unknown one without being verified,
+    /// so the plugin learns nothing about it (not even why it would be refused), and no
+    /// use or refusal is recorded for it. A cached principal names its tenant; otherwise
+    /// the token's claim does, before anything is verified.
+    async fn principal_in_reach(
+        &self,
+        credential: &str,
+        target: Target<'_>,
+    ) -> Result<Option<Arc<Principal>>, Denied> {
+        let Target::Introspection { tenant, .. } = target else {
+            return Ok(self.principal_for(credential).await?);
+        };
+        let key = sha256(credential.as_bytes());
+        if let Some(Ok(p)) = self.caches.lookup(&key, self.deps.registry.version()) {
+            if p.tenant_id != tenant {
+                return Err(RefusalKind::TokenUnknown.into());
+            }
+            self.stats.hit();
+            tracing::Span::current().record("cache", "hit");
+            return Ok(Some(p));
+        }
+        let claimed = jwt::inspect(credential).ok().and_then(|u| u.tenant);
+        if claimed.is_some_and(|t| t != tenant) {
+            return Err(RefusalKind::TokenUnknown.into());
+        }
+        Ok(self.principal_for(credential).await?)
+    }
+
     /// Stage 1: the principal behind a credential (cached), `None` when it is not a tenant
     /// token (maybe the operator's).
     pub async fn principal_for(&self, credential: &str) -> Result<Option<Arc<Principal>>, Refusal> {
@@ -349,7 +369,7 @@ impl Verifier {
         let epoch = self.caches.epoch();
         let loaded = self
             .load(credential, key, epoch)
-            .instrument(tracing::info_span!("db", op = "verification.load"))
+            .instrument(tracing::debug_span!("db", op = "verification.load"))
             .await;
         match loaded {
             Ok(Some(p)) => {

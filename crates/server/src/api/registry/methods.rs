@@ -8,8 +8,8 @@ use poem_openapi::{ApiResponse, OpenApi};
 use sigil_core::page::PageRequest;
 use sigil_scope_registry::MethodQuery;
 
-use super::actor;
 use super::dto::{AccessDto, MethodDto, MethodList};
+use super::tenant_of;
 use crate::api::caller::AnyCaller;
 use crate::api::ApiTags;
 use crate::problem::ApiResult;
@@ -49,7 +49,7 @@ impl MethodsApi {
         let methods = self
             .0
             .scope_registry
-            .find_methods(actor(&any.0).tenant(), &query);
+            .find_methods(tenant_of(&any.0), &query);
         let items = methods.iter().map(MethodDto::from).collect();
         Ok(MethodListResponse::Ok(Json(MethodList::slice(items, page))))
     }

@@ -1,7 +1,7 @@
 //! The registry API: plugins (`/plugins`), API methods (`/methods`) and scope sets
-//! (`/scope-sets`). Each handler extracts the request, makes one call to the registry's
-//! use cases ([`sigil_scope_registry::RegistryService`]), records the audit events it
-//! returns and maps the answer to its response shape.
+//! (`/scope-sets`). Each handler extracts the request, builds the actor, makes one call
+//! to the registry's use cases ([`sigil_scope_registry::RegistryService`]), which write
+//! their own audit events, and maps the answer to its response shape.
 
 mod dto;
 mod methods;
@@ -12,9 +12,9 @@ mod token_scopes;
 use std::sync::Arc;
 
 use poem::Request;
-use sigil_audit::NewEvent;
-use sigil_scope_registry::{Actor, TenantUser};
-use sigil_token::{Caller, Principal};
+use sigil_audit::Actor;
+use sigil_core::TenantId;
+use sigil_token::Caller;
 
 use crate::state::AppState;
 
@@ -34,26 +34,19 @@ pub fn api(state: Arc<AppState>) -> RegistryApi {
     )
 }
 
-/// The caller as the registry names who acts: the operator or a tenant user.
-fn actor(caller: &Caller) -> Actor {
+/// The caller as the audit log names who acts, from where: the operator or a tenant
+/// user.
+fn actor(state: &AppState, req: &Request, caller: &Caller) -> Actor {
     match caller {
-        Caller::Operator => Actor::Operator,
-        Caller::Tenant(p) => Actor::User(tenant_user(p)),
+        Caller::Operator => state.actor(req, None),
+        Caller::Tenant(p) => state.actor(req, Some(p)),
     }
 }
 
-fn tenant_user(p: &Principal) -> TenantUser {
-    TenantUser {
-        tenant: p.tenant_id,
-        user: p.user_id,
-        username: p.username.clone(),
-        credential: p.token_id,
-    }
-}
-
-/// Records a use case's audit events with the request's client details.
-async fn record(state: &AppState, req: &Request, events: Vec<NewEvent>) {
-    for event in events {
-        state.audit(req, event).await;
+/// The caller's tenant; `None` for the operator.
+fn tenant_of(caller: &Caller) -> Option<TenantId> {
+    match caller {
+        Caller::Operator => None,
+        Caller::Tenant(p) => Some(p.tenant_id),
     }
 }

@@ -11,7 +11,7 @@ use sigil_core::page::PageRequest;
 use sigil_scope_registry::Registration;
 
 use super::dto::{DeletedPluginDto, ManifestDto, PluginDto, PluginList, RegisteredPluginDto};
-use super::{actor, record};
+use super::{actor, tenant_of};
 use crate::api::caller::AnyCaller;
 use crate::api::ApiTags;
 use crate::problem::ApiResult;
@@ -91,10 +91,7 @@ impl PluginsApi {
         limit: Query<Option<u64>>,
     ) -> ApiResult<PluginListResponse> {
         let page = PageRequest::new(offset.0, limit.0)?;
-        let plugins = self
-            .0
-            .scope_registry
-            .visible_plugins(actor(&any.0).tenant());
+        let plugins = self.0.scope_registry.visible_plugins(tenant_of(&any.0));
         let items = plugins.into_iter().map(PluginDto::from).collect();
         Ok(PluginListResponse::Ok(Json(PluginList::slice(items, page))))
     }
@@ -112,12 +109,12 @@ impl PluginsApi {
         any: AnyCaller,
         body: Json<RegisterPluginBody>,
     ) -> ApiResult<RegisterResponse> {
-        let mut registered = self
+        let by = actor(&self.0, req, &any.0);
+        let registered = self
             .0
             .scope_registry
-            .register_plugin(&actor(&any.0), body.0.into())
+            .register_plugin(&by, body.0.into())
             .await?;
-        record(&self.0, req, std::mem::take(&mut registered.audit)).await;
         let created = registered.created;
         let body = Json(RegisteredPluginDto::from(registered));
         Ok(if created {
@@ -141,7 +138,7 @@ impl PluginsApi {
         let plugin = self
             .0
             .scope_registry
-            .plugin(actor(&any.0).tenant(), &plugin_id.0)
+            .plugin(tenant_of(&any.0), &plugin_id.0)
             .await?;
         Ok(PluginResponse::Ok(Json(plugin.into())))
     }
@@ -158,12 +155,12 @@ impl PluginsApi {
         any: AnyCaller,
         plugin_id: Path<String>,
     ) -> ApiResult<DeletePluginResponse> {
+        let by = actor(&self.0, req, &any.0);
         let removed = self
             .0
             .scope_registry
-            .remove_plugin(&actor(&any.0), &plugin_id.0)
+            .remove_plugin(&by, &plugin_id.0)
             .await?;
-        record(&self.0, req, removed.audit).await;
         Ok(DeletePluginResponse::Ok(Json(DeletedPluginDto {
             id: removed.id,
             note: format!(

@@ -12,7 +12,6 @@ use sigil_scope_registry::store::CustomSetInput;
 use sigil_scope_registry::ScopeSetChanges;
 
 use super::dto::{AccessDto, ScopeSetDto, ScopeSetList, SetKind};
-use super::{record, tenant_user};
 use crate::api::caller::TenantCaller;
 use crate::api::ApiTags;
 use crate::problem::ApiResult;
@@ -132,15 +131,15 @@ impl ScopeSetsApi {
         caller: TenantCaller,
         body: Json<CreateScopeSetBody>,
     ) -> ApiResult<ScopeSetCreatedResponse> {
-        let created = self
+        let p = caller.0;
+        let by = self.0.actor(req, Some(&p));
+        let set = self
             .0
             .scope_registry
-            .create_scope_set(&tenant_user(&caller.0), body.0.into())
+            .create_scope_set(&by, p.tenant_id, body.0.into())
             .await?;
-        record(&self.0, req, created.audit).await;
         Ok(ScopeSetCreatedResponse::Created(Json(ScopeSetDto::of(
-            created.set,
-            true,
+            set, true,
         ))))
     }
 
@@ -176,16 +175,14 @@ impl ScopeSetsApi {
         set_id: Path<String>,
         body: Json<UpdateScopeSetBody>,
     ) -> ApiResult<ScopeSetResponse> {
-        let updated = self
+        let p = caller.0;
+        let by = self.0.actor(req, Some(&p));
+        let set = self
             .0
             .scope_registry
-            .update_scope_set(&tenant_user(&caller.0), &set_id.0, body.0.into())
+            .update_scope_set(&by, p.tenant_id, &set_id.0, body.0.into())
             .await?;
-        record(&self.0, req, updated.audit).await;
-        Ok(ScopeSetResponse::Ok(Json(ScopeSetDto::of(
-            updated.set,
-            true,
-        ))))
+        Ok(ScopeSetResponse::Ok(Json(ScopeSetDto::of(set, true))))
     }
 
     /// Delete a custom scope set (admin); refused while tokens use it unless `force`.
@@ -201,12 +198,12 @@ impl ScopeSetsApi {
         set_id: Path<String>,
         force: Query<Option<bool>>,
     ) -> ApiResult<ScopeSetDeletedResponse> {
-        let audit = self
-            .0
+        let p = caller.0;
+        let by = self.0.actor(req, Some(&p));
+        self.0
             .scope_registry
-            .delete_scope_set(&tenant_user(&caller.0), &set_id.0, force.0.unwrap_or(false))
+            .delete_scope_set(&by, p.tenant_id, &set_id.0, force.0.unwrap_or(false))
             .await?;
-        record(&self.0, req, audit).await;
         Ok(ScopeSetDeletedResponse::Deleted)
     }
 }

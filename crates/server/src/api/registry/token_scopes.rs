@@ -3,19 +3,18 @@
 //! registry crate, so the server connects the two.
 
 use async_trait::async_trait;
-use sigil_core::db::Db;
 use sigil_core::{Result, TenantId};
+use sigil_scope_registry::token_scopes::DatabaseTransaction;
 use sigil_scope_registry::{CustomScopeToken, TokenScopes};
 use sigil_token::TokenService;
 
 pub struct TokenScopesOfTokens {
-    db: Db,
     tokens: TokenService,
 }
 
 impl TokenScopesOfTokens {
-    pub fn new(db: Db, tokens: TokenService) -> Self {
-        Self { db, tokens }
+    pub fn new(tokens: TokenService) -> Self {
+        Self { tokens }
     }
 }
 
@@ -27,19 +26,21 @@ impl TokenScopes for TokenScopesOfTokens {
 
     async fn count_using_sets(
         &self,
+        txn: &DatabaseTransaction,
         tenant: Option<TenantId>,
         sets: &[String],
     ) -> Result<Vec<(TenantId, String, u64)>> {
-        sigil_token::widening::count_using_sets(&self.db, tenant, sets).await
+        sigil_token::widening::count_using_sets(txn, tenant, sets).await
     }
 
     async fn with_custom_methods(
         &self,
+        txn: &DatabaseTransaction,
         tenant: Option<TenantId>,
         new_ids: &[&str],
     ) -> Result<Vec<CustomScopeToken>> {
         let tokens =
-            sigil_token::widening::tokens_with_custom_methods(&self.db, tenant, new_ids).await?;
+            sigil_token::widening::tokens_with_custom_methods(txn, tenant, new_ids).await?;
         Ok(tokens
             .into_iter()
             .map(|t| CustomScopeToken {
