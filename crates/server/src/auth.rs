@@ -195,6 +195,13 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The request's user agent as sent (read in place, for the hot path).
+pub fn user_agent_text(req: &Request) -> Option<&str> {
+    req.headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+}
+
 pub fn user_agent(req: &Request) -> Option<String> {
     req.headers()
         .get("user-agent")

@@ -257,6 +257,7 @@ impl AppState {
         let attempt = Attempt {
             credential,
             client: Client::At(ip),
+            user_agent: auth::user_agent_text(req),
             target: Target::Call(method),
         };
         let refusal = match self.verifier.verify(attempt).await {
@@ -272,7 +273,6 @@ impl AppState {
             Err(Denied::Refused(refusal)) => refusal,
             Err(Denied::Unforwardable(u)) => return Err(sigil_core::Error::from(u).into()),
         };
-        self.audit_reuse(&refusal, ip, auth::user_agent(req)).await;
         if let Some((credential, _)) = credential {
             if let Some(e) =
                 crate::api::two_factor::enrolment_refusal(self, credential, &refusal).await
@@ -281,34 +281,6 @@ impl AppState {
             }
         }
         Err(self.refusal(refusal, ip))
-    }
-
-    /// Records in the tenant's audit log that reuse detection revoked a token (once, by
-    /// the verification that revoked it), with the address that presented the secret.
-    pub async fn audit_reuse(
-        &self,
-        refusal: &sigil_token::Refusal,
-        client_ip: Option<std::net::IpAddr>,
-        user_agent: Option<String>,
-    ) {
-        let (Some(tenant), Some(token), true) = (
-            refusal.tenant_id(),
-            refusal.token_id(),
-            refusal.revoked_now(),
-        ) else {
-            return;
-        };
-        let event = NewEvent::of("token.reuse_detected", "token")
-            .by_system("reuse detection", tenant)
-            .with_credential(token)
-            .target(token)
-            .after(serde_json::json!({
-                "owner_id": refusal.user_id().map(|u| u.0),
-                "revoked": true,
-                "reason": sigil_token::leaks::REUSE_DETECTED,
-            }))
-            .from_client(client_ip.map(|i| i.to_string()), user_agent);
-        self.record(event).await;
     }
 
     /// Answers a refused verification: audited and counted against the client address;

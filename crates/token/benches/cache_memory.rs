@@ -21,6 +21,7 @@ fn me_get(secret: &str, ip: Option<std::net::IpAddr>) -> Attempt<'_> {
     Attempt {
         credential: Some((secret, Transport::Header)),
         client: Client::At(ip),
+        user_agent: None,
         target: Target::Call("me.get"),
     }
 }

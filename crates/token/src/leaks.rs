@@ -196,10 +196,16 @@ impl Leaks {
     }
 }
 
-/// Revokes a token whose replaced secret came back (reuse detection). One statement
-/// decides: true only for the call that revoked it (a token already revoked, for any
-/// reason, is left as it is). The caller publishes the change.
-pub(crate) async fn revoke_for_reuse(db: &Db, tenant: TenantId, token: TokenId) -> Result<bool> {
+/// Revokes a token whose replaced secret came back (reuse detection), and files
+/// `token.reuse_detected` by `by` (Sigil, with the client that presented the secret) with
+/// the revocation. One statement decides: true only for the call that revoked it (a token
+/// already revoked, for any reason, is left as it is). The caller publishes the change.
+pub(crate) async fn revoke_for_reuse(
+    db: &Db,
+    tenant: TenantId,
+    token: TokenId,
+    by: &Actor,
+) -> Result<bool> {
     use sea_orm::TransactionTrait;
     let now = sigil_core::now();
     let txn = db.begin().await?;
@@ -218,6 +224,15 @@ pub(crate) async fn revoke_for_reuse(db: &Db, tenant: TenantId, token: TokenId) 
             .await?;
         if let Some(row) = row {
             crate::events::revoked(&txn, &row, REUSE_DETECTED, serde_json::json!({})).await?;
+            let event = by
+                .event("token.reuse_detected", "token")
+                .target(token)
+                .after(serde_json::json!({
+                    "owner_id": row.owner_id.0,
+                    "revoked": true,
+                    "reason": REUSE_DETECTED,
+                }));
+            sigil_audit::write(&txn, event).await?;
         }
     }
     txn.commit().await?;

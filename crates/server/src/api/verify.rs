@@ -250,6 +250,8 @@ impl VerifyApi {
         let attempt = Attempt {
             credential: Some((&body.token, Transport::Header)),
             client: ip.map_or(Client::Unstated, |ip| Client::At(Some(ip))),
+            // The plugin's client is known by address only.
+            user_agent: None,
             target: Target::Introspection {
                 tenant: caller.tenant_id,
                 method: body.method.as_deref(),
@@ -268,7 +270,6 @@ impl VerifyApi {
             // Introspection allows only the caller's tenant's tokens (not reached).
             Ok(_) => unknown_token(),
             Err(Denied::Refused(r)) => {
-                self.0.audit_reuse(&r, ip, None).await;
                 if r.status() == RefusalStatus::Unavailable {
                     return Err(r.into());
                 }
@@ -345,6 +346,7 @@ impl VerifyApi {
         let attempt = Attempt {
             credential: found.as_ref().map(|(c, t)| (c.as_str(), *t)),
             client: Client::At(ip),
+            user_agent: auth::user_agent_text(req),
             target: Target::Forward {
                 verb: &method,
                 path,
@@ -353,7 +355,6 @@ impl VerifyApi {
         let verified = match self.0.verifier.verify(attempt).await {
             Ok(verified) => verified,
             Err(Denied::Refused(r)) => {
-                self.0.audit_reuse(&r, ip, auth::user_agent(req)).await;
                 let answer = self.0.refusal(r, ip);
                 return Err(match auth_proxy.0 {
                     Some(AuthProxy::Nginx) => answer.for_header_only_proxy(),

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
+use sigil_audit::Actor;
 use sigil_core::changes::Change;
 use sigil_core::crypto::{ct_eq, sha256};
 use sigil_core::{Error, TenantId};
@@ -83,7 +84,17 @@ pub struct Attempt<'a> {
     /// The credential and how it travelled; `None` when the request carries none.
     pub credential: Option<(&'a str, Transport)>,
     pub client: Client,
+    /// The client's user agent, for the audit event of a reuse detection.
+    pub user_agent: Option<&'a str>,
     pub target: Target<'a>,
+}
+
+/// Who presented a credential, as the audit log names the client when the presentation
+/// revokes a token (reuse detection).
+#[derive(Clone, Copy, Debug, Default)]
+struct Presenter<'a> {
+    ip: Option<IpAddr>,
+    user_agent: Option<&'a str>,
 }
 
 /// An allowed request.
@@ -182,7 +193,14 @@ impl Verifier {
     /// The stages, in order (the entry point, [`Verifier::verify`], counts the outcome).
     pub(super) async fn run(&self, attempt: Attempt<'_>) -> Result<Verified, Denied> {
         let (credential, transport) = attempt.credential.ok_or(RefusalKind::CredentialMissing)?;
-        let Some(principal) = self.principal_in_reach(credential, attempt.target).await? else {
+        let presenter = Presenter {
+            ip: attempt.client.address(),
+            user_agent: attempt.user_agent,
+        };
+        let Some(principal) = self
+            .principal_in_reach(credential, attempt.target, presenter)
+            .await?
+        else {
             return self.operator(credential, attempt.target);
         };
         let (routed_method, cost) = self
@@ -326,9 +344,10 @@ impl Verifier {
         &self,
         credential: &str,
         target: Target<'_>,
+        presenter: Presenter<'_>,
     ) -> Result<Option<Arc<Principal>>, Denied> {
         let Target::Introspection { tenant, .. } = target else {
-            return Ok(self.principal_for(credential).await?);
+            return Ok(self.principal_from(credential, presenter).await?);
         };
         let key = sha256(credential.as_bytes());
         if let Some(Ok(p)) = self.caches.lookup(&key, self.deps.registry.version()) {
@@ -343,12 +362,20 @@ impl Verifier {
         if claimed.is_some_and(|t| t != tenant) {
             return Err(RefusalKind::TokenUnknown.into());
         }
-        Ok(self.principal_for(credential).await?)
+        Ok(self.principal_from(credential, presenter).await?)
     }
 
     /// Stage 1: the principal behind a credential (cached), `None` when it is not a tenant
     /// token (maybe the operator's).
     pub async fn principal_for(&self, credential: &str) -> Result<Option<Arc<Principal>>, Refusal> {
+        self.principal_from(credential, Presenter::default()).await
+    }
+
+    async fn principal_from(
+        &self,
+        credential: &str,
+        presenter: Presenter<'_>,
+    ) -> Result<Option<Arc<Principal>>, Refusal> {
         let key = sha256(credential.as_bytes());
         if let Some(cached) = self.caches.lookup(&key, self.deps.registry.version()) {
             self.stats.hit();
@@ -357,7 +384,7 @@ impl Verifier {
         }
         self.stats.miss();
         tracing::Span::current().record("cache", "miss");
-        self.resolve(credential, &key).await
+        self.resolve(credential, &key, presenter).await
     }
 
     /// A cache miss: full checks; the outcome is cached unless a change ran meanwhile.
@@ -365,10 +392,11 @@ impl Verifier {
         &self,
         credential: &str,
         key: &CacheKey,
+        presenter: Presenter<'_>,
     ) -> Result<Option<Arc<Principal>>, Refusal> {
         let epoch = self.caches.epoch();
         let loaded = self
-            .load(credential, key, epoch)
+            .load(credential, key, epoch, presenter)
             .instrument(tracing::debug_span!("db", op = "verification.load"))
             .await;
         match loaded {
@@ -414,6 +442,7 @@ impl Verifier {
         credential: &str,
         hash: &CacheKey,
         epoch: u64,
+        presenter: Presenter<'_>,
     ) -> Result<Option<Principal>, LoadError> {
         let malformed = || Refusal::new(RefusalKind::TokenMalformed);
         let unverified = jwt::inspect(credential).map_err(|_| malformed())?;
@@ -470,7 +499,7 @@ impl Verifier {
                 .is_some_and(|h| hash_matches(h, hash));
         if !current && !in_grace {
             return Err(self
-                .replaced(&tenant.policy, &record, generation, now)
+                .replaced(&tenant.policy, &record, generation, now, presenter)
                 .await?
                 .into());
         }
@@ -552,6 +581,7 @@ impl Verifier {
         record: &MissRow,
         generation: i32,
         now: DateTime<Utc>,
+        presenter: Presenter<'_>,
     ) -> Result<Refusal, Error> {
         let about = |kind: RefusalKind| {
             Refusal::new(kind)
@@ -584,7 +614,18 @@ impl Verifier {
         if !detect {
             return Ok(about(RefusalKind::TokenReplaced));
         }
-        let first = leaks::revoke_for_reuse(&self.deps.db, record.tenant_id, record.id).await?;
+        let by = Actor {
+            credential: Some(record.id),
+            ..Actor::system("reuse detection", record.tenant_id)
+        }
+        .from_client(
+            presenter.ip.map(|ip| ip.to_string()),
+            presenter
+                .user_agent
+                .map(|ua| ua.chars().take(400).collect()),
+        );
+        let first =
+            leaks::revoke_for_reuse(&self.deps.db, record.tenant_id, record.id, &by).await?;
         let refusal = about(RefusalKind::TokenReuseDetected);
         if !first {
             return Ok(refusal);
@@ -597,7 +638,7 @@ impl Verifier {
             Some(feed) => feed.publish(change).await,
             None => self.apply(&change),
         }
-        Ok(refusal.revoking())
+        Ok(refusal)
     }
 }
 

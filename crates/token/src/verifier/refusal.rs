@@ -135,8 +135,6 @@ pub struct Refusal {
     about: About,
     /// The method refused, for a refusal about one method: the answer names it.
     method: Option<Box<str>>,
-    /// Whether this very verification revoked the token (reuse detection).
-    revoked_now: bool,
     /// When to retry, for a refusal that passes with time.
     retry_after_secs: Option<u64>,
     /// The principal, for a refusal of a request made with a valid credential.
@@ -172,7 +170,6 @@ impl Refusal {
                 verified: false,
             },
             method: None,
-            revoked_now: false,
             retry_after_secs: None,
             principal: None,
             limits: None,
@@ -223,13 +220,6 @@ impl Refusal {
         self.about.user.filter(|_| self.about.verified)
     }
 
-    /// Whether this verification revoked the token: a secret replaced by rotation was
-    /// presented after its grace period (`token_reuse_detected`). Later presentations
-    /// answer the same code without it, so the event is recorded once.
-    pub fn revoked_now(&self) -> bool {
-        self.revoked_now
-    }
-
     /// Seconds after which the same request may pass (an answer's `Retry-After`).
     pub fn retry_after_secs(&self) -> Option<u64> {
         self.retry_after_secs
@@ -278,11 +268,6 @@ impl Refusal {
 
     pub(super) fn for_method(mut self, method: &str) -> Self {
         self.method = Some(method.into());
-        self
-    }
-
-    pub(super) fn revoking(mut self) -> Self {
-        self.revoked_now = true;
         self
     }
 
