@@ -534,12 +534,12 @@ mod tests {
     async fn a_recorded_event_keeps_its_facts_and_views() {
         let log = log().await;
         let (tenant, user, token) = (TenantId::new(), UserId::new(), TokenId::new());
-        let event = NewEvent::of("token.update", "token")
-            .by_user(tenant, user, &"a".repeat(250), Some(token))
+        let event = crate::Actor::user(tenant, user, &"a".repeat(250), Some(token))
+            .from_client(Some("192.0.2.4".into()), Some("curl/8".into()))
+            .event("token.update", "token")
             .target("t1")
             .before(json!({"name": "old"}))
-            .after(json!({"name": "new", "scopes": ["me.get"]}))
-            .from_client(Some("192.0.2.4".into()), Some("curl/8".into()));
+            .after(json!({"name": "new", "scopes": ["me.get"]}));
         log.record(event).await.unwrap();
         let rows = log.list(Some(tenant), all()).await.unwrap();
         assert_eq!(rows.len(), 1);
@@ -571,23 +571,24 @@ mod tests {
         let (a, b) = (TenantId::new(), TenantId::new());
         let (alice, bob, admin) = (UserId::new(), UserId::new(), UserId::new());
         let events = [
-            NewEvent::of("token.create", "token")
-                .by_user(a, alice, "alice", None)
+            crate::Actor::user(a, alice, "alice", None)
+                .event("token.create", "token")
                 .target("t1"),
-            NewEvent::of("token.create", "token")
-                .by_user(a, bob, "bob", None)
+            crate::Actor::user(a, bob, "bob", None)
+                .event("token.create", "token")
                 .target("t2"),
-            NewEvent::of("user.update", "user")
-                .by_user(a, alice, "alice", None)
+            crate::Actor::user(a, alice, "alice", None)
+                .event("user.update", "user")
                 .target("u9"),
-            NewEvent::of("token.update", "token")
-                .by_user(a, admin, "admin", None)
+            crate::Actor::user(a, admin, "admin", None)
+                .event("token.update", "token")
                 .target("t3"),
-            NewEvent::of("token.revoke", "token")
-                .by_user(a, alice, "alice", None)
+            crate::Actor::user(a, alice, "alice", None)
+                .event("token.revoke", "token")
                 .target("t1"),
-            NewEvent::of("tenant.update", "tenant")
-                .by_operator(Some(b))
+            crate::Actor::operator()
+                .event("tenant.update", "tenant")
+                .in_tenant(b)
                 .target(b),
         ];
         for e in events {

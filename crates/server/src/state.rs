@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::Request;
-use sigil_audit::{Actor, AuditLog, NewEvent};
+use sigil_audit::{Actor, AuditLog};
 use sigil_core::crypto::MasterKey;
 use sigil_core::db::Db;
 use sigil_scope_registry::store::{PluginStore, ScopeSetStore};
@@ -360,22 +360,6 @@ impl AppState {
         let ip = auth::client_ip(req, self.verifier.trusted_proxies()).map(|i| i.to_string());
         who.from_client(ip, auth::user_agent(req))
     }
-
-    /// Writes an audit event, adding the client address and agent of the request; a
-    /// failure to audit is logged, not hidden.
-    pub async fn audit(&self, req: &Request, event: NewEvent) {
-        let ip = auth::client_ip(req, self.verifier.trusted_proxies()).map(|i| i.to_string());
-        self.record(event.from_client(ip, auth::user_agent(req)))
-            .await;
-    }
-
-    /// Writes an audit event that carries its own client details.
-    pub async fn record(&self, event: NewEvent) {
-        let action = event.action.clone();
-        if let Err(e) = self.audit.record(event).await {
-            tracing::error!(error = %e, action, "could not write an audit event");
-        }
-    }
 }
 
 /// The usage limiter: in the process, or shared through Redis when a URL is set (it
@@ -402,24 +386,4 @@ fn file_errors(path: &std::path::Path, errors: Vec<String>) -> Vec<sigil_core::F
         .into_iter()
         .map(|message| sigil_core::FieldError::new(path.display().to_string(), message))
         .collect()
-}
-
-/// Names the tenant user who made a change in its audit event.
-pub trait AuditBy {
-    fn by_caller(self, caller: &Principal) -> Self;
-    /// The caller, or the platform operator when there is none.
-    fn by_caller_opt(self, caller: Option<&Principal>) -> Self;
-}
-
-impl AuditBy for NewEvent {
-    fn by_caller(self, p: &Principal) -> Self {
-        self.by_user(p.tenant_id, p.user_id, &p.username, Some(p.token_id))
-    }
-
-    fn by_caller_opt(self, caller: Option<&Principal>) -> Self {
-        match caller {
-            Some(p) => self.by_caller(p),
-            None => self.by_operator(None),
-        }
-    }
 }
