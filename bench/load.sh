@@ -22,13 +22,14 @@
 #
 # Settings (environment): BACKENDS ("sqlite postgres"), DURATION (10s), THREADS (2),
 # CONNECTIONS (50), LAT_CONNECTIONS (32, for the latency runs a-lat and b-lat), PAIRS (7)
-# and PAIR_DURATION (3s) for the alternating ratio checks of (b) and (c) warm against (a),
-# TOKENS (10000), PG_URL (postgres://postgres@127.0.0.1:5432), PG_OPTIONS
+# and PAIR_DURATION (3s) for the alternating ratio checks of (b), (c) warm, (d) and (g)
+# against (a), TOKENS (10000), PG_URL (postgres://postgres@127.0.0.1:5432), PG_OPTIONS
 # (?sslmode=disable), RESULTS (bench/results), SKIP_BUILD=1 (use target/release/sigil as
 # it is), PIN (1: on a machine with 2 or more CPUs, the server runs on CPU 0 and wrk on
-# CPU 1, so that "one core" means one core; 0: no pinning). Needs curl, python3, psql (for
-# PostgreSQL), taskset and wrk (installed with apt-get when missing). The load generator shares the machine with the server: on a small box, expect
-# run-to-run spread and compare ratios within one run.
+# CPU 1, so that "one core" means one core; 0: no pinning). Needs curl, python3, psql
+# (for PostgreSQL), taskset and wrk (installed with apt-get when missing). PostgreSQL, when
+# used, shares the machine too: on a small box, expect run-to-run spread and compare
+# ratios within one run.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

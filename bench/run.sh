@@ -44,6 +44,10 @@ SIGIL_BENCH_CACHE_ENTRIES=${CACHE_ENTRIES:-1000000} \
 {
   echo "== verification cache memory (cargo bench -p sigil-token --bench cache_memory)"
   grep -E '^(stored|verified|cache:|baseline:|1,000,000)' "$OUT/cache-memory.txt"
+  awk '/bytes per cached verification/ {
+    for (i = 1; i <= NF; i++) if ($(i + 1) == "bytes" && $(i + 2) == "per") v = $i
+    printf "     target bytes per cached verification %10s <= 512      %s\n", v, (v <= 512 ? "met" : "MISSED")
+  }' "$OUT/cache-memory.txt"
   echo
 } >>"$SUMMARY"
 

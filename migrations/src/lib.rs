@@ -16,6 +16,7 @@ mod m0010_two_factor;
 mod m0011_webhooks;
 mod m0012_token_owner_fk;
 mod m0013_usage_limits;
+mod m0014_token_owner_kind_index;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_webhooks::Migration),
             Box::new(m0012_token_owner_fk::Migration),
             Box::new(m0013_usage_limits::Migration),
+            Box::new(m0014_token_owner_kind_index::Migration),
         ]
     }
 }

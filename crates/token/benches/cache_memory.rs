@@ -2,7 +2,8 @@
 //! verification a miss that fills one cache entry), and reports how much the process's
 //! resident set grew per cached verification, beside a baseline measured the same way in
 //! the same run: N entries of a plain `HashMap<[u8; 32], u64>` (key and a word, no
-//! value). N defaults to 1,000,000 (`SIGIL_BENCH_CACHE_ENTRIES` changes it).
+//! value). Use counts are flushed every 2 s during the fill, as the server does. N
+//! defaults to 1,000,000 (`SIGIL_BENCH_CACHE_ENTRIES` changes it).
 //!
 //! Run: `cargo bench -p sigil-token --bench cache_memory`.
 
@@ -71,6 +72,17 @@ fn main() {
             .await
             .unwrap();
 
+        // Use counts are written every 2 s, as `sigil serve` does (SIGIL_USAGE_FLUSH_SECS):
+        // what the process holds between flushes is not the cache's.
+        let flusher = {
+            let (usage, db) = (f.usage.clone(), f.db.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    let _ = usage.flush(&db).await;
+                }
+            })
+        };
         let before = rss_bytes();
         let started = Instant::now();
         let secrets = std::sync::Arc::new(secrets);
@@ -92,6 +104,8 @@ fn main() {
             done.unwrap();
         }
         let elapsed = started.elapsed().as_secs_f64();
+        flusher.abort();
+        let _ = f.usage.flush(&f.db).await;
         let entries = f.verifier.cached_entries();
         let after = rss_bytes();
         assert_eq!(entries, n as u64, "every verification stays cached");

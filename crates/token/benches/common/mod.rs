@@ -26,6 +26,8 @@ pub struct Fixture {
     pub verifier: Verifier,
     pub tokens: TokenService,
     pub admin: User,
+    /// The verifier's use counts, flushed as the server does.
+    pub usage: UsageRecorder,
 }
 
 fn builtin() -> PluginManifest {
@@ -93,6 +95,7 @@ pub async fn fixture(cache: CacheSettings) -> Fixture {
         sets.clone(),
         changes,
     );
+    let usage = UsageRecorder::new();
     let deps = VerifierDeps {
         db: db.clone(),
         tenants,
@@ -100,10 +103,11 @@ pub async fn fixture(cache: CacheSettings) -> Fixture {
         platform: PlatformKey::load_or_create(&db, &master).await.unwrap(),
         registry,
         sets,
-        usage: UsageRecorder::new(),
+        usage: usage.clone(),
         limiter: sigil_limits::Limiter::local(),
     };
     Fixture {
+        usage,
         verifier: Verifier::new(deps, cache, Vec::new()),
         db,
         keys,

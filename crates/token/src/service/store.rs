@@ -3,7 +3,7 @@
 //! only read and write, with the connection or transaction they are given.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, Func, Query, SimpleExpr};
+use sea_orm::sea_query::{Asterisk, Expr, Func, Query, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, FromQueryResult,
     Iterable, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
@@ -97,7 +97,7 @@ pub(super) fn new_row(row: NewRow<'_>) -> Result<entity::ActiveModel> {
 /// Run it under the owner's row lock so that concurrent inserts cannot both pass.
 pub(super) async fn insert_within_limit(
     conn: &impl ConnectionTrait,
-    model: entity::ActiveModel,
+    mut model: entity::ActiveModel,
     tenant: TenantId,
     owner: UserId,
     limit: u32,
@@ -105,28 +105,29 @@ pub(super) async fn insert_within_limit(
     let mut columns = Vec::new();
     let mut values = Vec::new();
     for column in Column::iter() {
-        if let ActiveValue::Set(value) = model.get(column) {
+        // Taken, not copied: the row is built once and moved into the statement.
+        if let ActiveValue::Set(value) = model.take(column) {
             columns.push(column);
             values.push(SimpleExpr::Value(value));
         }
     }
-    let owned = Query::select()
-        .expr(Expr::col(Column::Id).count())
+    // `COUNT(*)`, not `COUNT(id)`: the owner-and-kind index answers it alone. The
+    // statements are built in place (no `to_owned` copies of them).
+    let mut owned = Query::select();
+    owned
+        .expr(Expr::col(Asterisk).count())
         .from(Entity)
         .and_where(Column::TenantId.eq(tenant))
         .and_where(Column::OwnerId.eq(owner))
-        .and_where(Column::Kind.ne(TokenKind::Session.as_str()))
-        .to_owned();
-    let source = Query::select()
-        .exprs(values)
-        .and_where(
-            Expr::expr(SimpleExpr::SubQuery(
-                None,
-                Box::new(owned.into_sub_query_statement()),
-            ))
-            .lt(i64::from(limit)),
-        )
-        .to_owned();
+        .and_where(Column::Kind.ne(TokenKind::Session.as_str()));
+    let mut source = Query::select();
+    source.exprs(values).and_where(
+        Expr::expr(SimpleExpr::SubQuery(
+            None,
+            Box::new(owned.into_sub_query_statement()),
+        ))
+        .lt(i64::from(limit)),
+    );
     let mut insert = Query::insert();
     insert
         .into_table(Entity)
