@@ -41,7 +41,12 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .drop_index(Index::drop().name(OLD_INDEX).table(Tokens::Table).to_owned())
+            .drop_index(
+                Index::drop()
+                    .name(OLD_INDEX)
+                    .table(Tokens::Table)
+                    .to_owned(),
+            )
             .await
     }
 
@@ -58,7 +63,12 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .drop_index(Index::drop().name(NEW_INDEX).table(Tokens::Table).to_owned())
+            .drop_index(
+                Index::drop()
+                    .name(NEW_INDEX)
+                    .table(Tokens::Table)
+                    .to_owned(),
+            )
             .await
     }
 }
