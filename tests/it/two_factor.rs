@@ -470,6 +470,10 @@ async fn required_two_factor_lets_people_only_enrol_until_they_do() {
     set_policy(&s, &t, json!({"require_two_factor": true}))
         .await
         .expect(409, "enrol_two_factor_first");
+    // Refused as a whole: the policy and everyone's sessions are as they were.
+    let tenant = s.get("/api/v1/tenant", &t.admin).await;
+    assert_eq!(tenant.body["policy"]["require_two_factor"], false);
+    assert_eq!(s.get("/api/v1/users/me", &mona.token).await.status, 200);
     enrol(&s, &t.admin, &t.admin_password).await;
     let r = set_policy(&s, &t, json!({"require_two_factor": true})).await;
     assert_eq!(r.status, 200, "{}", r.body);

@@ -49,6 +49,9 @@ pub struct AppState {
     pub two_factor: sigil_user::TwoFactorService,
     /// Users as they see themselves (getCurrentUser), cached until they change.
     pub profiles: sigil_user::Profiles,
+    /// What a tenant policy change does besides the policy (requiring two-factor sign-in
+    /// ends the sessions of people without it), in the change's transaction.
+    pub policy_effects: sigil_user::TwoFactorRequirement,
     /// The method ids of each distinct set of rights, as introspection lists them.
     pub scope_texts: crate::scope_text::ScopeTexts,
     /// Sigil's method of each route of the API (from the spec), for the caller check.
@@ -73,13 +76,12 @@ impl AppState {
         let hasher = PasswordHasher::new(config.argon2)?;
         let changes = Arc::new(ChangeFeed::new(db.clone()));
         let tenants = TenantService::new(db.clone(), changes.clone());
-        // A new password ends the user's sessions in the transaction that stores it.
-        let users = UserService::new(
-            db.clone(),
-            hasher,
-            changes.clone(),
-            Arc::new(sigil_token::service::sessions::SessionRevoker),
-        );
+        // A new password ends the user's sessions in the transaction that stores it; so
+        // does requiring two-factor sign-in for the people without it.
+        let sessions: Arc<dyn sigil_user::SessionEnder> =
+            Arc::new(sigil_token::service::sessions::SessionRevoker);
+        let users = UserService::new(db.clone(), hasher, changes.clone(), sessions.clone());
+        let policy_effects = sigil_user::TwoFactorRequirement::new(sessions);
         let keys = KeyRing::with_ttl(
             db.clone(),
             master.clone(),
@@ -167,6 +169,7 @@ impl AppState {
             logins,
             two_factor,
             profiles,
+            policy_effects,
             scope_texts: crate::scope_text::ScopeTexts::default(),
             config,
             db,

@@ -5,10 +5,12 @@ pub mod entity;
 pub mod keys;
 pub mod platform;
 pub mod policy;
+pub mod policy_effects;
 pub mod service;
 #[cfg(test)]
 mod test_db;
 
 pub use keys::{Jwk, Jwks, KeyRing, KeyState, SigningKeyInfo, SigningKeyService, TenantKey};
 pub use policy::TenantPolicy;
+pub use policy_effects::{NoEffects, PolicyEffects};
 pub use service::{NewTenant, Tenant, TenantChange, TenantPatch, TenantService};

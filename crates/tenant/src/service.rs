@@ -284,10 +284,26 @@ impl TenantService {
         id: TenantId,
         policy: TenantPolicy,
     ) -> Result<Tenant> {
+        self.update_policy_with(actor, id, policy, &crate::NoEffects)
+            .await
+    }
+
+    /// [`TenantService::update_policy`], with the change's consequences (`effects`)
+    /// checked and applied in the same transaction.
+    pub async fn update_policy_with(
+        &self,
+        actor: &Actor,
+        id: TenantId,
+        policy: TenantPolicy,
+        effects: &dyn crate::PolicyEffects,
+    ) -> Result<Tenant> {
         policy.validate()?;
         let txn = self.db.begin().await?;
         let current = model(&txn, id).await?;
         let before = Tenant::try_from(current.clone())?;
+        effects
+            .apply(&txn, actor, id, &before.policy, &policy)
+            .await?;
         let mut row: tenant::ActiveModel = current.into();
         row.policy = Set(serde_json::to_string(&policy).map_err(Error::internal)?);
         row.updated_at = Set(sigil_core::now());

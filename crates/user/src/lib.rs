@@ -16,6 +16,7 @@ pub mod throttle;
 pub mod totp;
 pub mod two_factor;
 pub(crate) mod two_factor_entity;
+pub mod two_factor_policy;
 pub mod types;
 mod validate;
 
@@ -27,4 +28,5 @@ pub use service::{NewUser, ProfilePatch, UserFilter, UserPatch, UserService};
 pub use sessions::SessionEnder;
 pub use throttle::{LoginAttempt, LoginThrottle};
 pub use two_factor::{CodeRefused, SecondFactor, TwoFactorService, Verified};
+pub use two_factor_policy::TwoFactorRequirement;
 pub use types::{Role, User, UserKind, SYSTEM_USERNAME};

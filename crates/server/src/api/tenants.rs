@@ -420,19 +420,12 @@ impl TenantsApi {
         body: Json<PolicyDto>,
     ) -> ApiResult<TenantResponse> {
         let p = caller.0;
-        let requires_two_factor = !p.policy.require_two_factor && body.0.require_two_factor;
-        if requires_two_factor {
-            super::two_factor::check_can_require(&self.0, &p).await?;
-        }
         let actor = self.0.actor(req, Some(&p));
         let tenant = self
             .0
             .tenants
-            .update_policy(&actor, p.tenant_id, body.0.into())
+            .update_policy_with(&actor, p.tenant_id, body.0.into(), &self.0.policy_effects)
             .await?;
-        if requires_two_factor {
-            super::two_factor::end_sessions_without_two_factor(&self.0, p.tenant_id).await?;
-        }
         Ok(TenantResponse::Ok(Json(TenantDto::from(&tenant))))
     }
 

@@ -195,20 +195,6 @@ pub async fn enrolment_refusal(
     })
 }
 
-/// Turning `require_two_factor` on needs the acting admin to have a second factor, so
-/// nobody requires what they do not use (and the policy cannot shut its admin out).
-pub async fn check_can_require(state: &AppState, p: &Principal) -> Result<(), ApiError> {
-    let user = state.users.get(p.tenant_id, p.user_id).await?;
-    if user.two_factor_enabled_at.is_none() {
-        return Err(Error::conflict(
-            "enrol_two_factor_first",
-            "turn on two-factor sign-in for yourself before requiring it for everyone",
-        )
-        .into());
-    }
-    Ok(())
-}
-
 /// Every person of the tenant without a second factor (active or not), page by page.
 async fn people_without(
     state: &AppState,
@@ -233,18 +219,6 @@ async fn people_without(
             return Ok(all);
         }
     }
-}
-
-/// Once the policy requires a second factor, the sessions of people without one end:
-/// their next sign-in gets a session that can only enrol.
-pub async fn end_sessions_without_two_factor(
-    state: &AppState,
-    tenant: TenantId,
-) -> Result<(), ApiError> {
-    for user in people_without(state, tenant, None).await? {
-        state.tokens.revoke_sessions(tenant, user.id, None).await?;
-    }
-    Ok(())
 }
 
 /// People who sign in without a second factor, for the hygiene report.
