@@ -21,7 +21,7 @@ pub struct Principal {
     /// Shared by every principal of the tenant.
     pub tenant_slug: Arc<str>,
     pub user_id: UserId,
-    pub username: String,
+    pub username: Box<str>,
     pub user_kind: UserKind,
     pub role: Role,
     pub token_id: TokenId,

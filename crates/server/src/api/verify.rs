@@ -188,7 +188,7 @@ impl VerifyApi {
         Introspection {
             active: true,
             sub: Some(p.user_id.to_string()),
-            username: Some(p.username.clone()),
+            username: Some(p.username.to_string()),
             tenant: Some(p.tenant_slug.to_string()),
             tenant_id: Some(p.tenant_id.0),
             token_id: Some(p.token_id.0),
@@ -374,12 +374,12 @@ impl VerifyApi {
         Ok(AuthorizeResponse::Allowed(
             Json(AuthorizeResult {
                 tenant: principal.tenant_slug.to_string(),
-                user: principal.username.clone(),
+                user: principal.username.to_string(),
                 token_id: principal.token_id.0,
                 method: method_id.clone(),
             }),
             principal.tenant_slug.to_string(),
-            principal.username.clone(),
+            principal.username.to_string(),
             principal.token_id.to_string(),
             method_id,
             limits.as_ref().and_then(|l| l.policy_header()),

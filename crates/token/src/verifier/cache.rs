@@ -2,10 +2,15 @@
 //! the invalidation stamps that make a change exact. A change moves the epoch; an entry
 //! loaded before the last change to anything it depends on is a miss, and a miss computed
 //! across a change is used once but not kept.
+//!
+//! Principals are held in `quick_cache`, not moka: moka costs about 400 bytes per entry
+//! on its own (the benchmark target is 512 for a whole cached verification), this one
+//! about 100. It has no time-to-live or predicate invalidation, and needs neither: an
+//! entry past its lifetime or older than a stamp is a miss and is dropped on sight.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ipnet::IpNet;
@@ -47,6 +52,13 @@ pub(super) struct TenantEntry {
     pub nets: Arc<[IpNet]>,
 }
 
+/// A verified principal and when it stops being used without a new load.
+#[derive(Clone)]
+struct HeldPrincipal {
+    principal: Arc<Principal>,
+    until: Instant,
+}
+
 /// A refusal that does not depend on the request, with the epoch it was computed at.
 #[derive(Clone)]
 struct CachedRefusal {
@@ -76,7 +88,8 @@ impl Stamp {
 
 #[derive(Clone)]
 pub(super) struct Caches {
-    principals: Cache<CacheKey, Arc<Principal>>,
+    principals: Arc<quick_cache::sync::Cache<CacheKey, HeldPrincipal>>,
+    principal_ttl: Duration,
     refusals: Cache<CacheKey, CachedRefusal>,
     /// Tenants by id (dropped by the same changes as the principals of the tenant).
     tenants: Cache<TenantId, Arc<TenantEntry>>,
@@ -90,11 +103,10 @@ pub(super) struct Caches {
 impl Caches {
     pub fn new(settings: &CacheSettings) -> Self {
         Self {
-            principals: Cache::builder()
-                .max_capacity(settings.max_entries)
-                .time_to_live(settings.ttl)
-                .support_invalidation_closures()
-                .build(),
+            principals: Arc::new(quick_cache::sync::Cache::new(
+                usize::try_from(settings.max_entries).unwrap_or(usize::MAX),
+            )),
+            principal_ttl: settings.ttl,
             refusals: Cache::builder()
                 .max_capacity(settings.negative_max_entries)
                 .time_to_live(settings.negative_ttl)
@@ -125,8 +137,10 @@ impl Caches {
         key: &CacheKey,
         registry_version: u64,
     ) -> Option<Result<Arc<Principal>, Refusal>> {
-        if let Some(p) = self.principals.get(key) {
-            let current = p.registry_version == registry_version
+        if let Some(held) = self.principals.get(key) {
+            let p = held.principal;
+            let current = held.until > Instant::now()
+                && p.registry_version == registry_version
                 && p.grace_until.is_none_or(|t| t > Utc::now());
             let fresh = current
                 && self.unchanged_since(
@@ -135,7 +149,13 @@ impl Caches {
                     Some(p.user_id),
                     Some(p.tenant_id),
                 );
-            return fresh.then_some(Ok(p));
+            if fresh {
+                return Some(Ok(p));
+            }
+            // Dropped on sight, so the next presentation finds the refusal it earns (if
+            // any) instead of loading again.
+            self.principals.remove(key);
+            return None;
         }
         let cached = self.refusals.get(key)?;
         let about = cached.refusal.concerns();
@@ -144,7 +164,17 @@ impl Caches {
     }
 
     pub fn keep_principal(&self, key: &CacheKey, p: &Arc<Principal>, epoch: u64) {
-        self.keep(&self.principals, *key, Arc::clone(p), epoch);
+        if self.epoch() != epoch {
+            return;
+        }
+        let held = HeldPrincipal {
+            principal: Arc::clone(p),
+            until: Instant::now() + self.principal_ttl,
+        };
+        self.principals.insert(*key, held);
+        if self.epoch() != epoch {
+            self.principals.remove(key);
+        }
     }
 
     pub fn keep_refusal(&self, key: &CacheKey, refusal: &Refusal, epoch: u64) {
@@ -182,14 +212,13 @@ impl Caches {
 
     /// Drops the cached outcome of one credential.
     pub fn forget(&self, key: &CacheKey) {
-        self.principals.invalidate(key);
+        self.principals.remove(key);
         self.refusals.invalidate(key);
     }
 
     /// Verified credentials held.
     pub fn principals(&self) -> u64 {
-        self.principals.run_pending_tasks();
-        self.principals.entry_count()
+        self.principals.len() as u64
     }
 
     /// Drops every entry a change can affect.
@@ -199,18 +228,15 @@ impl Caches {
         let stamp = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         self.stamps.insert(Stamp::of(change), stamp);
         match *change {
+            // Principals loaded before the change are misses by their stamps and are
+            // dropped when next looked up; a scan of a large cache per change would cost
+            // more than the memory it frees early.
             Change::Token { token, .. } => {
-                let _ = self
-                    .principals
-                    .invalidate_entries_if(move |_, p| p.token_id == token);
                 let _ = self
                     .refusals
                     .invalidate_entries_if(move |_, r| r.refusal.concerns().token == Some(token));
             }
             Change::User { user, .. } => {
-                let _ = self
-                    .principals
-                    .invalidate_entries_if(move |_, p| p.user_id == user);
                 let _ = self
                     .refusals
                     .invalidate_entries_if(move |_, r| r.refusal.concerns().user == Some(user));
@@ -218,19 +244,16 @@ impl Caches {
             Change::Tenant { tenant } | Change::Keys { tenant } => {
                 self.tenants.invalidate(&tenant);
                 let _ = self
-                    .principals
-                    .invalidate_entries_if(move |_, p| p.tenant_id == tenant);
-                let _ = self
                     .refusals
                     .invalidate_entries_if(move |_, r| r.refusal.concerns().tenant == Some(tenant));
             }
             Change::Registry { .. } => {
-                let _ = self.principals.invalidate_entries_if(|_, _| true);
+                self.principals.clear();
                 self.refusals.invalidate_all();
             }
             Change::All => {
                 self.tenants.invalidate_all();
-                self.principals.invalidate_all();
+                self.principals.clear();
                 self.refusals.invalidate_all();
             }
         }
@@ -344,7 +367,11 @@ mod tests {
             token: p.token_id,
         });
         // Inserted as if the invalidation had missed it.
-        c.principals.insert([1; 32], p);
+        let held = HeldPrincipal {
+            principal: p,
+            until: Instant::now() + Duration::from_secs(60),
+        };
+        c.principals.insert([1; 32], held);
         assert!(!hit(&c, 1));
     }
 
@@ -357,6 +384,33 @@ mod tests {
         p.grace_until = Some(Utc::now() - chrono::Duration::seconds(1));
         c.keep_principal(&[2; 32], &Arc::new(p), c.epoch());
         assert!(!hit(&c, 2));
+    }
+
+    #[test]
+    fn a_principal_past_its_lifetime_is_a_miss_and_is_dropped() {
+        let c = Caches::new(&CacheSettings {
+            ttl: Duration::ZERO,
+            ..CacheSettings::default()
+        });
+        cached_principal(&c, 1);
+        assert_eq!(c.principals(), 1);
+        assert!(!hit(&c, 1));
+        assert_eq!(c.principals(), 0, "dropped on sight");
+    }
+
+    #[test]
+    fn a_changed_principal_is_dropped_when_next_looked_up() {
+        let c = caches();
+        let a = cached_principal(&c, 1);
+        cached_principal(&c, 2);
+        c.apply(&Change::Token {
+            tenant: a.tenant_id,
+            token: a.token_id,
+        });
+        assert!(!hit(&c, 1));
+        assert_eq!(c.principals(), 1);
+        c.apply(&Change::All);
+        assert_eq!(c.principals(), 0);
     }
 
     #[test]

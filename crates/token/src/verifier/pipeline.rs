@@ -552,7 +552,7 @@ impl Verifier {
             tenant_slug: Arc::clone(&tenant.slug),
             user_id: record.owner_id,
             ip_filter: parse_ip_filter(&record.ip_filter),
-            username: record.username,
+            username: record.username.into_boxed_str(),
             user_kind,
             role,
             token_id,
