@@ -67,6 +67,9 @@ pub async fn build(state: Arc<AppState>) -> sigil_core::Result<Built> {
             "/",
             make_sync(|_| poem::web::Redirect::see_other("/console/")),
         );
+    // Every middleware awaits the rest of the chain boxed (`Box::pin(next.call(req))`):
+    // inline, each layer's future held the whole chain below it, rustc's layout of nested
+    // futures made that 40 kB, and it was copied several times per request.
     let endpoint = route
         .catch_all_error(|err| async move { from_poem_error(err) })
         .around(crate::usage_headers::write)
@@ -109,7 +112,9 @@ async fn form_credential<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::R
         }
         req.set_body(bytes);
     }
-    next.call(req).await.map(IntoResponse::into_response)
+    Box::pin(next.call(req))
+        .await
+        .map(IntoResponse::into_response)
 }
 
 /// `/` leads people to the console (the API service is nested at the root, so this is
@@ -118,7 +123,9 @@ async fn root_to_console<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Resul
     if req.uri().path() == "/" {
         return Ok(poem::web::Redirect::see_other("/console/").into_response());
     }
-    next.call(req).await.map(IntoResponse::into_response)
+    Box::pin(next.call(req))
+        .await
+        .map(IntoResponse::into_response)
 }
 
 /// The most header bytes (names and values) a request may carry. hyper accepts heads of
@@ -140,7 +147,9 @@ async fn limit_headers<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<
             "the request headers are too large",
         )));
     }
-    next.call(req).await.map(IntoResponse::into_response)
+    Box::pin(next.call(req))
+        .await
+        .map(IntoResponse::into_response)
 }
 
 /// Refuses bodies over the limit with 413 before any handler reads them, and reads every
@@ -155,35 +164,63 @@ async fn limit_body<E: Endpoint>(
     limit: usize,
     read_within: Duration,
 ) -> poem::Result<Response> {
+    if let Err(refused) = read_whole_body(&mut req, limit, read_within).await {
+        return Ok(refused);
+    }
+    Box::pin(next.call(req))
+        .await
+        .map(IntoResponse::into_response)
+}
+
+/// Reads the request's body whole and puts it back; a body that cannot be read gets its
+/// answer. (Apart from the middleware, so that the middleware awaits the rest of the
+/// chain at one point only: each await point of a future holds a copy of its own.)
+async fn read_whole_body(
+    req: &mut Request,
+    limit: usize,
+    read_within: Duration,
+) -> Result<(), Response> {
     let declared = req
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > limit) {
-        return Ok(closing(too_large()));
+        return Err(closing(too_large()));
+    }
+    if body_is_empty(req, declared) {
+        return Ok(());
     }
     let expected = declared.unwrap_or(0);
-    let body = match read_body(req.take_body(), limit, expected, read_within).await {
-        Ok(body) => body,
-        Err(BodyRead::TooLarge) => return Ok(closing(too_large())),
-        Err(BodyRead::Failed) => {
-            return Ok(closing(crate::problem::problem_response(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "the request body could not be read",
-            )))
+    match read_body(req.take_body(), limit, expected, read_within).await {
+        Ok(body) => {
+            req.set_body(body);
+            Ok(())
         }
-        Err(BodyRead::Silent) => {
-            return Ok(closing(crate::problem::problem_response(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                "the request body stopped arriving",
-            )))
-        }
-    };
-    req.set_body(body);
-    next.call(req).await.map(IntoResponse::into_response)
+        Err(BodyRead::TooLarge) => Err(closing(too_large())),
+        Err(BodyRead::Failed) => Err(closing(crate::problem::problem_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request body could not be read",
+        ))),
+        Err(BodyRead::Silent) => Err(closing(crate::problem::problem_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body stopped arriving",
+        ))),
+    }
+}
+
+/// An HTTP/1 request without `Content-Length` and `Transfer-Encoding`, or with a length of
+/// 0, has no body (RFC 9112, 6.3): nothing to read. HTTP/2 bodies need no such header.
+fn body_is_empty(req: &Request, declared: Option<usize>) -> bool {
+    use poem::http::{header, Version};
+    let http1 = matches!(
+        req.version(),
+        Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11
+    );
+    declared == Some(0)
+        || (http1 && declared.is_none() && !req.headers().contains_key(header::TRANSFER_ENCODING))
 }
 
 enum BodyRead {
@@ -202,10 +239,14 @@ async fn read_body(
 ) -> Result<Vec<u8>, BodyRead> {
     use tokio::io::AsyncReadExt;
     let mut reader = body.into_async_read();
-    let mut data = Vec::with_capacity(expected.min(limit));
-    let mut buf = [0u8; 8192];
+    // Read straight into the body (no buffer on the stack: this future sits inside every
+    // request's, which is moved as a whole).
+    let mut data = Vec::with_capacity(expected.max(1024).min(limit.max(1)));
     loop {
-        let n = match tokio::time::timeout(silence, reader.read(&mut buf)).await {
+        if data.len() == data.capacity() {
+            data.reserve(8192.min(limit + 1 - data.len()).max(1));
+        }
+        let n = match tokio::time::timeout(silence, reader.read_buf(&mut data)).await {
             Ok(Ok(n)) => n,
             Ok(Err(_)) => return Err(BodyRead::Failed),
             Err(_) => return Err(BodyRead::Silent),
@@ -213,10 +254,9 @@ async fn read_body(
         if n == 0 {
             return Ok(data);
         }
-        if data.len() + n > limit {
+        if data.len() > limit {
             return Err(BodyRead::TooLarge);
         }
-        data.extend_from_slice(&buf[..n]);
     }
 }
 
@@ -246,7 +286,9 @@ async fn allow_methods<E: Endpoint>(
 ) -> poem::Result<Response> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let resp = next.call(req).await.map(IntoResponse::into_response)?;
+    let resp = Box::pin(next.call(req))
+        .await
+        .map(IntoResponse::into_response)?;
     if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
         return Ok(resp);
     }
@@ -267,6 +309,8 @@ async fn allow_methods<E: Endpoint>(
     Ok(resp)
 }
 
+const X_REQUEST_ID: poem::http::HeaderName = poem::http::HeaderName::from_static("x-request-id");
+
 /// The `request` span (continuing the caller's W3C trace) around everything a request
 /// does, one log line per request (method, route, path without the query, status,
 /// latency, request id, trace id) and the request metrics. The query string and headers
@@ -282,11 +326,16 @@ async fn log_request<E: Endpoint>(
     let route = metrics::route_of(&path);
     let request_id = req
         .headers()
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| v.len() <= 64 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // A thread-local CSPRNG: no system call per request.
+        .unwrap_or_else(|| {
+            uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .to_string()
+        });
     let span = tracing::info_span!(
         "request",
         otel.kind = "server",
@@ -301,7 +350,7 @@ async fn log_request<E: Endpoint>(
     if let Some(trace_id) = telemetry::continue_trace(&span, req.headers()) {
         span.record("trace_id", trace_id.as_str());
     }
-    let mut resp = match next.call(req).instrument(span.clone()).await {
+    let mut resp = match Box::pin(next.call(req)).instrument(span.clone()).await {
         Ok(r) => r.into_response(),
         Err(err) => from_poem_error(err),
     };
@@ -314,7 +363,7 @@ async fn log_request<E: Endpoint>(
         .metrics
         .observe_request(&method, &path, status, started.elapsed());
     if let Ok(v) = request_id.parse() {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     if status.is_server_error() {

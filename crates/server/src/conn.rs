@@ -17,7 +17,7 @@ use poem::http::uri::Scheme;
 use poem::listener::Acceptor;
 use poem::web::{LocalAddr, RemoteAddr};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{sleep, Sleep};
+use tokio::time::{sleep, Instant, Sleep};
 
 /// Wraps an acceptor so that every connection gets a request-head deadline.
 pub struct HeadDeadline<A> {
@@ -71,7 +71,10 @@ pub struct TimedHead<T> {
     tail: [u8; 3],
     /// The connection's first bytes may still be the HTTP/2 preface.
     maybe_h2: bool,
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// The head's deadline; one timer per connection, reset for each head.
+    deadline: Pin<Box<Sleep>>,
+    /// Whether a head is due (the deadline counts) or not (it is left to lapse unseen).
+    armed: bool,
 }
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
@@ -85,7 +88,8 @@ impl<T> TimedHead<T> {
             head_len: 0,
             tail: [0; 3],
             maybe_h2: true,
-            deadline: Some(Box::pin(sleep(limit))),
+            deadline: Box::pin(sleep(limit)),
+            armed: true,
         }
     }
 
@@ -100,7 +104,7 @@ impl<T> TimedHead<T> {
             self.maybe_h2 = false;
             self.head_len = 0;
             self.tail = [0; 3];
-            self.deadline = Some(Box::pin(sleep(self.limit)));
+            self.arm();
         }
         if self.phase != Phase::Head {
             return;
@@ -111,22 +115,34 @@ impl<T> TimedHead<T> {
                 self.maybe_h2 = false;
             } else if self.head_len + seen == H2_PREFACE.len() {
                 self.phase = Phase::Off;
-                self.deadline = None;
+                self.armed = false;
                 return;
             }
         }
-        let mut window = [0u8; 4];
-        window[1..].copy_from_slice(&self.tail);
-        for &b in bytes {
-            window = [window[1], window[2], window[3], b];
-            if &window == b"\r\n\r\n" {
-                self.phase = Phase::Served;
-                self.deadline = None;
-                return;
-            }
+        // The blank line may straddle two reads: look at the last bytes of the previous
+        // read with the first of this one, then search this read alone.
+        let mut seam = [0u8; 6];
+        let lead = bytes.len().min(3);
+        seam[..3].copy_from_slice(&self.tail);
+        seam[3..3 + lead].copy_from_slice(&bytes[..lead]);
+        let across = self.head_len > 0 && find_blank_line(&seam[..3 + lead]).is_some();
+        if across || find_blank_line(bytes).is_some() {
+            self.phase = Phase::Served;
+            self.armed = false;
+            return;
         }
-        self.tail = [window[1], window[2], window[3]];
+        let keep = bytes.len().min(3);
+        let mut tail = [0u8; 6];
+        tail[..3].copy_from_slice(&self.tail);
+        tail[3..3 + keep].copy_from_slice(&bytes[bytes.len() - keep..]);
+        self.tail.copy_from_slice(&tail[keep..keep + 3]);
         self.head_len = self.head_len.saturating_add(bytes.len());
+    }
+
+    /// Starts the deadline of a new head, reusing the timer of the previous one.
+    fn arm(&mut self) {
+        self.deadline.as_mut().reset(Instant::now() + self.limit);
+        self.armed = true;
     }
 
     /// A final response (not a `1xx` interim one) ends the exchange.
@@ -135,6 +151,10 @@ impl<T> TimedHead<T> {
             self.phase = Phase::Between;
         }
     }
+}
+
+fn find_blank_line(bytes: &[u8]) -> Option<usize> {
+    memchr::memmem::find(bytes, b"\r\n\r\n")
 }
 
 fn is_interim(status_line: &[u8]) -> bool {
@@ -150,16 +170,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedHead<T> {
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let filled = buf.filled()[before..].to_vec();
-                self.saw_read(&filled);
+                self.saw_read(&buf.filled()[before..]);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let expired = self
-                    .deadline
-                    .as_mut()
-                    .is_some_and(|d| d.as_mut().poll(cx).is_ready());
+                let expired = self.armed && self.deadline.as_mut().poll(cx).is_ready();
                 if expired {
                     Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -218,6 +234,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedHead<T> {
 mod tests {
     use super::*;
 
+    // The deadline is a tokio timer, so these need a runtime.
     fn timed() -> TimedHead<()> {
         TimedHead {
             inner: (),
@@ -226,7 +243,8 @@ mod tests {
             head_len: 0,
             tail: [0; 3],
             maybe_h2: true,
-            deadline: None,
+            deadline: Box::pin(sleep(Duration::from_secs(1))),
+            armed: true,
         }
     }
 
@@ -256,8 +274,27 @@ mod tests {
         assert_eq!(t.phase, Phase::Served);
     }
 
-    #[test]
-    fn http2_is_left_alone() {
+    #[tokio::test]
+    async fn finds_a_blank_line_split_anywhere() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        for cut in 1..head.len() {
+            let mut t = timed();
+            t.saw_read(&head[..cut]);
+            assert_eq!(t.phase, Phase::Head, "cut at {cut}");
+            t.saw_read(&head[cut..]);
+            assert_eq!(t.phase, Phase::Served, "cut at {cut}");
+        }
+        let mut t = timed();
+        for b in head.iter().take(head.len() - 1) {
+            t.saw_read(std::slice::from_ref(b));
+        }
+        assert_eq!(t.phase, Phase::Head, "byte by byte");
+        t.saw_read(b"\n");
+        assert_eq!(t.phase, Phase::Served, "byte by byte");
+    }
+
+    #[tokio::test]
+    async fn http2_is_left_alone() {
         let mut t = timed();
         t.saw_read(b"PRI * HT");
         assert_eq!(t.phase, Phase::Head);

@@ -37,6 +37,8 @@ enum Location {
 
 struct Parameter {
     name: String,
+    /// A header parameter's name, parsed once (a lookup by text parses it every time).
+    header: Option<poem::http::HeaderName>,
     location: Location,
     required: bool,
     schema: Value,
@@ -188,9 +190,10 @@ impl RequestRules {
                     .iter()
                     .find(|(k, _)| k == &p.name)
                     .map(|(_, v)| v.clone()),
-                Location::Header => req
-                    .headers()
-                    .get(p.name.as_str())
+                Location::Header => p
+                    .header
+                    .as_ref()
+                    .and_then(|name| req.headers().get(name))
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
             };
             match raw {
@@ -301,6 +304,9 @@ fn operation(method: Method, op: &Value, shared: &[Value]) -> Operation {
         };
         parameters.push(Parameter {
             name: name.to_owned(),
+            header: (location == Location::Header)
+                .then(|| poem::http::HeaderName::from_bytes(name.as_bytes()).ok())
+                .flatten(),
             location,
             required: p["required"] == true || location == Location::Path,
             schema: p["schema"].clone(),
@@ -404,16 +410,28 @@ pub async fn enforce<E: Endpoint>(
     mut req: Request,
     rules: Arc<RequestRules>,
 ) -> poem::Result<Response> {
+    if let Some(refused) = check(&mut req, &rules).await? {
+        return Ok(refused);
+    }
+    Box::pin(next.call(req))
+        .await
+        .map(IntoResponse::into_response)
+}
+
+/// The request against its operation in the spec: the refusal, or `None` to go on.
+/// (Apart from [`enforce`], so that it awaits the rest of the chain at one point only:
+/// each await point of a future holds a copy of its own.)
+async fn check(req: &mut Request, rules: &RequestRules) -> poem::Result<Option<Response>> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.split('/').collect();
     let Some(route) = rules.route_of(&segments) else {
-        return next.call(req).await.map(IntoResponse::into_response);
+        return Ok(None);
     };
     let Some(op) = route.operations.iter().find(|o| o.method == req.method()) else {
-        return next.call(req).await.map(IntoResponse::into_response);
+        return Ok(None);
     };
-    let (mut problems, mut unknown) = rules.check_parameters(route, op, &req, &segments);
-    let media = media_type(&req);
+    let (mut problems, mut unknown) = rules.check_parameters(route, op, req, &segments);
+    let media = media_type(req);
     let body_schema = match media.as_str() {
         "application/json" => op.json_body.as_ref().map(|s| (s, true)),
         "application/x-www-form-urlencoded" => op.form_body.as_ref().map(|s| (s, false)),
@@ -427,7 +445,7 @@ pub async fn enforce<E: Endpoint>(
             if is_json {
                 let value: Value = match serde_json::from_slice(&bytes) {
                     Ok(v) => v,
-                    Err(e) => return Ok(malformed("JSON", e)),
+                    Err(e) => return Ok(Some(malformed("JSON", e))),
                 };
                 problems.extend(rules.schemas.check(schema, &value, ""));
                 unknown.extend(rules.schemas.unknown_fields(schema, &value, &[]));
@@ -439,10 +457,7 @@ pub async fn enforce<E: Endpoint>(
         }
         req.set_body(bytes);
     }
-    if let Some(refused) = refusal(problems, unknown) {
-        return Ok(refused);
-    }
-    next.call(req).await.map(IntoResponse::into_response)
+    Ok(refusal(problems, unknown))
 }
 
 #[cfg(test)]

@@ -277,8 +277,11 @@ impl AppState {
             Err(Denied::Unforwardable(u)) => return Err(sigil_core::Error::from(u).into()),
         };
         if let Some((credential, _)) = credential {
-            if let Some(e) =
-                crate::api::two_factor::enrolment_refusal(self, credential, &refusal).await
+            // Boxed: a refusal's database reads stay out of every request's future.
+            if let Some(e) = Box::pin(crate::api::two_factor::enrolment_refusal(
+                self, credential, &refusal,
+            ))
+            .await
             {
                 return Err(e);
             }

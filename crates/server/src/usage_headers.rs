@@ -24,7 +24,7 @@ impl LimitHeaders {
 pub async fn write<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<Response> {
     let slot = LimitHeaders::default();
     req.extensions_mut().insert(slot.clone());
-    let mut resp = next.call(req).await?.into_response();
+    let mut resp = Box::pin(next.call(req)).await?.into_response();
     if let Some((policy, now)) = slot.0.get() {
         let headers = resp.headers_mut();
         if !headers.contains_key("ratelimit") {

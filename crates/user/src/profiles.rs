@@ -76,6 +76,11 @@ impl Profiles {
         if let Some(p) = self.cache.get(&id).filter(|p| p.user.tenant_id == tenant) {
             return Ok(p);
         }
+        // Boxed: the reads are large futures, kept out of every hit's.
+        Box::pin(self.load(tenant, id)).await
+    }
+
+    async fn load(&self, tenant: TenantId, id: UserId) -> Result<Arc<Profile>> {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let user = self.users.get(tenant, id).await?;
         let recovery_codes_left = if user.has_two_factor() {

@@ -13,6 +13,7 @@ use sigil_user::{Account, Credentials, Login, LoginAttempt, ProfilePatch, Signed
 
 use super::caller::TenantCaller;
 use super::dto::{RoleDto, UserDto};
+use super::json_out::JsonOut;
 use super::optional_body::OptionalRequest;
 use super::two_factor;
 use super::ApiTags;
@@ -149,7 +150,7 @@ pub enum ConfirmResponse {
 }
 
 /// The signed-in user and the credential in use.
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct CurrentUser {
     pub user: UserDto,
     pub tenant: String,
@@ -157,8 +158,10 @@ pub struct CurrentUser {
     pub token_id: uuid::Uuid,
     /// `session`, `personal` or `application`.
     pub token_kind: String,
+    #[serde(serialize_with = "super::json_out::rfc3339_opt")]
     pub token_expires_at: Option<DateTime<Utc>>,
     /// Until when token changes need no password confirmation.
+    #[serde(serialize_with = "super::json_out::rfc3339_opt")]
     pub confirmed_until: Option<DateTime<Utc>>,
     /// Whether token changes with this credential need `confirmPassword` first.
     pub password_confirmation_required: bool,
@@ -174,7 +177,7 @@ pub struct CurrentUser {
 #[derive(ApiResponse)]
 pub enum CurrentUserResponse {
     #[oai(status = 200)]
-    Ok(Json<CurrentUser>),
+    Ok(JsonOut<CurrentUser>),
 }
 
 #[derive(Object)]
@@ -318,7 +321,7 @@ impl AuthApi {
         let snapshot = self.0.registry.load();
         let methods = snapshot.method_ids(&p.rights).map(str::to_owned).collect();
         let recovery_codes_left = profile.recovery_codes_left;
-        Ok(CurrentUserResponse::Ok(Json(CurrentUser {
+        Ok(CurrentUserResponse::Ok(JsonOut(CurrentUser {
             user: UserDto::from(user),
             tenant: p.tenant_slug.to_string(),
             role: p.role.into(),

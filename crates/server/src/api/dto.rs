@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use poem_openapi::{Enum, Object};
 use uuid::Uuid;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum, serde::Serialize)]
 #[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum RoleDto {
     Admin,
     TokenManager,
@@ -33,8 +34,9 @@ impl From<RoleDto> for sigil_user::Role {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum, serde::Serialize)]
 #[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum UserKindDto {
     Person,
     Api,
@@ -59,7 +61,7 @@ impl From<UserKindDto> for sigil_user::UserKind {
 }
 
 /// A user of a tenant.
-#[derive(Clone, Debug, Object)]
+#[derive(Clone, Debug, Object, serde::Serialize)]
 pub struct UserDto {
     pub id: Uuid,
     pub tenant_id: Uuid,
@@ -77,8 +79,11 @@ pub struct UserDto {
     /// Whether the user signs in with a second factor (TOTP).
     pub two_factor: bool,
     /// When two-factor sign-in was turned on.
+    #[serde(serialize_with = "super::json_out::rfc3339_opt")]
     pub two_factor_enabled_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "super::json_out::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::json_out::rfc3339")]
     pub updated_at: DateTime<Utc>,
     /// Rate limits shared by all of the user's tokens (empty: the tenant's defaults for
     /// owners apply). Set by admins with `updateUser`.

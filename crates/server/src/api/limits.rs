@@ -133,8 +133,9 @@ impl CreditsView {
     }
 }
 
-#[derive(Clone, Copy, Debug, Enum, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Enum, PartialEq, Eq, serde::Serialize)]
 #[oai(rename_all = "snake_case", rename = "RateLimitHolder")]
+#[serde(rename_all = "snake_case")]
 pub enum HolderDto {
     /// The token's own limit (or the tenant's default for tokens).
     Token,
@@ -143,7 +144,7 @@ pub enum HolderDto {
 }
 
 /// One rate limit as the introspected use left it.
-#[derive(Clone, Debug, Object, PartialEq, Eq)]
+#[derive(Clone, Debug, Object, PartialEq, Eq, serde::Serialize)]
 #[oai(rename = "RateLimitState")]
 pub struct RateLimitStateDto {
     pub name: String,
@@ -157,7 +158,7 @@ pub struct RateLimitStateDto {
 }
 
 /// The usage limits of an introspected token after this use.
-#[derive(Clone, Debug, Object, PartialEq, Eq)]
+#[derive(Clone, Debug, Object, PartialEq, Eq, serde::Serialize)]
 #[oai(rename = "LimitState")]
 pub struct LimitStateDto {
     pub rate_limits: Vec<RateLimitStateDto>,
@@ -165,10 +166,11 @@ pub struct LimitStateDto {
     pub credits: Option<CreditsLeftDto>,
 }
 
-#[derive(Clone, Debug, Object, PartialEq, Eq)]
+#[derive(Clone, Debug, Object, PartialEq, Eq, serde::Serialize)]
 #[oai(rename = "CreditsLeft")]
 pub struct CreditsLeftDto {
     pub remaining: u64,
+    #[serde(serialize_with = "super::json_out::rfc3339_opt")]
     pub next_refill_at: Option<DateTime<Utc>>,
 }
 

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod caller;
 pub mod dto;
+pub mod json_out;
 pub mod leaks;
 pub mod limits;
 pub mod optional_body;

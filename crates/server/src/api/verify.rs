@@ -13,6 +13,7 @@ use sigil_token::Caller;
 use uuid::Uuid;
 
 use super::caller::TenantCaller;
+use super::json_out::JsonOut;
 use super::limits::LimitStateDto;
 use super::ApiTags;
 use crate::auth::{self, client_ip};
@@ -88,7 +89,7 @@ pub enum IntrospectRequest {
 /// RFC 7662-style answer; when `active` is false, `code` says why. With a `method`,
 /// `active` answers for that method: a valid token that may not call it is inactive for
 /// it, with its identity, scope and `method_allowed: false`.
-#[derive(Object, Default)]
+#[derive(Object, Default, serde::Serialize)]
 pub struct Introspection {
     pub active: bool,
     /// Refusal code when inactive (e.g. `token_expired`, `method_not_in_scope`).
@@ -119,10 +120,10 @@ pub struct Introspection {
 #[derive(ApiResponse)]
 pub enum IntrospectResponse {
     #[oai(status = 200)]
-    Ok(Json<Introspection>),
+    Ok(JsonOut<Introspection>),
 }
 
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct AuthorizeResult {
     pub tenant: String,
     pub user: String,
@@ -137,7 +138,7 @@ pub enum AuthorizeResponse {
     /// usage limits (IETF draft `RateLimit-Policy` / `RateLimit`) when it has any.
     #[oai(status = 200)]
     Allowed(
-        Json<AuthorizeResult>,
+        JsonOut<AuthorizeResult>,
         #[oai(header = "X-Sigil-Tenant")] String,
         #[oai(header = "X-Sigil-User")] String,
         #[oai(header = "X-Sigil-Token-Id")] String,
@@ -174,10 +175,18 @@ pub enum AuthProxy {
     Envoy,
 }
 
-fn header<'a>(req: &'a Request, names: &[&str]) -> Option<&'a str> {
+use poem::http::HeaderName;
+
+// Parsed once: a lookup by text parses the name on every request.
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+
+fn header<'a>(req: &'a Request, names: &[HeaderName]) -> Option<&'a str> {
     names
         .iter()
-        .find_map(|n| req.headers().get(*n).and_then(|v| v.to_str().ok()))
+        .find_map(|n| req.headers().get(n).and_then(|v| v.to_str().ok()))
         .filter(|v| !v.is_empty())
 }
 
@@ -300,7 +309,7 @@ impl VerifyApi {
             }
             Err(Denied::Unforwardable(u)) => return Err(Error::from(u).into()),
         };
-        Ok(IntrospectResponse::Ok(Json(answer)))
+        Ok(IntrospectResponse::Ok(JsonOut(answer)))
     }
 
     /// Forward auth for nginx `auth_request`, Traefik ForwardAuth and Envoy ext_authz:
@@ -329,12 +338,12 @@ impl VerifyApi {
         #[oai(name = "X-Sigil-Auth-Proxy")]
         auth_proxy: Header<Option<AuthProxy>>,
     ) -> ApiResult<AuthorizeResponse> {
-        let method = header(req, &["x-original-method", "x-forwarded-method"])
+        let method = header(req, &[X_ORIGINAL_METHOD, X_FORWARDED_METHOD])
             .unwrap_or("GET")
             .to_ascii_uppercase();
         // Fail closed: a request the proxy does not describe is not allowed (a 403, which
         // every proxy passes on; nginx turns anything but 2xx/401/403 into a 500).
-        let uri = header(req, &["x-original-uri", "x-forwarded-uri"]).ok_or_else(|| {
+        let uri = header(req, &[X_ORIGINAL_URI, X_FORWARDED_URI]).ok_or_else(|| {
             ApiError::from(Error::forbidden(
                 "original_uri_missing",
                 "the proxy must send the original request's URI: X-Original-URI (nginx) or X-Forwarded-Uri (Traefik, Envoy)",
@@ -372,7 +381,7 @@ impl VerifyApi {
             return Err(Error::internal("forward auth allowed a request without its route").into());
         };
         Ok(AuthorizeResponse::Allowed(
-            Json(AuthorizeResult {
+            JsonOut(AuthorizeResult {
                 tenant: principal.tenant_slug.to_string(),
                 user: principal.username.to_string(),
                 token_id: principal.token_id.0,

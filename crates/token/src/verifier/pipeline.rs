@@ -273,7 +273,8 @@ impl Verifier {
         let now = Utc::now();
         let decision = match self.deps.limiter.try_check(&request, now) {
             Some(decision) => decision,
-            None => self.deps.limiter.check(&request, now).await,
+            // Boxed, like the database read of a miss: rare, and a large future.
+            None => Box::pin(self.deps.limiter.check(&request, now)).await,
         };
         let refused = |kind: RefusalKind, state: LimitState, next_refill| {
             let refused_by = state
@@ -395,10 +396,13 @@ impl Verifier {
         presenter: Presenter<'_>,
     ) -> Result<Option<Arc<Principal>>, Refusal> {
         let epoch = self.caches.epoch();
-        let loaded = self
-            .load(credential, key, epoch, presenter)
-            .instrument(tracing::debug_span!("db", op = "verification.load"))
-            .await;
+        // Boxed: the database futures are several kilobytes, and every request's future
+        // (hits included) would otherwise carry them and be copied with them.
+        let loaded = Box::pin(
+            self.load(credential, key, epoch, presenter)
+                .instrument(tracing::debug_span!("db", op = "verification.load")),
+        )
+        .await;
         match loaded {
             Ok(Some(p)) => {
                 let p = Arc::new(p);
