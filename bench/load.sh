@@ -101,6 +101,14 @@ pg_stats() { # transactions, table scans, rows inserted, updated, deleted (Sigil
   # includes autovacuum's and, once, the session that reads these counters.
   psql "$PG_URL/$PG_DB" -qAt -F' ' -c "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()), coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0), coalesce(sum(n_tup_ins), 0), coalesce(sum(n_tup_upd), 0), coalesce(sum(n_tup_del), 0) FROM pg_stat_user_tables"
 }
+pending_events() { # pending_events DATA_DIR: webhook events not yet dispatched
+  local sql="SELECT count(*) FROM webhook_events WHERE dispatched_at IS NULL"
+  if [ -n "$PG_DB" ]; then
+    psql "$PG_URL/$PG_DB" -qAtc "$sql"
+  else
+    python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])' "$1/sigil.db" "$sql"
+  fi
+}
 to_ms() { # wrk duration (850.00us, 1.20ms, 2.00s, 1.00m) -> milliseconds
   awk -v v="$1" 'BEGIN {
     n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
@@ -196,6 +204,16 @@ bench_backend() {
   say "== [$backend] sigil serve (pid $SERVER_PID) on $BASE"
 
   python3 bench/seed.py "$BASE" "$TENANT" "$PASSWORD" "$data" "$TOKENS" | tee -a "$RAW" >&2
+  # Minting wrote a webhook event per token; the dispatcher turns them into deliveries in
+  # the background. Measure after it has, so that it does not share the core with (b).
+  say "== [$backend] waiting for the webhook outbox to drain"
+  local pending=
+  for _ in $(seq 1 240); do
+    pending=$(pending_events "$data")
+    [ "$pending" = 0 ] && break
+    sleep 0.5
+  done
+  echo "webhook events still undispatched before measuring: ${pending:-?}" | tee -a "$RAW" >&2
   local hot me minter introspector expires
   hot=$(cat "$data/hot.token"); me=$(cat "$data/me.token"); minter=$(cat "$data/minter.token")
   introspector=$(cat "$data/introspector.token")
