@@ -125,17 +125,14 @@ impl<T> TimedHead<T> {
         let lead = bytes.len().min(3);
         seam[..3].copy_from_slice(&self.tail);
         seam[3..3 + lead].copy_from_slice(&bytes[..lead]);
-        let across = self.head_len > 0 && find_blank_line(&seam[..3 + lead]).is_some();
-        if across || find_blank_line(bytes).is_some() {
+        if find_blank_line(&seam[..3 + lead]).is_some() || find_blank_line(bytes).is_some() {
             self.phase = Phase::Served;
             self.armed = false;
             return;
         }
-        let keep = bytes.len().min(3);
-        let mut tail = [0u8; 6];
-        tail[..3].copy_from_slice(&self.tail);
-        tail[3..3 + keep].copy_from_slice(&bytes[bytes.len() - keep..]);
-        self.tail.copy_from_slice(&tail[keep..keep + 3]);
+        // The last three bytes seen, for the next read's seam.
+        self.tail.rotate_left(lead);
+        self.tail[3 - lead..].copy_from_slice(&bytes[bytes.len() - lead..]);
         self.head_len = self.head_len.saturating_add(bytes.len());
     }
 
